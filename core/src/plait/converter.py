@@ -1,0 +1,132 @@
+"""The one converter: records and node values to and from JSON-safe data.
+
+Everything plait stores, sends to hooks or returns goes through :func:`make_converter`
+(built on ``cattrs.preconf.json``). Never use ``cattrs.global_converter`` for plait data.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta
+from pathlib import Path, PurePath
+from typing import Any, Final
+
+import cattrs
+from cattrs.preconf.json import JsonConverter
+from cattrs.preconf.json import make_converter as _make_json_converter
+
+from plait.errors import ConversionError
+
+__all__ = [
+    "JSON_SCALARS",
+    "dumps",
+    "get_converter",
+    "loads",
+    "make_converter",
+    "structure",
+    "to_json_safe",
+]
+
+JSON_SCALARS: Final = (str, int, float, bool, type(None))
+_MISSING_TYPES: Final = (None, Any)
+
+
+def make_converter() -> JsonConverter:
+    """Build plait's converter. Called once per process by :func:`get_converter`."""
+    conv = _make_json_converter()
+    conv.register_unstructure_hook(PurePath, str)
+    conv.register_structure_hook(Path, lambda v, _: Path(v))
+    conv.register_structure_hook(PurePath, lambda v, _: PurePath(v))
+    conv.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
+    conv.register_structure_hook(timedelta, lambda v, _: timedelta(seconds=v))
+    conv.register_unstructure_hook(time, lambda t: t.isoformat())
+    conv.register_structure_hook(time, lambda v, _: time.fromisoformat(v))
+    # preconf json already maps datetime/date to ISO strings; make date strict so a
+    # datetime string never silently becomes a date.
+    conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
+    conv.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
+    return conv
+
+
+class _Holder:
+    converter: JsonConverter | None = None
+
+
+def get_converter() -> JsonConverter:
+    """The process-wide converter, built on first use."""
+    conv = _Holder.converter
+    if conv is None:
+        conv = _Holder.converter = make_converter()
+    return conv
+
+
+def _check_json_safe(data: Any, where: str) -> None:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, JSON_SCALARS):
+            if isinstance(item, float) and item != item:  # NaN is not JSON
+                raise ConversionError(f"{where}: NaN cannot be stored as JSON")
+            continue
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise ConversionError(
+                        f"{where}: dict key {key!r} ({type(key).__name__}) is not a string"
+                    )
+                stack.append(value)
+        else:
+            raise ConversionError(
+                f"{where}: value of type {type(item).__qualname__} cannot be converted to "
+                "JSON (register a cattrs hook, or use attrs classes, dataclasses, "
+                "datetimes, paths and containers of those)"
+            )
+
+
+def to_json_safe(value: Any, as_type: Any = None, *, where: str = "value") -> Any:
+    """Unstructure ``value`` (as ``as_type`` when given) into JSON-safe data.
+
+    Raises :class:`ConversionError` naming ``where`` when that is impossible.
+    """
+    if type(value) in JSON_SCALARS and not (type(value) is float and value != value):
+        return value
+    conv = get_converter()
+    try:
+        if as_type in _MISSING_TYPES:
+            data = conv.unstructure(value)
+        else:
+            data = conv.unstructure(value, unstructure_as=as_type)
+    except Exception as exc:
+        raise ConversionError(f"{where}: cannot unstructure {type(value).__qualname__}: {exc}") from exc
+    _check_json_safe(data, where)
+    return data
+
+
+def structure(data: Any, as_type: Any, *, where: str = "value") -> Any:
+    """Structure JSON-safe ``data`` into ``as_type``; errors name ``where`` and the path."""
+    if as_type in _MISSING_TYPES:
+        return data
+    try:
+        return get_converter().structure(data, as_type)
+    except Exception as exc:
+        details = cattrs.transform_error(exc, path="$") if isinstance(
+            exc, cattrs.BaseValidationError | cattrs.ForbiddenExtraKeysError
+        ) else [str(exc)]
+        raise ConversionError(
+            f"{where}: cannot restore a value of type {_type_name(as_type)}", details
+        ) from exc
+
+
+def dumps(data: Any) -> str:
+    """JSON text of JSON-safe data, compact and deterministic."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def loads(text: str) -> Any:
+    return json.loads(text)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__qualname__", None) or repr(tp)

@@ -1,0 +1,121 @@
+"""Every exception a user of plait can cause.
+
+Each class derives from :class:`PlaitError` and from the builtin it refines, so callers can
+catch either ``PlaitError`` or, say, ``LookupError``. Messages name the offending node,
+parameter, path or run id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "BackendError",
+    "BackendNotFoundError",
+    "CacheKeyError",
+    "ConversionError",
+    "DagPause",
+    "DagValidationError",
+    "DuplicateBackendError",
+    "DuplicateNameError",
+    "ExecutorError",
+    "InputError",
+    "NodeTimeoutError",
+    "NsrefError",
+    "PlaitError",
+    "RestartError",
+    "RunNotFoundError",
+    "StoreError",
+    "TtlError",
+]
+
+
+class PlaitError(Exception):
+    """Root of every error plait raises on purpose."""
+
+
+class NsrefError(PlaitError, ValueError):
+    """A namespace reference (``"a.b:name"``) is malformed or names nothing."""
+
+
+class DuplicateNameError(PlaitError, ValueError):
+    """A name (nsref, node label) is registered twice."""
+
+
+class DagValidationError(PlaitError, ValueError):
+    """A DAG is not runnable. ``problems`` lists every reason, one line each."""
+
+    def __init__(self, problems: Sequence[str], *, dag: str | None = None) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        self.dag = dag
+        head = f"DAG {dag!r} is invalid" if dag else "DAG is invalid"
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{head} ({len(self.problems)} {noun}):\n{lines}")
+
+
+class InputError(PlaitError, ValueError):
+    """Run inputs do not fit the DAG's source nodes (missing or unknown parameters)."""
+
+
+class BackendNotFoundError(PlaitError, LookupError):
+    """No installed plugin provides a backend of that name."""
+
+
+class DuplicateBackendError(PlaitError, ValueError):
+    """Two plugins register a backend under the same name."""
+
+
+class BackendError(PlaitError, RuntimeError):
+    """A backend could not be created or used."""
+
+
+class ExecutorError(PlaitError, RuntimeError):
+    """An executor could not run a node (for instance: the callable cannot be pickled)."""
+
+
+class StoreError(PlaitError, OSError):
+    """A storage file is unusable: not ours, corrupt, a directory, or from a newer schema."""
+
+
+class RunNotFoundError(PlaitError, LookupError):
+    """No run with that id is recorded in the provenance store."""
+
+
+class RestartError(PlaitError, RuntimeError):
+    """A run cannot be restarted or replayed (still running, wrong DAG, unknown node)."""
+
+
+class ConversionError(PlaitError, TypeError):
+    """A value cannot be turned into JSON-safe data or back into its annotated type."""
+
+    def __init__(self, message: str, details: Sequence[str] = ()) -> None:
+        self.details: tuple[str, ...] = tuple(details)
+        full = message if not self.details else message + "\n" + "\n".join(
+            f"  {d}" for d in self.details
+        )
+        super().__init__(full)
+
+
+class CacheKeyError(PlaitError, TypeError):
+    """An argument of a cached callable cannot be part of a cache key."""
+
+
+class TtlError(PlaitError, ValueError):
+    """Cache TTLs are invalid (negative, or ``min_ttl > max_ttl``)."""
+
+
+class NodeTimeoutError(PlaitError, TimeoutError):
+    """A node ran longer than its ``timeout``."""
+
+
+class DagPause(Exception):  # noqa: N818 - public name fixed by the spec
+    """Raise inside a node to pause the run at that node.
+
+    The node is recorded as ``paused``, no new node starts, in-flight nodes finish, and the
+    run ends ``paused``; ``DagRunner.restart`` resumes it, executing the paused node again.
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+        super().__init__(reason or "paused")

@@ -1,0 +1,118 @@
+"""The backend protocols. Anything implementing one can be passed to plait as an instance.
+
+Backends are async resources: plait calls ``await backend.open()`` before first use and
+``await backend.aclose()`` when it opened them itself. Methods that the runner calls per node
+are synchronous and cheap (they buffer); ``commit`` makes buffered writes durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+
+__all__ = ["CacheBackend", "CacheEntry", "Executor", "ProvenanceBackend"]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a synchronous callable somewhere (a thread, a process, a cluster)."""
+
+    name: str
+
+    async def run(self, fn: Callable[[], T], /) -> T:
+        """Run ``fn()`` and return its result; cancellation must stop waiting for it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release workers. Called by whoever created the executor."""
+        ...
+
+
+@runtime_checkable
+class ProvenanceBackend(Protocol):
+    """Stores runs, node executions, edges, status history and run-scoped data.
+
+    ``write_*`` methods buffer; the runner awaits :meth:`commit` after a node finishes and
+    before any node downstream of it starts. ``stores_values`` tells the runner whether to
+    convert inputs and outputs to JSON-safe data for the records it writes.
+    """
+
+    stores_values: bool
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def write_run(self, run: RunRecord) -> None: ...
+
+    def write_nodes(self, nodes: Sequence[NodeRecord]) -> None: ...
+
+    def write_edges(self, edges: Sequence[EdgeRecord]) -> None: ...
+
+    def write_run_data(self, run_id: str, key: str, value: Any) -> None:
+        """Buffer a run-scoped named value (JSON-safe). May be called from any thread."""
+        ...
+
+    async def commit(self) -> None: ...
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The run, or :class:`plait.errors.RunNotFoundError` naming ``run_id``."""
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        dag_nsref: str | None = None,
+        parent_run_id: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]: ...
+
+    async def get_node_executions(self, run_id: str) -> list[NodeRecord]:
+        """Latest record of every node of the run, in execution order."""
+        ...
+
+    async def load_run_data(self, run_id: str) -> dict[str, Any]: ...
+
+
+class CacheEntry(Protocol):
+    """A stored cache value: JSON text and the epoch seconds when it was stored."""
+
+    @property
+    def value_json(self) -> str: ...
+
+    @property
+    def stored_at(self) -> float: ...
+
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """Key/value store for cached callables. Synchronous: a hit must cost microseconds.
+
+    Implementations must be safe to call from several threads.
+    """
+
+    def lookup(self, key: str) -> CacheEntry | None: ...
+
+    def store(self, key: str, callable_id: str, value_json: str, stored_at: float) -> None: ...
+
+    def record_stats(self, callable_id: str, *, hits: int, misses: int, refreshes: int) -> None:
+        """Add to the persisted hit/miss/refresh counters of ``callable_id``."""
+        ...
+
+    def stats(self) -> dict[str, dict[str, int]]: ...
+
+    def clear(self, callable_id: str | None = None) -> int: ...
+
+    def prune(self, older_than: float) -> int:
+        """Drop entries stored before epoch ``older_than``; return how many."""
+        ...
+
+    def close(self) -> None: ...

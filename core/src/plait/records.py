@@ -1,0 +1,182 @@
+"""The one data model: frozen attrs records for events, storage rows and API results.
+
+Timestamps are timezone-aware UTC, durations are milliseconds. Values that leave the
+process (``inputs``, ``output``, ``source_inputs``) are JSON-safe data produced by the one
+converter in :mod:`plait.converter`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "BackendInfo",
+    "BackendKind",
+    "EdgeRecord",
+    "MapProgress",
+    "NodeRecord",
+    "NodeStatus",
+    "PluginInfo",
+    "RunRecord",
+    "RunStatus",
+    "StatusChange",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (the only clock records use)."""
+    return datetime.now(UTC)
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+class NodeStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+
+    @property
+    def has_output(self) -> bool:
+        """Completed and skipped (copied by a replay) nodes carry an output."""
+        return self in (NodeStatus.COMPLETED, NodeStatus.SKIPPED)
+
+
+@attrs.frozen(kw_only=True)
+class RunRecord:
+    """One run of a DAG: its identity, owner, inputs and latest status."""
+
+    run_id: str
+    dag_nsref: str
+    status: RunStatus
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    source_inputs: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    parent_run_id: str | None = None
+    replay_of: str | None = None
+    correlation_id: str | None = None
+    attempt: int = 1
+    owner_pid: int = 0
+    owner_host: str = ""
+    failed_node: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class NodeRecord:
+    """One node execution inside a run, with where it ran and what it produced.
+
+    ``attempt`` counts executions of this node in this run (retries and restarts).
+    ``output`` is JSON-safe; ``restorable`` is false when the output could not be stored
+    faithfully, in which case a restart executes the node again.
+    """
+
+    run_id: str
+    label: str
+    status: NodeStatus
+    updated_at: datetime
+    node_type: str = "function"
+    attempt: int = 1
+    inputs: dict[str, Any] | None = None
+    output: Any = None
+    restorable: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    executor: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    worker: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EdgeRecord:
+    """A value that travelled from ``upstream`` to ``downstream`` in a run."""
+
+    run_id: str
+    upstream: str
+    downstream: str
+    parameter: str | None
+    traversed_at: datetime
+    upstream_attempt: int = 1
+    downstream_attempt: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class StatusChange:
+    """One status transition of a run (``label is None``) or of a node."""
+
+    run_id: str
+    label: str | None
+    status: str
+    at: datetime
+    attempt: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class MapProgress:
+    """Progress of a map node: ``done`` of ``total`` elements finished."""
+
+    run_id: str
+    label: str
+    key: str
+    done: int
+    total: int
+    status: NodeStatus
+
+
+class BackendKind(enum.StrEnum):
+    EXECUTOR = "executor"
+    PROVENANCE = "provenance"
+    CACHE = "cache"
+
+
+@attrs.frozen(kw_only=True)
+class BackendInfo:
+    """What a registration hook returns: a backend's name and how to build it.
+
+    ``factory(**options)`` returns an object implementing the matching protocol
+    (:class:`plait.protocols.Executor`, ``ProvenanceBackend`` or ``CacheBackend``).
+    ``distribution`` is filled in by the plugin host from installed metadata.
+    """
+
+    name: str
+    factory: Callable[..., Any] = attrs.field(eq=False)
+    description: str = ""
+    distribution: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PluginInfo:
+    """A plugin as ``plait plugins`` shows it."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    provides: tuple[str, ...] = ()
+    error: str | None = None

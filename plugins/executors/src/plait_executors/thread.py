@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+T = TypeVar("T")
+
+DEFAULT_MAX_WORKERS = 40
+
+
+class ThreadExecutor:
+    """Runs sync callables on anyio worker threads, at most ``max_workers`` at once.
+
+    Uses a capacity limiter of its own (anyio's default limiter is never touched).
+    Context variables of the calling task are visible in the worker thread. When the run
+    is cancelled, the executor stops waiting; the thread finishes its call in the background
+    (Python cannot interrupt a thread).
+    """
+
+    name = "thread"
+
+    def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
+        if max_workers < 1:
+            raise ValueError(f"ThreadExecutor: max_workers must be >= 1, got {max_workers}")
+        self.max_workers = max_workers
+        self._token: object | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def _current_limiter(self) -> anyio.CapacityLimiter:
+        token = anyio.lowlevel.current_token()
+        if self._limiter is None or self._token is not token:
+            # one limiter per event loop: a limiter cannot cross asyncio and trio loops
+            self._limiter = anyio.CapacityLimiter(self.max_workers)
+            self._token = token
+        return self._limiter
+
+    async def run(self, fn: Callable[[], T], /) -> T:
+        return await anyio.to_thread.run_sync(
+            fn, limiter=self._current_limiter(), abandon_on_cancel=True
+        )
+
+    async def aclose(self) -> None:
+        return None
