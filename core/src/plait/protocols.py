@@ -83,7 +83,7 @@ class ProvenanceBackend(Protocol):
 
 
 class CacheEntry(Protocol):
-    """A stored cache value: JSON text and the epoch seconds when it was stored."""
+    """A stored cache value: its JSON text and the epoch seconds when it was stored."""
 
     @property
     def value_json(self) -> str: ...
@@ -96,23 +96,48 @@ class CacheEntry(Protocol):
 class CacheBackend(Protocol):
     """Key/value store for cached callables. Synchronous: a hit must cost microseconds.
 
-    Implementations must be safe to call from several threads.
+    Implementations must be safe to call from several threads at once, and several
+    processes may share one store. plait calls :meth:`open` before first use and
+    :meth:`close` when it created the backend itself (by name).
     """
 
-    def lookup(self, key: str) -> CacheEntry | None: ...
-
-    def store(self, key: str, callable_id: str, value_json: str, stored_at: float) -> None: ...
-
-    def record_stats(self, callable_id: str, *, hits: int, misses: int, refreshes: int) -> None:
-        """Add to the persisted hit/miss/refresh counters of ``callable_id``."""
+    def open(self) -> None:
+        """Open (or create) the store. Idempotent; refuses a store that is not ours."""
         ...
 
-    def stats(self) -> dict[str, dict[str, int]]: ...
-
-    def clear(self, callable_id: str | None = None) -> int: ...
-
-    def prune(self, older_than: float) -> int:
-        """Drop entries stored before epoch ``older_than``; return how many."""
+    def lookup(self, key: str) -> CacheEntry | None:
+        """The entry stored under ``key``, or ``None``. The hot path: no writes."""
         ...
 
-    def close(self) -> None: ...
+    def store(
+        self, key: str, callable_id: str, value_json: str, stored_at: float, expires_at: float
+    ) -> None:
+        """Insert or replace the entry ``key``; ``expires_at`` (epoch) is when prune drops it."""
+        ...
+
+    def record_stats(
+        self, callable_id: str, *, hits: int = 0, misses: int = 0, refreshes: int = 0
+    ) -> None:
+        """Add to the hit/miss/refresh counters of ``callable_id``.
+
+        Called on every cached call: must be cheap. Implementations buffer in memory and
+        persist on :meth:`store`, :meth:`stats`, :meth:`close` or periodically.
+        """
+        ...
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per callable id: ``hits``, ``misses``, ``refreshes`` and ``entries`` (all processes)."""
+        ...
+
+    def clear(self, callable_id: str | None = None) -> int:
+        """Drop the entries (and counters) of ``callable_id``, or of everything; return how
+        many entries were dropped."""
+        ...
+
+    def prune(self, now: float) -> int:
+        """Drop entries whose ``expires_at`` is at or before epoch ``now``; return how many."""
+        ...
+
+    def close(self) -> None:
+        """Persist buffered counters and release the store. A later call may reopen it."""
+        ...
