@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from plait.context import DagContext, current_context
+from plait.dag import CallNode, Dag, DagNode, MapNode
 from plait.errors import DagPause, DagValidationError, PlaitError
 from plait.hookspecs import hookimpl
+from plait.markers import inline
+from plait.namespace import Namespace, NamespaceNode
 from plait.null import NullProvenance
 from plait.plugins import PluginHost, get_cache, get_executor, get_provenance
 from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
+from plait.runner import DagRunner, DagRunResult
 
 __all__ = [
+    "CallNode",
+    "Dag",
+    "DagContext",
+    "DagNode",
     "DagPause",
+    "DagRunResult",
+    "DagRunner",
     "DagValidationError",
     "EdgeRecord",
+    "MapNode",
+    "Namespace",
+    "NamespaceNode",
     "NodeRecord",
     "NodeStatus",
     "NullProvenance",
@@ -19,10 +33,12 @@ __all__ = [
     "PluginHost",
     "RunRecord",
     "RunStatus",
+    "current_context",
     "get_cache",
     "get_executor",
     "get_provenance",
     "hookimpl",
+    "inline",
 ]
 
 __version__ = "0.1.0"

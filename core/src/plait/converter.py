@@ -99,7 +99,9 @@ def to_json_safe(value: Any, as_type: Any = None, *, where: str = "value") -> An
         else:
             data = conv.unstructure(value, unstructure_as=as_type)
     except Exception as exc:
-        raise ConversionError(f"{where}: cannot unstructure {type(value).__qualname__}: {exc}") from exc
+        raise ConversionError(
+            f"{where}: cannot unstructure {type(value).__qualname__}: {exc}"
+        ) from exc
     _check_json_safe(data, where)
     return data
 
@@ -111,9 +113,11 @@ def structure(data: Any, as_type: Any, *, where: str = "value") -> Any:
     try:
         return get_converter().structure(data, as_type)
     except Exception as exc:
-        details = cattrs.transform_error(exc, path="$") if isinstance(
-            exc, cattrs.BaseValidationError | cattrs.ForbiddenExtraKeysError
-        ) else [str(exc)]
+        details = (
+            cattrs.transform_error(exc, path="$")
+            if isinstance(exc, cattrs.BaseValidationError | cattrs.ForbiddenExtraKeysError)
+            else [str(exc)]
+        )
         raise ConversionError(
             f"{where}: cannot restore a value of type {_type_name(as_type)}", details
         ) from exc

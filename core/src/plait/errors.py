@@ -23,6 +23,7 @@ __all__ = [
     "NodeTimeoutError",
     "NsrefError",
     "PlaitError",
+    "PlaitWarning",
     "RestartError",
     "RunNotFoundError",
     "StoreError",
@@ -91,8 +92,10 @@ class ConversionError(PlaitError, TypeError):
 
     def __init__(self, message: str, details: Sequence[str] = ()) -> None:
         self.details: tuple[str, ...] = tuple(details)
-        full = message if not self.details else message + "\n" + "\n".join(
-            f"  {d}" for d in self.details
+        full = (
+            message
+            if not self.details
+            else message + "\n" + "\n".join(f"  {d}" for d in self.details)
         )
         super().__init__(full)
 
@@ -109,7 +112,7 @@ class NodeTimeoutError(PlaitError, TimeoutError):
     """A node ran longer than its ``timeout``."""
 
 
-class DagPause(Exception):  # noqa: N818 - public name fixed by the spec
+class DagPause(Exception):
     """Raise inside a node to pause the run at that node.
 
     The node is recorded as ``paused``, no new node starts, in-flight nodes finish, and the
@@ -119,3 +122,7 @@ class DagPause(Exception):  # noqa: N818 - public name fixed by the spec
     def __init__(self, reason: str = "") -> None:
         self.reason = reason
         super().__init__(reason or "paused")
+
+
+class PlaitWarning(UserWarning):
+    """Something plait handled but you should know (e.g. an output that cannot be stored)."""

@@ -17,7 +17,6 @@ import functools
 import importlib.metadata as metadata
 import os
 import traceback
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import pluggy
@@ -122,7 +121,9 @@ class PluginHost:
                         f"plugin {ep.name!r} from {dist} failed to load: {exc!r}"
                     ) from exc
                 self._infos[ep.name] = PluginInfo(
-                    name=ep.name, distribution=dist, version=version,
+                    name=ep.name,
+                    distribution=dist,
+                    version=version,
                     error=traceback.format_exc(),
                 )
                 continue
@@ -160,10 +161,15 @@ class PluginHost:
                     provided.setdefault(hookimpl.plugin_name, []).append(f"{kind}:{info.name}")
         out = []
         for key, info in self._infos.items():
-            out.append(PluginInfo(
-                name=info.name, distribution=info.distribution, version=info.version,
-                provides=tuple(provided.get(key, ())), error=info.error,
-            ))
+            out.append(
+                PluginInfo(
+                    name=info.name,
+                    distribution=info.distribution,
+                    version=info.version,
+                    provides=tuple(provided.get(key, ())),
+                    error=info.error,
+                )
+            )
         return out
 
     def backends(self, kind: BackendKind | str) -> dict[str, BackendInfo]:
@@ -187,7 +193,9 @@ class PluginHost:
                         f"{_REGISTER_HOOKS[kind]}; expected BackendInfo records"
                     )
                 info = BackendInfo(
-                    name=info.name, factory=info.factory, description=info.description,
+                    name=info.name,
+                    factory=info.factory,
+                    description=info.description,
                     distribution=dist_name,
                 )
                 if info.name in found:
@@ -271,5 +279,3 @@ def get_provenance(name: str, *, host: PluginHost | None = None, **options: Any)
 def get_cache(name: str, *, host: PluginHost | None = None, **options: Any) -> Any:
     """Build the cache backend ``name`` from the installed plugins."""
     return _lookup(BackendKind.CACHE, name, host, options)
-
-

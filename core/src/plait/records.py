@@ -17,6 +17,7 @@ import attrs
 __all__ = [
     "BackendInfo",
     "BackendKind",
+    "CacheStats",
     "EdgeRecord",
     "MapProgress",
     "NodeRecord",
@@ -180,3 +181,24 @@ class PluginInfo:
     version: str | None
     provides: tuple[str, ...] = ()
     error: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CacheStats:
+    """Counters of one cached callable (``callable_id`` is ``"module:qualname"``).
+
+    ``hits`` were served from the cache (including callers that waited for a concurrent
+    identical call), ``misses`` computed a value that was absent or past ``max_ttl``,
+    ``refreshes`` recomputed a value early (between ``min_ttl`` and ``max_ttl``); ``entries``
+    is how many values are stored.
+    """
+
+    callable_id: str
+    hits: int = 0
+    misses: int = 0
+    refreshes: int = 0
+    entries: int = 0
+
+    @property
+    def calls(self) -> int:
+        return self.hits + self.misses + self.refreshes

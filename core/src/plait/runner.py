@@ -1,0 +1,1062 @@
+"""``DagRunner``: event-driven concurrent execution of a plan on anyio.
+
+A node starts the moment its last upstream completes. Cheap ``@inline`` nodes run directly
+in the scheduling task (no task spawned, no thread hop); everything else runs in its own task
+of one task group: coroutines on the loop, sync callables on an executor. The first failure
+cancels the task group (fail-fast). Work per node is O(its edges).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import attrs
+
+from plait.context import _CURRENT, DagContext
+from plait.converter import JSON_SCALARS, dumps, loads, structure, to_json_safe
+from plait.dag import Dag, MapNode, Plan, PlanNode, _Composite
+from plait.errors import (
+    ConversionError,
+    DagPause,
+    NodeTimeoutError,
+    PlaitError,
+    PlaitWarning,
+    RestartError,
+)
+from plait.introspect import EMPTY
+from plait.null import NullProvenance
+from plait.plugins import PluginHost, default_host
+from plait.protocols import Executor, ProvenanceBackend
+from plait.records import (
+    BackendKind,
+    EdgeRecord,
+    MapProgress,
+    NodeRecord,
+    NodeStatus,
+    RunRecord,
+    RunStatus,
+    utcnow,
+)
+
+__all__ = ["DagRunResult", "DagRunner"]
+
+_NOT_DONE: Final = object()
+_CHECKPOINT_EVERY: Final = 64
+_HOST: Final = socket.gethostname()
+_LOOP_WORKER: Final = "event-loop"
+
+
+@attrs.frozen(kw_only=True)
+class DagRunResult:
+    """How a run ended. ``outputs`` holds the sink nodes' values by label."""
+
+    run_id: str
+    status: RunStatus
+    outputs: dict[str, Any] = attrs.field(factory=dict)
+    failed_node: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    exception: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.COMPLETED
+
+
+def _placed_call(
+    fn: Callable[..., Any], kwargs: dict[str, Any]
+) -> tuple[Any, tuple[str, int, str]]:
+    """Runs where the executor puts it; reports where that was."""
+    value = fn(**kwargs)
+    return value, (socket.gethostname(), os.getpid(), threading.current_thread().name)
+
+
+def _error_fields(exc: BaseException) -> dict[str, Any]:
+    return {
+        "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "error_message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+class _RunState:
+    """Everything about one run in flight. Only the event loop thread mutates it."""
+
+    def __init__(
+        self,
+        runner: DagRunner,
+        plan: Plan,
+        run: RunRecord,
+        inputs: Mapping[str, Mapping[str, Any]],
+        prov: ProvenanceBackend,
+    ) -> None:
+        n = len(plan.nodes)
+        self.runner = runner
+        self.plan = plan
+        self.run = run
+        self.run_id = run.run_id
+        self.inputs = inputs
+        self.prov = prov
+        self.record_values = bool(getattr(prov, "stores_values", False))
+        self.host = runner.host
+        self.observing = runner.host.observing
+        self.recording = self.record_values or self.observing
+        self.values: list[Any] = [_NOT_DONE] * n
+        self.status: list[NodeStatus] = [NodeStatus.PENDING] * n
+        self.attempts: list[int] = [0] * n
+        self.remaining: list[int] = [p.n_upstream for p in plan.nodes]
+        self.ready: deque[int] = deque()
+        self.data: dict[str, Any] = {}
+        self.stopping = False
+        self.paused = False
+        self.failure: tuple[PlanNode, BaseException] | None = None
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.restored_records: dict[int, NodeRecord] = {}
+        self.sub_runs: dict[str, RunRecord] | None = None  # restart: sub-runs by nsref
+
+    def set_data(self, key: str, value: Any, json_data: Any) -> None:
+        self.data[key] = value
+        if self.record_values:
+            self.prov.write_run_data(self.run_id, key, json_data)
+
+    def mark_done(self, idx: int, value: Any) -> None:
+        self.values[idx] = value
+        remaining = self.remaining
+        for s in self.plan.nodes[idx].successors:
+            remaining[s] -= 1
+            if remaining[s] == 0:
+                self.ready.append(s)
+
+
+class DagRunner:
+    """Runs a :class:`~plait.dag.Dag`, recording into a provenance backend.
+
+    ``provenance``, ``executor`` and ``cache`` are backend names (looked up through the
+    plugins; defaults from ``PLAIT_PROVENANCE``, ``PLAIT_EXECUTOR``, ``PLAIT_CACHE``) or
+    instances. ``max_concurrency`` bounds the nodes running at once. With
+    ``fail_fast=False`` a failure does not cancel independent branches.
+    """
+
+    def __init__(
+        self,
+        dag: Dag,
+        provenance: ProvenanceBackend | str | None = None,
+        executor: Executor | str | None = None,
+        cache: Any = None,
+        max_concurrency: int | None = None,
+        *,
+        fail_fast: bool = True,
+        host: PluginHost | None = None,
+        provenance_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(dag, Dag):
+            raise TypeError(f"DagRunner takes a Dag, got {dag!r}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.dag = dag
+        self.max_concurrency = max_concurrency
+        self.fail_fast = fail_fast
+        self.host = host or default_host()
+        self._provenance_spec = provenance or os.environ.get("PLAIT_PROVENANCE") or None
+        self._provenance_options = dict(provenance_options or {})
+        self._provenance: ProvenanceBackend | None = None
+        self._executor_spec: Executor | str = (
+            executor or os.environ.get("PLAIT_EXECUTOR") or "thread"
+        )
+        self._executors: dict[str, Executor] = {}
+        self._owned_executors: list[Executor] = []
+        self.cache = cache
+        self._pause_requested = False
+        self._active: list[_RunState] = []
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    # ------------------------------------------------------------------ resources
+    @property
+    def provenance(self) -> ProvenanceBackend:
+        """The provenance backend (built from its name on first use)."""
+        if self._provenance is None:
+            spec = self._provenance_spec
+            if spec is None:
+                self._provenance = NullProvenance()
+            elif isinstance(spec, str):
+                self._provenance = self.host.create(
+                    BackendKind.PROVENANCE, spec, **self._provenance_options
+                )
+            else:
+                self._provenance = spec
+        return self._provenance
+
+    def _executor(self, name: str | None) -> Executor:
+        key = name or (self._executor_spec if isinstance(self._executor_spec, str) else "")
+        ex = self._executors.get(key)
+        if ex is None:
+            if name is None and not isinstance(self._executor_spec, str):
+                ex = self._executor_spec
+            else:
+                ex = self.host.create(BackendKind.EXECUTOR, key)
+                self._owned_executors.append(ex)
+            self._executors[key] = ex
+        return ex
+
+    async def _close_executors(self) -> None:
+        owned, self._owned_executors = self._owned_executors, []
+        self._executors.clear()
+        for ex in owned:
+            await ex.aclose()
+
+    def pause(self) -> None:
+        """Stop starting new nodes; in-flight nodes finish and the run ends ``paused``."""
+        self._pause_requested = True
+        for state in self._active:
+            state.paused = True
+            state.stopping = True
+
+    # ------------------------------------------------------------------ public entry points
+    async def run(
+        self,
+        source_inputs: Mapping[str, Mapping[str, Any]] | None = None,
+        dag_nsref: str | None = None,
+        correlation_id: str | None = None,
+    ) -> DagRunResult:
+        """Run the DAG once. ``source_inputs`` maps source labels to parameter values."""
+        plan = self.dag.plan()
+        inputs = {k: dict(v) for k, v in (source_inputs or {}).items()}
+        plan.structure_inputs(inputs)
+        prov = self.provenance
+        now = utcnow()
+        record = RunRecord(
+            run_id=uuid.uuid4().hex,
+            dag_nsref=dag_nsref or self.dag.nsref,
+            status=RunStatus.RUNNING,
+            started_at=now,
+            updated_at=now,
+            source_inputs=self._json_inputs(plan, inputs, prov),
+            correlation_id=correlation_id,
+            owner_pid=os.getpid(),
+            owner_host=_HOST,
+        )
+        return await self._run_top(plan, record, inputs, prov, prefill=None)
+
+    async def restart(self, run_id: str, *, force: bool = False) -> DagRunResult:
+        """Resume a paused, failed or cancelled run (or one whose owner died) in place.
+
+        Completed nodes are not executed again: their outputs are restored from provenance
+        with their annotated types. ``force=True`` takes over a run that still looks alive.
+        """
+        prov = self.provenance
+        if not prov.stores_values:
+            raise RestartError(
+                f"cannot restart run {run_id!r}: the provenance backend "
+                f"{type(prov).__name__} keeps no history (use provenance='sqlite')"
+            )
+        await prov.open()
+        try:
+            old = await prov.get_run(run_id)
+            self._check_restartable(old, force)
+            plan = self.dag.plan()
+            records = await prov.get_node_executions(run_id)
+            inputs = self._restore_inputs(plan, old)
+            prefill = self._restorable(plan, old, records, rerun=set())
+            data = await prov.load_run_data(run_id)
+            subs = {r.dag_nsref: r for r in await prov.list_runs(parent_run_id=run_id)}
+        finally:
+            await prov.aclose()
+        now = utcnow()
+        record = attrs.evolve(
+            old,
+            status=RunStatus.RUNNING,
+            updated_at=now,
+            finished_at=None,
+            attempt=old.attempt + 1,
+            owner_pid=os.getpid(),
+            owner_host=_HOST,
+            failed_node=None,
+            error_type=None,
+            error_message=None,
+            traceback=None,
+        )
+        attempts = {r.label: r.attempt for r in records}
+        return await self._run_top(
+            plan,
+            record,
+            inputs,
+            prov,
+            prefill=prefill,
+            data=data,
+            attempts=attempts,
+            sub_runs=subs,
+        )
+
+    async def replay(
+        self, run_id: str, rerun_nodes: Sequence[str] | set[str] | frozenset[str]
+    ) -> DagRunResult:
+        """A new run, linked to ``run_id``, that re-executes ``rerun_nodes`` and everything
+        downstream of them; every other node is copied from the old run as ``skipped``."""
+        prov = self.provenance
+        if not prov.stores_values:
+            raise RestartError(
+                f"cannot replay run {run_id!r}: the provenance backend "
+                f"{type(prov).__name__} keeps no history (use provenance='sqlite')"
+            )
+        plan = self.dag.plan()
+        unknown = sorted(set(rerun_nodes) - set(plan.by_label))
+        if unknown:
+            raise RestartError(
+                f"cannot replay run {run_id!r}: DAG {self.dag.nsref!r} has no node "
+                f"{', '.join(map(repr, unknown))} (nodes: {', '.join(plan.by_label)})"
+            )
+        await prov.open()
+        try:
+            old = await prov.get_run(run_id)
+            if old.status is RunStatus.RUNNING:
+                raise RestartError(f"cannot replay run {run_id!r}: it is still running")
+            records = await prov.get_node_executions(run_id)
+            inputs = self._restore_inputs(plan, old)
+            prefill = self._restorable(plan, old, records, rerun=plan.descendants(rerun_nodes))
+            data = await prov.load_run_data(run_id)
+        finally:
+            await prov.aclose()
+        now = utcnow()
+        record = RunRecord(
+            run_id=uuid.uuid4().hex,
+            dag_nsref=old.dag_nsref,
+            status=RunStatus.RUNNING,
+            started_at=now,
+            updated_at=now,
+            source_inputs=old.source_inputs,
+            replay_of=run_id,
+            correlation_id=old.correlation_id,
+            owner_pid=os.getpid(),
+            owner_host=_HOST,
+        )
+        return await self._run_top(
+            plan, record, inputs, prov, prefill=prefill, data=data, copied=True
+        )
+
+    # ------------------------------------------------------------------ restart helpers
+    def _check_restartable(self, old: RunRecord, force: bool) -> None:
+        rid = old.run_id
+        if old.status is RunStatus.COMPLETED:
+            raise RestartError(f"run {rid!r} already completed; use replay() to run it again")
+        if old.status is RunStatus.RUNNING and not force:
+            if old.owner_host != _HOST:
+                raise RestartError(
+                    f"run {rid!r} is marked running on host {old.owner_host!r}; plait cannot "
+                    "tell whether it is alive there (pass force=True to take it over)"
+                )
+            if old.owner_pid == os.getpid() or _pid_alive(old.owner_pid):
+                raise RestartError(
+                    f"run {rid!r} is still running in process {old.owner_pid} "
+                    "(pass force=True to take it over)"
+                )
+
+    def _restore_inputs(self, plan: Plan, old: RunRecord) -> dict[str, dict[str, Any]]:
+        inputs: dict[str, dict[str, Any]] = {}
+        for label, params in old.source_inputs.items():
+            node = plan.by_label.get(label)
+            if node is None:
+                raise RestartError(
+                    f"run {old.run_id!r} has inputs for node {label!r}, which DAG "
+                    f"{self.dag.nsref!r} does not have: is it the DAG that made the run?"
+                )
+            types = {p.name: p.annotation for p in node.input_params}
+            inputs[label] = {
+                k: structure(v, types.get(k, EMPTY), where=f"run {old.run_id} input {label}.{k}")
+                for k, v in params.items()
+            }
+        return inputs
+
+    def _restorable(
+        self, plan: Plan, old: RunRecord, records: Sequence[NodeRecord], rerun: set[int]
+    ) -> dict[int, tuple[Any, NodeRecord]]:
+        prefill: dict[int, tuple[Any, NodeRecord]] = {}
+        for rec in records:
+            node = plan.by_label.get(rec.label)
+            if node is None:
+                raise RestartError(
+                    f"run {old.run_id!r} has node {rec.label!r}, which DAG {self.dag.nsref!r} "
+                    "does not have: is it the DAG that made the run?"
+                )
+            if node.index in rerun or not rec.status.has_output or not rec.restorable:
+                continue
+            value = structure(
+                rec.output, node.output_type, where=f"run {old.run_id} node {rec.label!r} output"
+            )
+            prefill[node.index] = (value, rec)
+        return prefill
+
+    # ------------------------------------------------------------------ the run
+    def _json_inputs(
+        self, plan: Plan, inputs: Mapping[str, Mapping[str, Any]], prov: ProvenanceBackend
+    ) -> dict[str, dict[str, Any]]:
+        if not prov.stores_values:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for label, params in inputs.items():
+            types = plan.by_label[label].param_types
+            out[label] = {
+                k: to_json_safe(v, types.get(k), where=f"input {label}.{k}")
+                for k, v in params.items()
+            }
+        return out
+
+    async def _run_top(
+        self,
+        plan: Plan,
+        record: RunRecord,
+        inputs: Mapping[str, Mapping[str, Any]],
+        prov: ProvenanceBackend,
+        *,
+        prefill: dict[int, tuple[Any, NodeRecord]] | None,
+        data: dict[str, Any] | None = None,
+        attempts: dict[str, int] | None = None,
+        copied: bool = False,
+        sub_runs: dict[str, RunRecord] | None = None,
+    ) -> DagRunResult:
+        await prov.open()
+        try:
+            if self.max_concurrency is not None:
+                self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+            state = _RunState(self, plan, record, inputs, prov)
+            state.sub_runs = sub_runs
+            if data:
+                state.data.update(data)
+            if attempts:
+                for label, n in attempts.items():
+                    state.attempts[plan.by_label[label].index] = n
+            return await self._execute(state, prefill or {}, copied=copied)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_executors()
+                await prov.aclose()
+
+    async def _execute(
+        self, state: _RunState, prefill: dict[int, tuple[Any, NodeRecord]], *, copied: bool
+    ) -> DagRunResult:
+        plan, prov = state.plan, state.prov
+        if state.record_values:
+            prov.write_run(state.run)
+        if state.observing:
+            self.host.on_run_start(state.run)
+        self._start_records(state, prefill, copied)
+        for i, (value, _rec) in prefill.items():
+            state.status[i] = NodeStatus.SKIPPED if copied else NodeStatus.COMPLETED
+            state.values[i] = value
+        for i in prefill:
+            for s in plan.nodes[i].successors:
+                state.remaining[s] -= 1
+        state.ready.extend(i for i in plan.order if state.remaining[i] == 0 and i not in prefill)
+        if state.record_values:
+            await prov.commit()
+        self._active.append(state)
+        if self._pause_requested:
+            state.paused = state.stopping = True
+        try:
+            async with anyio.create_task_group() as tg:
+                state.tg = tg
+                await self._drain(state)
+        except BaseException as exc:
+            # the caller cancelled us (or KeyboardInterrupt): record and re-raise
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt)
+            with anyio.CancelScope(shield=True):
+                await self._finish(
+                    state, RunStatus.CANCELLED if cancelled else RunStatus.FAILED, exc
+                )
+            raise
+        finally:
+            self._active.remove(state)
+        if state.failure is not None:
+            return await self._finish(state, RunStatus.FAILED, state.failure[1])
+        if all(v is not _NOT_DONE for v in state.values):
+            return await self._finish(state, RunStatus.COMPLETED, None)
+        return await self._finish(state, RunStatus.PAUSED, None)
+
+    def _start_records(
+        self, state: _RunState, prefill: dict[int, tuple[Any, NodeRecord]], copied: bool
+    ) -> None:
+        if not state.record_values:
+            return
+        now = utcnow()
+        rows = []
+        for node in state.plan.nodes:
+            hit = prefill.get(node.index)
+            if hit is None:
+                rows.append(
+                    NodeRecord(
+                        run_id=state.run_id,
+                        label=node.label,
+                        status=NodeStatus.PENDING,
+                        updated_at=now,
+                        node_type=node.kind,
+                        attempt=state.attempts[node.index],
+                    )
+                )
+            elif copied:
+                rows.append(
+                    attrs.evolve(
+                        hit[1], run_id=state.run_id, status=NodeStatus.SKIPPED, updated_at=now
+                    )
+                )
+        state.prov.write_nodes(rows)
+
+    async def _finish(
+        self, state: _RunState, status: RunStatus, exc: BaseException | None
+    ) -> DagRunResult:
+        now = utcnow()
+        failed = state.failure[0].label if state.failure and status is RunStatus.FAILED else None
+        fields: dict[str, Any] = {}
+        if exc is not None:
+            fields = _error_fields(exc)
+        run = attrs.evolve(
+            state.run,
+            status=status,
+            updated_at=now,
+            finished_at=now,
+            failed_node=failed,
+            **fields,
+        )
+        state.run = run
+        if state.record_values:
+            state.prov.write_run(run)
+            await state.prov.commit()
+        if state.observing:
+            self.host.on_run_finish(run)
+        outputs = {}
+        if status is RunStatus.COMPLETED:
+            outputs = {state.plan.nodes[i].label: state.values[i] for i in state.plan.sinks}
+        return DagRunResult(
+            run_id=run.run_id,
+            status=status,
+            outputs=outputs,
+            failed_node=failed,
+            error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+            error_type=fields.get("error_type"),
+            exception=exc,
+        )
+
+    # ------------------------------------------------------------------ scheduling
+    async def _drain(self, state: _RunState) -> None:
+        """Start every ready node: fast inline nodes right here, others as tasks."""
+        ready = state.ready
+        nodes = state.plan.nodes
+        tg = state.tg
+        assert tg is not None
+        inline_ok = self._limiter is None
+        since_checkpoint = 0
+        while ready and not state.stopping:
+            idx = ready.popleft()
+            node = nodes[idx]
+            if node.fast_inline and inline_ok:
+                self._run_inline(state, node)
+                if state.record_values:
+                    await state.prov.commit()
+                since_checkpoint += 1
+                if since_checkpoint >= _CHECKPOINT_EVERY:
+                    since_checkpoint = 0
+                    await anyio.lowlevel.checkpoint()
+            else:
+                tg.start_soon(self._run_task, state, node, name=f"plait node {node.label}")
+
+    def _kwargs(self, state: _RunState, node: PlanNode) -> dict[str, Any]:
+        values = state.values
+        kwargs: dict[str, Any] = {}
+        given = state.inputs.get(node.label)
+        if given:
+            kwargs.update(given)
+        for up, param, collect in node.bindings:
+            if collect:
+                kwargs.setdefault(param, []).append(values[up])
+            else:
+                kwargs[param] = values[up]
+        if node.context_param is not None:
+            kwargs[node.context_param] = self._context(state, node)
+        return kwargs
+
+    def _context(self, state: _RunState, node: PlanNode) -> DagContext:
+        cls = node.context_type if isinstance(node.context_type, type) else DagContext
+        ctx = cls(dag_nsref=state.run.dag_nsref, node_label=node.label, run_id=state.run_id)
+        ctx._state = state
+        return ctx
+
+    def _run_inline(self, state: _RunState, node: PlanNode) -> None:
+        idx = node.index
+        kwargs = self._kwargs(state, node)
+        started = self._node_started(state, node, kwargs, "inline") if state.recording else None
+        state.status[idx] = NodeStatus.RUNNING
+        t0 = time.perf_counter()
+        token = _CURRENT.set(kwargs.get(node.context_param) if node.context_param else None)
+        try:
+            assert node.call is not None
+            value = node.call(**kwargs)
+        except DagPause as exc:
+            self._node_paused(state, node, started, exc)
+            return
+        except Exception as exc:
+            self._node_failed(state, node, started, exc)
+            return
+        finally:
+            _CURRENT.reset(token)
+        self._node_completed(state, node, started, value, t0, None)
+
+    async def _run_task(self, state: _RunState, node: PlanNode) -> None:
+        if state.stopping:
+            return
+        if self._limiter is not None and not isinstance(node.node, _Composite):
+            async with self._limiter:
+                if state.stopping:
+                    return
+                await self._run_node(state, node)
+        else:
+            await self._run_node(state, node)
+        if not state.stopping:
+            await self._drain(state)
+
+    async def _run_node(self, state: _RunState, node: PlanNode) -> None:
+        idx = node.index
+        kwargs = self._kwargs(state, node)
+        where = self._where(node)
+        started = self._node_started(state, node, kwargs, where) if state.recording else None
+        state.status[idx] = NodeStatus.RUNNING
+        ctx = kwargs.get(node.context_param) if node.context_param else None
+        attempt = 0
+        while True:
+            t0 = time.perf_counter()
+            try:
+                if node.timeout is not None:
+                    try:
+                        with anyio.fail_after(node.timeout):
+                            value, placement = await self._call(state, node, kwargs, ctx)
+                    except TimeoutError as exc:
+                        raise NodeTimeoutError(
+                            f"node {node.label!r} timed out after {node.timeout} s"
+                        ) from exc
+                else:
+                    value, placement = await self._call(state, node, kwargs, ctx)
+            except DagPause as exc:
+                self._node_paused(state, node, started, exc)
+                return
+            except anyio.get_cancelled_exc_class():
+                self._node_cancelled(state, node, started)
+                raise
+            except Exception as exc:
+                if attempt < node.retries and not state.stopping:
+                    delay = node.retry_backoff * (2**attempt)
+                    attempt += 1
+                    state.attempts[idx] += 1
+                    try:
+                        await anyio.sleep(delay)
+                    except anyio.get_cancelled_exc_class():
+                        self._node_cancelled(state, node, started)
+                        raise
+                    continue
+                self._node_failed(state, node, started, exc)
+                return
+            break
+        self._node_completed(state, node, started, value, t0, placement)
+        if state.record_values:
+            await state.prov.commit()
+
+    def _where(self, node: PlanNode) -> str:
+        if isinstance(node.node, _Composite):
+            return node.kind
+        if node.is_async:
+            return "async"
+        if node.inline:
+            return "inline"
+        return node.executor or (
+            self._executor_spec
+            if isinstance(self._executor_spec, str)
+            else getattr(self._executor_spec, "name", type(self._executor_spec).__name__)
+        )
+
+    async def _call(
+        self, state: _RunState, node: PlanNode, kwargs: dict[str, Any], ctx: Any
+    ) -> tuple[Any, tuple[str, int, str] | None]:
+        if isinstance(node.node, _Composite):
+            return await self._run_composite(state, node, kwargs), None
+        assert node.call is not None
+        token = _CURRENT.set(ctx)
+        try:
+            if node.is_async:
+                return await node.call(**kwargs), None
+            if node.inline:
+                return node.call(**kwargs), None
+            executor = self._executor(node.executor)
+            result: tuple[Any, tuple[str, int, str]] = await executor.run(
+                functools.partial(_placed_call, node.call, kwargs)
+            )
+            return result
+        finally:
+            _CURRENT.reset(token)
+
+    # ------------------------------------------------------------------ node records
+    def _node_started(
+        self, state: _RunState, node: PlanNode, kwargs: dict[str, Any], where: str
+    ) -> NodeRecord:
+        idx = node.index
+        state.attempts[idx] += 1
+        now = utcnow()
+        inputs = None
+        if state.record_values:
+            inputs = {}
+            for k, v in kwargs.items():
+                if k == node.context_param:
+                    continue
+                try:
+                    inputs[k] = to_json_safe(v, node.param_types.get(k), where=k)
+                except ConversionError:
+                    inputs[k] = f"<unstorable {type(v).__qualname__}>"
+        rec = NodeRecord(
+            run_id=state.run_id,
+            label=node.label,
+            status=NodeStatus.RUNNING,
+            updated_at=now,
+            node_type=node.kind,
+            attempt=state.attempts[idx],
+            inputs=inputs,
+            started_at=now,
+            executor=where,
+            host=_HOST,
+            pid=os.getpid(),
+        )
+        if state.record_values:
+            state.prov.write_nodes((rec,))
+            if node.bindings:
+                nodes = state.plan.nodes
+                state.prov.write_edges(
+                    [
+                        EdgeRecord(
+                            run_id=state.run_id,
+                            upstream=nodes[u].label,
+                            downstream=node.label,
+                            parameter=param,
+                            traversed_at=now,
+                            upstream_attempt=state.attempts[u],
+                            downstream_attempt=state.attempts[idx],
+                        )
+                        for u, param, _c in node.bindings
+                    ]
+                )
+        if state.observing:
+            self.host.on_node_start(rec)
+        return rec
+
+    def _ended(self, state: _RunState, rec: NodeRecord) -> None:
+        if state.record_values:
+            state.prov.write_nodes((rec,))
+        if state.observing:
+            self.host.on_node_finish(rec)
+
+    def _node_completed(
+        self,
+        state: _RunState,
+        node: PlanNode,
+        started: NodeRecord | None,
+        value: Any,
+        t0: float,
+        placement: tuple[str, int, str] | None,
+    ) -> None:
+        state.status[node.index] = NodeStatus.COMPLETED
+        if started is not None:
+            duration = (time.perf_counter() - t0) * 1000.0
+            output, restorable = (
+                self._storable(node, value) if state.record_values else (None, False)
+            )
+            host, pid, worker = placement or (_HOST, os.getpid(), _LOOP_WORKER)
+            now = utcnow()
+            self._ended(
+                state,
+                attrs.evolve(
+                    started,
+                    status=NodeStatus.COMPLETED,
+                    updated_at=now,
+                    finished_at=now,
+                    duration_ms=duration,
+                    output=output,
+                    restorable=restorable,
+                    host=host,
+                    pid=pid,
+                    worker=worker,
+                ),
+            )
+        state.mark_done(node.index, value)
+
+    def _storable(self, node: PlanNode, value: Any) -> tuple[Any, bool]:
+        if type(value) in JSON_SCALARS and value == value:
+            return value, True
+        try:
+            data = to_json_safe(value, node.output_type, where=f"node {node.label!r} output")
+            # without a type, only plain JSON comes back as it went in
+            if node.output_type in (EMPTY, Any) and loads(dumps(data)) != value:
+                raise ConversionError(
+                    f"node {node.label!r} output: {type(value).__qualname__} does not "
+                    "survive JSON without a return annotation"
+                )
+            return data, True
+        except ConversionError as exc:
+            warnings.warn(
+                f"{exc}; recorded as not restorable (a restart executes node {node.label!r} again)",
+                PlaitWarning,
+                stacklevel=2,
+            )
+            return None, False
+
+    def _node_failed(
+        self, state: _RunState, node: PlanNode, started: NodeRecord | None, exc: BaseException
+    ) -> None:
+        state.status[node.index] = NodeStatus.FAILED
+        if started is not None:
+            now = utcnow()
+            self._ended(
+                state,
+                attrs.evolve(
+                    started,
+                    status=NodeStatus.FAILED,
+                    updated_at=now,
+                    finished_at=now,
+                    duration_ms=_ms_since(started),
+                    **_error_fields(exc),
+                ),
+            )
+        if state.failure is None:
+            state.failure = (node, exc)
+        if self.fail_fast:
+            state.stopping = True
+            assert state.tg is not None
+            state.tg.cancel_scope.cancel()
+
+    def _node_paused(
+        self, state: _RunState, node: PlanNode, started: NodeRecord | None, exc: DagPause
+    ) -> None:
+        state.status[node.index] = NodeStatus.PAUSED
+        state.paused = state.stopping = True
+        if started is not None:
+            now = utcnow()
+            self._ended(
+                state,
+                attrs.evolve(
+                    started,
+                    status=NodeStatus.PAUSED,
+                    updated_at=now,
+                    finished_at=now,
+                    duration_ms=_ms_since(started),
+                    error_message=exc.reason or None,
+                ),
+            )
+
+    def _node_cancelled(self, state: _RunState, node: PlanNode, started: NodeRecord | None) -> None:
+        state.status[node.index] = NodeStatus.CANCELLED
+        if started is not None:
+            now = utcnow()
+            self._ended(
+                state,
+                attrs.evolve(
+                    started,
+                    status=NodeStatus.CANCELLED,
+                    updated_at=now,
+                    finished_at=now,
+                    duration_ms=_ms_since(started),
+                ),
+            )
+
+    # ------------------------------------------------------------------ composite nodes
+    async def _run_composite(self, state: _RunState, node: PlanNode, kwargs: dict[str, Any]) -> Any:
+        comp = node.node
+        assert isinstance(comp, _Composite)
+        sub_plan = comp.sub_plan()
+        source = sub_plan.nodes[sub_plan.sources[0]]
+        param = source.input_params[0].name if source.input_params else None
+        if not isinstance(comp, MapNode):
+            arg = next(iter(kwargs.values())) if kwargs else None
+            return await self._sub_run(state, node, sub_plan, source.label, param, arg, None)
+        items = next(iter(kwargs.values())) if kwargs else []
+        if isinstance(items, Mapping):
+            keys: list[Any] = list(items.keys())
+            elems = list(items.values())
+        elif isinstance(items, list | tuple):
+            keys = list(range(len(items)))
+            elems = list(items)
+        else:
+            raise TypeError(
+                f"map node {node.label!r} needs a list or dict from its upstream, "
+                f"got {type(items).__qualname__}"
+            )
+        results: list[Any] = [None] * len(elems)
+        limiter = anyio.CapacityLimiter(comp.max_concurrency) if comp.max_concurrency else None
+        done = 0
+        total = len(elems)
+
+        failure: list[BaseException] = []
+
+        async def one(i: int, scope: anyio.CancelScope) -> None:
+            nonlocal done
+            try:
+                if limiter is not None:
+                    async with limiter:
+                        results[i] = await self._sub_run(
+                            state, node, sub_plan, source.label, param, elems[i], keys[i]
+                        )
+                else:
+                    results[i] = await self._sub_run(
+                        state, node, sub_plan, source.label, param, elems[i], keys[i]
+                    )
+            except Exception as exc:  # first element failure fails the map (fail-fast)
+                if not failure:
+                    failure.append(exc)
+                if self.fail_fast:
+                    scope.cancel()
+                return
+            done += 1
+            if state.observing:
+                self.host.on_map_progress(
+                    MapProgress(
+                        run_id=state.run_id,
+                        label=node.label,
+                        key=str(keys[i]),
+                        done=done,
+                        total=total,
+                        status=NodeStatus.COMPLETED,
+                    )
+                )
+
+        async with anyio.create_task_group() as tg:
+            for i in range(total):
+                tg.start_soon(one, i, tg.cancel_scope)
+        if failure:
+            raise failure[0]
+        if isinstance(items, Mapping):
+            return dict(zip(keys, results, strict=True))
+        return results
+
+    async def _sub_run(
+        self,
+        state: _RunState,
+        node: PlanNode,
+        sub_plan: Plan,
+        source_label: str,
+        param: str | None,
+        arg: Any,
+        key: Any,
+    ) -> Any:
+        nsref = f"{state.run.dag_nsref}/{node.label}" + (f"[{key}]" if key is not None else "")
+        inputs = {source_label: {param: arg}} if param is not None else {}
+        prov = state.prov
+        prior = state.sub_runs.get(nsref) if state.sub_runs else None
+        prefill: dict[int, tuple[Any, NodeRecord]] = {}
+        attempts: dict[str, int] = {}
+        if prior is not None:
+            if prior.status is RunStatus.COMPLETED:
+                recs = await prov.get_node_executions(prior.run_id)
+                sink = sub_plan.nodes[sub_plan.sinks[0]]
+                for rec in recs:
+                    if rec.label == sink.label and rec.restorable and rec.status.has_output:
+                        return structure(
+                            rec.output,
+                            sink.output_type,
+                            where=f"run {prior.run_id} node {rec.label!r} output",
+                        )
+            recs = await prov.get_node_executions(prior.run_id)
+            sub_runner = _SubRunner(self, sub_plan.dag)
+            prefill = sub_runner._restorable(sub_plan, prior, recs, rerun=set())
+            attempts = {r.label: r.attempt for r in recs}
+            now = utcnow()
+            record = attrs.evolve(
+                prior,
+                status=RunStatus.RUNNING,
+                updated_at=now,
+                finished_at=None,
+                attempt=prior.attempt + 1,
+                owner_pid=os.getpid(),
+                owner_host=_HOST,
+                failed_node=None,
+                error_type=None,
+                error_message=None,
+                traceback=None,
+            )
+        else:
+            now = utcnow()
+            record = RunRecord(
+                run_id=uuid.uuid4().hex,
+                dag_nsref=nsref,
+                status=RunStatus.RUNNING,
+                started_at=now,
+                updated_at=now,
+                source_inputs=self._json_inputs(sub_plan, inputs, prov),
+                parent_run_id=state.run_id,
+                correlation_id=state.run.correlation_id,
+                owner_pid=os.getpid(),
+                owner_host=_HOST,
+            )
+        sub = _SubRunner(self, sub_plan.dag)
+        sub_state = _RunState(sub, sub_plan, record, inputs, prov)
+        sub_state.data = state.data
+        for label, n in attempts.items():
+            if label in sub_plan.by_label:
+                sub_state.attempts[sub_plan.by_label[label].index] = n
+        result = await sub._execute(sub_state, prefill, copied=False)
+        if result.status is RunStatus.COMPLETED:
+            return result.outputs[sub_plan.nodes[sub_plan.sinks[0]].label]
+        what = f"element {key!r}" if key is not None else "sub-DAG"
+        if result.status is RunStatus.PAUSED:
+            raise DagPause(f"{node.kind} node {node.label!r}: {what} paused")
+        exc = result.exception
+        raise _SubRunError(
+            f"{node.kind} node {node.label!r}: {what} failed in sub-run {result.run_id} "
+            f"at node {result.failed_node!r}: {result.error}"
+        ) from exc
+
+
+class _SubRunError(PlaitError, RuntimeError):
+    """A map element or called sub-DAG failed."""
+
+
+class _SubRunner(DagRunner):
+    """Runs a sub-DAG inside its parent's run: shares backends, host, limiter, pause."""
+
+    def __init__(self, parent: DagRunner, dag: Dag) -> None:
+        self.dag = dag
+        self.parent = parent
+        self.max_concurrency = parent.max_concurrency
+        self.fail_fast = parent.fail_fast
+        self.host = parent.host
+        self._provenance_spec = None
+        self._provenance_options = {}
+        self._provenance = parent._provenance
+        self._executor_spec = parent._executor_spec
+        self._executors = parent._executors
+        self._owned_executors = parent._owned_executors
+        self.cache = parent.cache
+        self._pause_requested = parent._pause_requested
+        self._active = parent._active
+        self._limiter = parent._limiter
+
+
+def _ms_since(rec: NodeRecord) -> float | None:
+    if rec.started_at is None:
+        return None
+    return (utcnow() - rec.started_at).total_seconds() * 1000.0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
