@@ -79,6 +79,9 @@ class Entry(NamedTuple):
     stored_at: float
 
 
+_new_entry = tuple.__new__  # builds an Entry from a row without NamedTuple's overhead
+
+
 def default_path() -> Path:
     """``platformdirs.user_cache_dir("plait")/cache.sqlite3``, computed when called."""
     import platformdirs
@@ -102,6 +105,7 @@ class SqliteCache:
         self._given = None if path is None else Path(path)
         self._path: Path | None = None
         self._reader: sqlite3.Connection | None = None
+        self._read_cursor: sqlite3.Cursor | None = None
         self._writer: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -148,6 +152,7 @@ class SqliteCache:
                 writer.close()
                 raise
             self._writer = writer
+            self._read_cursor = reader.cursor()
             self._reader = reader
 
     def close(self) -> None:
@@ -161,6 +166,9 @@ class SqliteCache:
                 with self._read_lock, self._write_lock:
                     reader, writer = self._reader, self._writer
                     self._reader = self._writer = None
+                    if self._read_cursor is not None:
+                        self._read_cursor.close()
+                        self._read_cursor = None
                     for conn in (reader, writer):
                         if conn is not None:
                             conn.close()
@@ -168,17 +176,17 @@ class SqliteCache:
     # ------------------------------------------------------------------ hot path
     def lookup(self, key: str) -> Entry | None:
         """The entry under ``key`` or ``None``: one prepared primary-key select, no write."""
-        conn = self._reader
-        if conn is None:
-            self.open()
-            conn = self._reader
-            assert conn is not None
-        try:
+        while True:
             with self._read_lock:
-                row = conn.execute(_LOOKUP, (key,)).fetchone()
-        except sqlite3.Error as exc:
-            raise self._error("cannot read", exc) from exc
-        return None if row is None else Entry._make(row)
+                cursor = self._read_cursor
+                if cursor is not None:
+                    try:
+                        row = cursor.execute(_LOOKUP, (key,)).fetchone()
+                    except sqlite3.Error as exc:
+                        raise self._error("cannot read", exc) from exc
+                    break
+            self.open()  # not open yet, or closed since: (re)open
+        return None if row is None else _new_entry(Entry, row)
 
     def record_stats(
         self, callable_id: str, *, hits: int = 0, misses: int = 0, refreshes: int = 0
