@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from plait.cache import cached, register_cached_callable
 from plait.context import DagContext, current_context
 from plait.dag import CallNode, Dag, DagNode, MapNode
 from plait.errors import DagPause, DagValidationError, PlaitError
@@ -33,12 +34,14 @@ __all__ = [
     "PluginHost",
     "RunRecord",
     "RunStatus",
+    "cached",
     "current_context",
     "get_cache",
     "get_executor",
     "get_provenance",
     "hookimpl",
     "inline",
+    "register_cached_callable",
 ]
 
 __version__ = "0.1.0"
