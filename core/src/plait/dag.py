@@ -8,6 +8,7 @@ rebuilt only when the Dag changes, so validating before every run costs nothing.
 from __future__ import annotations
 
 import re
+import sys
 import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -372,7 +373,13 @@ class Dag:
                         f"dag.node() takes a callable, a NamespaceNode or a Dag, got {target!r}"
                     )
                 label = label or getattr(target, "__name__", None) or type(target).__name__
-                nsnode = self.namespace.register(target, self._free_nsref(label))
+                localns = None
+                if "<locals>" in getattr(target, "__qualname__", ""):
+                    # a nested function: its annotations may name the caller's local types
+                    localns = dict(sys._getframe(1).f_locals)
+                nsnode = self.namespace.register(
+                    target, self._free_nsref(label), localns=localns
+                )
             self._check_label(label)
             node = DagNode(self, label, nsnode, **options)
         self._nodes[label] = node
@@ -671,6 +678,7 @@ def _wire(
         info = node.info
         if info.hint_error:
             problems.append(f"node {label!r}: {info.hint_error}")
+            return
         params = info.data_params
         ctx = info.context_param
         if ctx is not None:

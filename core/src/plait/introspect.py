@@ -109,27 +109,30 @@ def _is_context_type(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, DagContext)
 
 
-def describe(fn: Callable[..., Any]) -> CallableInfo:
-    """Inspect ``fn`` (following ``__wrapped__``), resolving string annotations."""
+def describe(fn: Callable[..., Any], localns: dict[str, Any] | None = None) -> CallableInfo:
+    """Inspect ``fn`` (following ``__wrapped__``), resolving string annotations.
+
+    ``localns`` adds names visible where a nested function was defined (its enclosing
+    function's locals), so ``from __future__ import annotations`` works for local types.
+    """
     try:
         return _CACHE[fn]
     except (KeyError, TypeError):
         pass
-    info = _describe(fn)
+    info = _describe(fn, localns)
     with contextlib.suppress(TypeError):  # not weak-referenceable (builtins, partials)
         _CACHE[fn] = info
     return info
 
 
-def _describe(fn: Callable[..., Any]) -> CallableInfo:
+def _describe(fn: Callable[..., Any], localns: dict[str, Any] | None) -> CallableInfo:
     target = inspect.unwrap(fn)
     name = getattr(target, "__name__", None) or type(target).__name__
     sig = inspect.signature(target)
     hint_error = None
     try:
-        hints = typing.get_type_hints(
-            target, localns=_closure_namespace(target), include_extras=True
-        )
+        names = {**(localns or {}), **_closure_namespace(target)}
+        hints = typing.get_type_hints(target, localns=names, include_extras=True)
     except Exception as exc:  # NameError for an undefined forward reference, mostly
         hints = {}
         hint_error = f"cannot resolve type hints of {name}: {exc}"

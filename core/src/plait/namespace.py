@@ -45,19 +45,21 @@ class NamespaceNode:
     still read from the original).
     """
 
-    __slots__ = ("__weakref__", "_call", "decorator", "fn", "nsref")
+    __slots__ = ("__weakref__", "_call", "decorator", "fn", "localns", "nsref")
 
     def __init__(
         self,
         fn: Callable[..., Any],
         nsref: str,
         decorator: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
+        localns: dict[str, Any] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"cannot register {fn!r} at {nsref!r}: not callable")
         self.fn = fn
         self.nsref = nsref
         self.decorator = decorator
+        self.localns = localns
         self._call = decorator(fn) if decorator is not None else fn
 
     @property
@@ -68,7 +70,7 @@ class NamespaceNode:
     @property
     def info(self) -> CallableInfo:
         """Parameters, resolved type hints, return type, sync/async (cached)."""
-        info = describe(self.fn)
+        info = describe(self.fn, self.localns)
         if self._call is not self.fn:
             call_info = describe(self._call)
             if call_info.is_async != info.is_async or call_info.inline != info.inline:
@@ -101,6 +103,7 @@ class Namespace:
         nsref: str | None = None,
         *,
         decorator: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
+        localns: dict[str, Any] | None = None,
     ) -> NamespaceNode:
         """Register ``fn`` at ``nsref`` (default: its ``__name__``) and return its node."""
         if isinstance(fn, NamespaceNode):
@@ -113,7 +116,7 @@ class Namespace:
         target = self._branch(branches, create=True, nsref=nsref)
         if leaf in target._leaves or leaf in target._branches:
             raise DuplicateNameError(f"nsref {nsref!r} is already registered")
-        node = NamespaceNode(fn, nsref, decorator)
+        node = NamespaceNode(fn, nsref, decorator, localns)
         target._leaves[leaf] = node
         return node
 

@@ -1,0 +1,231 @@
+"""Building, wiring and validating DAGs (SPEC 3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from plait import Dag, DagContext, DagValidationError, inline
+from plait.errors import DuplicateNameError, InputError, PlaitError
+
+
+def make_int() -> int:
+    return 1
+
+
+def make_str() -> str:
+    return "s"
+
+
+def use_int(v: int) -> int:
+    return v
+
+
+def use_two(a: int, b: int) -> int:
+    return a + b
+
+
+def use_str(s: str) -> str:
+    return s
+
+
+def collect(xs: list[int]) -> int:
+    return sum(xs)
+
+
+def no_params() -> None:
+    return None
+
+
+def problems(dag: Dag) -> tuple[str, ...]:
+    with pytest.raises(DagValidationError) as info:
+        dag.validate()
+    assert isinstance(info.value, PlaitError | ValueError)
+    return info.value.problems
+
+
+def test_chain_returns_downstream_and_validates() -> None:
+    with Dag("ok") as dag:
+        a = dag.node(make_int)
+        b = dag.node(use_int)
+        c = dag.node(use_int, label="again")
+        assert (a >> b >> c) is c
+    plan = dag.plan()
+    assert [plan.nodes[i].label for i in plan.order] == ["make_int", "use_int", "again"]
+    assert plan.sources == [0] and plan.sinks == [2]
+
+
+def test_with_block_validates_on_exit() -> None:
+    with pytest.raises(DagValidationError, match="required parameter s: str"), Dag() as dag:
+        dag.node(make_int) >> dag.node(use_str)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    dag = Dag("bad")
+    i = dag.node(make_int)
+    s = dag.node(make_str)
+    i >> dag.node(use_str)  # int fits no str parameter
+    s >> dag.node(use_int)  # str fits no int parameter
+    found = problems(dag)
+    assert len(found) == 4  # two mismatched edges, two unfed required parameters
+    assert any("'make_int' returns int, which fits no parameter of 'use_str'" in p for p in found)
+    assert any("'make_str' returns str, which fits no parameter of 'use_int'" in p for p in found)
+    assert any("node 'use_str': required parameter s: str is fed by nothing" in p for p in found)
+
+
+def test_cycle_is_named() -> None:
+    dag = Dag()
+    a = dag.node(use_int, label="a")
+    b = dag.node(use_int, label="b")
+    c = dag.node(use_int, label="c")
+    a >> b >> c >> a
+    (cycle,) = [p for p in problems(dag) if p.startswith("cycle")]
+    assert cycle == "cycle: a -> b -> c -> a"
+
+
+def test_self_loop_is_a_cycle() -> None:
+    dag = Dag()
+    a = dag.node(use_int)
+    a >> a
+    assert "cycle: use_int -> use_int" in problems(dag)
+
+
+def test_two_upstreams_into_one_plain_parameter() -> None:
+    dag = Dag()
+    x, y = dag.node(make_int, label="x"), dag.node(make_int, label="y")
+    [x, y] >> dag.node(use_int)
+    (p,) = problems(dag)
+    assert "parameter v: int is fed by several upstreams ('x', 'y')" in p
+
+
+def test_fan_in_into_list_parameter_and_fan_out() -> None:
+    dag = Dag()
+    src = dag.node(make_int)
+    branches = [dag.node(use_int, label=f"b{i}") for i in range(3)]
+    sink = dag.node(collect)
+    src >> branches
+    branches >> sink
+    plan = dag.validate() or dag.plan()
+    assert sorted(u for u, _p, c in plan.by_label["collect"].bindings if c) == [1, 2, 3]
+
+
+def test_ambiguous_match_asks_for_explicit_binding_and_binding_wins() -> None:
+    dag = Dag()
+    a = dag.node(make_int, label="a")
+    two = dag.node(use_two)
+    a >> two
+    found = problems(dag)
+    assert any("matches several parameters of 'use_two': a: int, b: int" in p for p in found)
+
+    dag = Dag()
+    a, b = dag.node(make_int, label="a"), dag.node(make_int, label="b")
+    dag.node(use_two).bind(a=a, b=b)
+    dag.validate()
+    assert sorted(dag.plan().by_label["use_two"].bindings) == [(0, "a", False), (1, "b", False)]
+
+
+def test_binding_to_unknown_parameter_names_parameters() -> None:
+    dag = Dag()
+    a = dag.node(make_int)
+    dag.node(use_int).bind(nope=a)
+    found = problems(dag)
+    assert any("node 'use_int' has no parameter 'nope' (parameters: v: int)" in p for p in found)
+
+
+def test_order_only_edge_and_parameterless_downstream_are_allowed() -> None:
+    dag = Dag()
+    a = dag.node(make_int)
+    s = dag.node(make_str)
+    s.after(a)
+    a >> dag.node(no_params)
+    dag.validate()
+    assert dag.plan().by_label["make_str"].bindings == ()
+
+
+def test_unknown_label_from_another_dag() -> None:
+    other = Dag("other")
+    foreign = other.node(make_int)
+    dag = Dag("mine")
+    dag.connect(foreign, dag.node(use_int))
+    assert any("node 'make_int' is not in DAG 'mine'" in p for p in problems(dag))
+
+
+def test_duplicate_label() -> None:
+    dag = Dag()
+    dag.node(make_int)
+    with pytest.raises(DuplicateNameError, match="label=") as info:
+        dag.node(make_int)
+    assert "'make_int'" in str(info.value)
+
+
+def test_context_parameter_is_not_wired() -> None:
+    class MyContext(DagContext):
+        pass
+
+    def with_ctx(v: int, ctx: MyContext) -> int:
+        return v
+
+    dag = Dag()
+    dag.node(make_int) >> dag.node(with_ctx)
+    dag.validate()
+    node = dag.plan().by_label["with_ctx"]
+    assert node.context_param == "ctx" and node.context_type is MyContext
+
+
+def test_closure_with_future_annotations_resolves_types() -> None:
+    @inline
+    def producer() -> list[int]:
+        return [1]
+
+    def consumer(items: list[int]) -> int:
+        return len(items)
+
+    dag = Dag()
+    dag.node(producer) >> dag.node(consumer)
+    dag.validate()
+    assert dag.plan().by_label["consumer"].bindings == ((0, "items", False),)
+
+
+def test_unresolvable_annotation_is_a_validation_problem() -> None:
+    def broken(v: NoSuchType) -> int:  # type: ignore[name-defined]  # noqa: F821
+        return 1
+
+    dag = Dag()
+    dag.node(broken)
+    assert any("node 'broken': cannot resolve type hints" in p for p in problems(dag))
+
+
+def test_source_inputs_are_checked() -> None:
+    dag = Dag()
+    dag.node(use_int) >> dag.node(use_int, label="next")
+    plan = dag.plan()
+    with pytest.raises(InputError) as info:
+        plan.structure_inputs({"use_int": {"w": 1}, "ghost": {}})
+    msg = str(info.value)
+    assert "unknown node 'ghost'" in msg
+    assert "node 'use_int' has no input parameter 'w'" in msg
+    assert "node 'use_int': missing input for required parameter v: int" in msg
+
+
+def test_render_mermaid_and_dot() -> None:
+    dag = Dag("render")
+    a = dag.node(make_int)
+    b = dag.node(use_int)
+    a >> b
+    b.after(a)
+    mermaid = dag.to_mermaid(statuses={"make_int": "completed"})
+    assert mermaid.startswith("flowchart TD")
+    assert 'n0["make_int"]' in mermaid and "n0 --> n1" in mermaid and "n0 -.-> n1" in mermaid
+    assert "class n0 completed" in mermaid
+    dot = dag.to_dot()
+    assert dot.startswith('digraph "render" {')
+    assert '"make_int" -> "use_int";' in dot
+
+
+def test_map_over_sub_dag_must_have_one_source_and_sink() -> None:
+    sub = Dag("sub")
+    sub.node(make_int)
+    sub.node(make_str)
+    dag = Dag()
+    dag.node(make_int) >> dag.map(sub, label="each")
+    found = problems(dag)
+    assert any("sub-DAG 'sub' must have exactly one source node, it has 2" in p for p in found)

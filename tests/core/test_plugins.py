@@ -1,0 +1,138 @@
+"""The plugin host: entry points from installed metadata, guarded loading, look-ups (SPEC 2)."""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import plait
+from plait import hookimpl, hookspecs
+from plait.errors import BackendError, BackendNotFoundError, DuplicateBackendError
+from plait.plugins import PluginHost
+from plait.records import BackendInfo
+
+
+def install_fake_distribution(root: Path, name: str, module: str, source: str) -> None:
+    """Lay out a real distribution (module + .dist-info with entry_points.txt) on sys.path."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{name.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[plait]\n{name.removeprefix('plait-')} = {module}\n")
+
+
+def test_executors_plugin_is_discovered_from_installed_metadata(host: PluginHost) -> None:
+    executors = host.backends("executor")
+    assert {"inline", "thread"} <= set(executors)
+    assert executors["thread"].distribution == "plait-executors"
+    infos = {p.name: p for p in host.plugins()}
+    assert infos["executors"].distribution == "plait-executors"
+    assert "executor:thread" in infos["executors"].provides
+    ex = plait.get_executor("thread", host=host)
+    assert type(ex).__name__ == "ThreadExecutor" and ex.name == "thread"
+
+
+def test_unknown_backend_lists_installed_and_provider(host: PluginHost) -> None:
+    with pytest.raises(BackendNotFoundError) as info:
+        host.create("executor", "dask")
+    msg = str(info.value)
+    assert "no executor backend named 'dask'" in msg
+    assert "inline" in msg and "thread" in msg
+    assert "pip install plait-dask" in msg
+    assert isinstance(info.value, LookupError)
+
+
+def test_bad_options_name_the_backend(host: PluginHost) -> None:
+    with pytest.raises(BackendError, match="executor backend 'inline' from plait-executors"):
+        host.create("executor", "inline", bogus=1)
+
+
+def test_broken_plugin_is_reported_and_others_still_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_fake_distribution(tmp_path, "plait-broken", "plait_broken_fixture", "import nope\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PLAIT_STRICT_PLUGINS", "0")
+    host = PluginHost()
+    infos = {p.name: p for p in host.plugins()}
+    assert infos["broken"].distribution == "plait-broken"
+    assert infos["broken"].version == "1.2.3"
+    assert "ModuleNotFoundError" in (infos["broken"].error or "")
+    assert "thread" in host.backends("executor")  # the others still work
+
+    monkeypatch.setenv("PLAIT_STRICT_PLUGINS", "1")
+    with pytest.raises(BackendError, match="plugin 'broken' from plait-broken failed to load"):
+        PluginHost().plugins()
+
+
+def test_disable_and_allow_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAIT_DISABLE_PLUGINS", "executors")
+    assert "thread" not in PluginHost().backends("executor")
+    monkeypatch.delenv("PLAIT_DISABLE_PLUGINS")
+    monkeypatch.setenv("PLAIT_LOAD_PLUGINS", "nothing-else")
+    assert PluginHost().backends("executor") == {}
+
+
+def test_duplicate_backend_names_both_distributions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_fake_distribution(
+        tmp_path,
+        "plait-rival",
+        "plait_rival_fixture",
+        """
+        from plait import hookimpl
+        from plait.records import BackendInfo
+
+        @hookimpl
+        def plait_register_executors():
+            return [BackendInfo(name="thread", factory=object)]
+        """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(DuplicateBackendError) as info:
+        PluginHost().backends("executor")
+    assert "plait-executors" in str(info.value) and "plait-rival" in str(info.value)
+
+
+def test_in_process_plugin_and_instances(host: PluginHost) -> None:
+    class Mine:
+        @hookimpl
+        def plait_register_cache_backends(self) -> list[BackendInfo]:
+            return [BackendInfo(name="mine", factory=dict)]
+
+    host.register(Mine(), name="mine")
+    assert host.create("cache", "mine", a=1) == {"a": 1}
+
+
+def test_facade_covers_every_hookspec() -> None:
+    specs = {
+        name
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("plait_")
+    }
+    lifecycle = {s for s in specs if s.startswith("plait_on_")}
+    facade = {f"plait_{m}" for m in dir(PluginHost) if m.startswith("on_")}
+    assert facade == lifecycle
+    registrations = specs - lifecycle
+    assert registrations == {
+        "plait_register_executors",
+        "plait_register_provenance_backends",
+        "plait_register_cache_backends",
+    }
+
+
+def test_core_never_imports_a_plugin() -> None:
+    core = Path(plait.__file__).parent
+    for path in core.rglob("*.py"):
+        text = path.read_text()
+        for plugin in (
+            "plait_executors",
+            "plait_provenance_sqlite",
+            "plait_cache_sqlite",
+            "plait_dask",
+        ):
+            assert f"import {plugin}" not in text and f"from {plugin}" not in text, path
