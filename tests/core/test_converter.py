@@ -44,7 +44,7 @@ def test_round_trip_through_json_keeps_types() -> None:
 
 
 def test_unconvertible_value_names_where() -> None:
-    with pytest.raises(ConversionError, match="node 'x' output.*object"):
+    with pytest.raises(ConversionError, match=r"node 'x' output.*object"):
         to_json_safe(object(), where="node 'x' output")
 
 

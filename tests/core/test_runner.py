@@ -96,7 +96,7 @@ async def test_random_dags_match_sequential_evaluation(
     assert runs == dict.fromkeys(range(n), 1)
     for i, j in edges:
         assert ends[i] < starts[j], f"n{j} started before its upstream n{i} ended"
-    sinks = {j for j in range(n)} - {i for i, _ in edges}
+    sinks = set(range(n)) - {i for i, _ in edges}
     assert result.outputs == {f"n{j}": expected[j] for j in sorted(sinks)}
 
 
