@@ -11,7 +11,7 @@ import re
 import sys
 import typing
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from plait.errors import DagValidationError, DuplicateNameError, InputError
@@ -273,7 +273,7 @@ class Plan:
                     todo.append(s)
         return seen
 
-    def structure_inputs(self, source_inputs: dict[str, dict[str, Any]]) -> None:
+    def structure_inputs(self, source_inputs: Mapping[str, Any]) -> None:
         """Check run inputs against source parameters; raise one InputError listing all."""
         problems: list[str] = []
         for label, params in source_inputs.items():
@@ -303,6 +303,15 @@ class Plan:
                     )
         if problems:
             raise InputError("invalid run inputs:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _list_of(tp: Any) -> Any:
+    """``list[tp]`` for a type known only at run time."""
+    return list.__class_getitem__(tp)
+
+
+def _dict_of(key: Any, value: Any) -> Any:
+    return dict.__class_getitem__((key, value))
 
 
 def _list_elem(tp: Any) -> Any:
@@ -377,9 +386,7 @@ class Dag:
                 if "<locals>" in getattr(target, "__qualname__", ""):
                     # a nested function: its annotations may name the caller's local types
                     localns = dict(sys._getframe(1).f_locals)
-                nsnode = self.namespace.register(
-                    target, self._free_nsref(label), localns=localns
-                )
+                nsnode = self.namespace.register(target, self._free_nsref(label), localns=localns)
             self._check_label(label)
             node = DagNode(self, label, nsnode, **options)
         self._nodes[label] = node
@@ -667,7 +674,7 @@ def _wire(
             params: tuple[ParamInfo, ...] = (
                 ParamInfo(
                     name=sub_in.name if sub_in else "items",
-                    annotation=list[elem] if not _is_loose(elem) else EMPTY,
+                    annotation=_list_of(elem) if not _is_loose(elem) else EMPTY,
                 ),
             )
         else:
@@ -759,17 +766,12 @@ def _wire(
         if shape is not None and shape[0] == "dict":
             keys = typing.get_args(pnodes[feeds[0][0]].output_type)
             key_t = keys[0] if keys else Any
-            pn.output_type = (
-                dict[key_t, pn.output_type]
-                if not _is_loose(  # type: ignore[valid-type]
-                    pn.output_type
-                )
-                else EMPTY
-            )
+            out = pn.output_type
+            pn.output_type = EMPTY if _is_loose(out) else _dict_of(key_t, out)
         elif not _is_loose(pn.output_type):
-            pn.output_type = list[pn.output_type]  # type: ignore[name-defined]
+            pn.output_type = _list_of(pn.output_type)
     elif isinstance(node, MapNode) and not _is_loose(pn.output_type):
-        pn.output_type = list[pn.output_type]  # type: ignore[name-defined]
+        pn.output_type = _list_of(pn.output_type)
     pn.bindings = tuple(bindings)
 
     unfed = [p for p in params if p.name not in assigned]

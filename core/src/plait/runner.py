@@ -586,7 +586,9 @@ class DagRunner:
         return kwargs
 
     def _context(self, state: _RunState, node: PlanNode) -> DagContext:
-        cls = node.context_type if isinstance(node.context_type, type) else DagContext
+        cls: type[DagContext] = (
+            node.context_type if isinstance(node.context_type, type) else DagContext
+        )
         ctx = cls(dag_nsref=state.run.dag_nsref, node_label=node.label, run_id=state.run_id)
         ctx._state = state
         return ctx
@@ -616,9 +618,8 @@ class DagRunner:
             return
         if self._limiter is not None and not isinstance(node.node, _Composite):
             async with self._limiter:
-                if state.stopping:
-                    return
-                await self._run_node(state, node)
+                if not state.stopping:  # pause() or a failure may come while we wait
+                    await self._run_node(state, node)
         else:
             await self._run_node(state, node)
         if not state.stopping:
@@ -676,7 +677,7 @@ class DagRunner:
             return "async"
         if node.inline:
             return "inline"
-        return node.executor or (
+        return node.executor or str(
             self._executor_spec
             if isinstance(self._executor_spec, str)
             else getattr(self._executor_spec, "name", type(self._executor_spec).__name__)
