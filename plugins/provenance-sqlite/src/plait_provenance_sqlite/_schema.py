@@ -1,0 +1,280 @@
+"""The on-disk schema: identification, creation, forward migrations and refusals.
+
+A provenance file is recognised by three marks written in the same transaction that
+creates its tables: ``PRAGMA application_id`` (:data:`APPLICATION_ID`), ``PRAGMA
+user_version`` (the schema version) and the ``plait_meta`` table. Anything else that is not
+an empty file is refused *before* plait writes a single byte to it.
+
+Times are stored as integer microseconds since the Unix epoch (UTC): exact, compact and
+cheap to compare in range queries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from plait.errors import StoreError
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "prepare",
+]
+
+#: ``PRAGMA application_id`` of a plait provenance file: the bytes ``b"plPv"``.
+APPLICATION_ID: Final = 0x706C5076
+#: The schema version this release writes. Older files are migrated forward on open.
+SCHEMA_VERSION: Final = 2
+
+SQLITE_HEADER: Final = b"SQLite format 3\x00"
+
+# Version 2. Each statement separately: executescript() would commit mid-transaction.
+#
+# Layout for a cheap commit per node: a node's whole story (its status history, and the edge
+# traversals recorded together with it) lives in its own ``node_executions`` row, so the
+# commit after a node touches a single b-tree page. ``history`` and ``edges`` hold
+# comma-separated JSON arrays (wrap in ``[...]`` to parse). Edges recorded apart from both
+# of their executions go to ``edge_traversals``. The views ``status_history`` and
+# ``all_edge_traversals`` present everything as plain rows for SQL users.
+CREATE_V2: Final[tuple[str, ...]] = (
+    """CREATE TABLE plait_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE runs (
+        run_id         TEXT PRIMARY KEY,
+        dag_nsref      TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        started_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        finished_at    INTEGER,
+        source_inputs  TEXT NOT NULL DEFAULT '{}',
+        parent_run_id  TEXT,
+        replay_of      TEXT,
+        correlation_id TEXT,
+        attempt        INTEGER NOT NULL DEFAULT 1,
+        owner_pid      INTEGER NOT NULL DEFAULT 0,
+        owner_host     TEXT NOT NULL DEFAULT '',
+        failed_node    TEXT,
+        error_type     TEXT,
+        error_message  TEXT,
+        traceback      TEXT,
+        history        TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX runs_by_started ON runs (started_at, run_id)",
+    "CREATE INDEX runs_by_status ON runs (status, started_at)",
+    "CREATE INDEX runs_by_dag ON runs (dag_nsref, started_at)",
+    "CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL",
+    """CREATE TABLE node_executions (
+        run_id        TEXT NOT NULL,
+        label         TEXT NOT NULL,
+        attempt       INTEGER NOT NULL,
+        status        TEXT NOT NULL,
+        node_type     TEXT NOT NULL,
+        recorded_at   INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        inputs        TEXT,
+        output        TEXT,
+        restorable    INTEGER NOT NULL DEFAULT 0,
+        started_at    INTEGER,
+        finished_at   INTEGER,
+        duration_ms   REAL,
+        executor      TEXT,
+        host          TEXT,
+        pid           INTEGER,
+        worker        TEXT,
+        error_type    TEXT,
+        error_message TEXT,
+        traceback     TEXT,
+        history       TEXT NOT NULL DEFAULT '',
+        edges         TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, label, attempt)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE edge_traversals (
+        run_id             TEXT NOT NULL,
+        upstream           TEXT NOT NULL,
+        upstream_attempt   INTEGER NOT NULL,
+        downstream         TEXT NOT NULL,
+        downstream_attempt INTEGER NOT NULL,
+        parameter          TEXT,
+        traversed_at       INTEGER NOT NULL
+    )""",
+    """CREATE UNIQUE INDEX edges_by_downstream ON edge_traversals (
+        run_id, downstream, downstream_attempt, upstream, upstream_attempt, ifnull(parameter, '')
+    )""",
+    """CREATE TABLE run_data (
+        run_id     TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, key)
+    ) WITHOUT ROWID""",
+    """CREATE VIEW status_history (run_id, label, attempt, status, at) AS
+        SELECT r.run_id, NULL, json_extract(h.value, '$[2]'), json_extract(h.value, '$[0]'),
+               json_extract(h.value, '$[1]')
+          FROM runs AS r, json_each('[' || r.history || ']') AS h
+        UNION ALL
+        SELECT n.run_id, n.label, n.attempt, json_extract(h.value, '$[0]'),
+               json_extract(h.value, '$[1]')
+          FROM node_executions AS n, json_each('[' || n.history || ']') AS h""",
+    """CREATE VIEW all_edge_traversals (run_id, upstream, upstream_attempt, downstream,
+            downstream_attempt, parameter, traversed_at) AS
+        SELECT DISTINCT n.run_id, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
+               json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'),
+               json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]')
+          FROM node_executions AS n, json_each('[' || n.edges || ']') AS e
+        UNION
+        SELECT run_id, upstream, upstream_attempt, downstream, downstream_attempt, parameter,
+               traversed_at
+          FROM edge_traversals""",
+)
+
+#: Tables every version >= 1 has; a file claiming to be ours without them is damaged.
+_V1_TABLES: Final = frozenset({"plait_meta", "runs", "node_executions", "edge_traversals"})
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Version 2: status history, placement (worker), restorability, run data, and node
+    executions clustered by (run, label, attempt) with their history and edges inline."""
+    conn.execute("ALTER TABLE runs ADD COLUMN history TEXT NOT NULL DEFAULT ''")
+    # the latest status version 1 knew becomes the first history entry
+    conn.execute("UPDATE runs SET history = json_array(status, updated_at, attempt)")
+    conn.execute("ALTER TABLE node_executions RENAME TO node_executions_v1")
+    for statement in CREATE_V2:
+        if statement.startswith(
+            ("CREATE TABLE node_executions", "CREATE TABLE run_data", "CREATE VIEW")
+        ):
+            conn.execute(statement)
+    # version 1 stored only JSON it had produced itself: completed outputs are restorable
+    conn.execute(
+        "INSERT INTO node_executions (run_id, label, attempt, status, node_type, recorded_at, "
+        "updated_at, inputs, output, restorable, started_at, finished_at, duration_ms, "
+        "executor, host, pid, error_type, error_message, traceback, history) "
+        "SELECT run_id, label, attempt, status, node_type, ifnull(started_at, updated_at), "
+        "updated_at, inputs, output, "
+        "status IN ('completed', 'skipped') AND output IS NOT NULL, started_at, finished_at, "
+        "duration_ms, executor, host, pid, error_type, error_message, traceback, "
+        "json_array(status, updated_at) FROM node_executions_v1"
+    )
+    conn.execute("DROP TABLE node_executions_v1")
+    conn.execute("CREATE INDEX runs_by_started ON runs (started_at, run_id)")
+    conn.execute(
+        "CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL"
+    )
+
+
+#: ``MIGRATIONS[n]`` upgrades a version-``n`` file to version ``n + 1`` inside a transaction.
+MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _migrate_1_to_2}
+
+
+def check_file(path: Path) -> None:
+    """Refuse a path that is a directory or a non-empty file that is not SQLite."""
+    if path.is_dir():
+        raise StoreError(f"provenance store {str(path)!r} is a directory, not a SQLite file")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot read provenance store {str(path)!r}: {exc}") from exc
+    if head and head != SQLITE_HEADER:
+        raise StoreError(
+            f"{str(path)!r} is not a SQLite database; refusing to use it as a provenance store "
+            "(the file was not modified)"
+        )
+
+
+def _state(conn: sqlite3.Connection) -> tuple[int, int, set[str]]:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    return app_id, version, tables
+
+
+def _verdict(path: Path, app_id: int, version: int, tables: set[str]) -> str:
+    """``"new"``, ``"current"`` or ``"old"``; raises StoreError for files that are not ours."""
+    where = repr(str(path))
+    if app_id == 0 and version == 0 and not tables:
+        return "new"
+    if app_id != APPLICATION_ID:
+        listed = ", ".join(sorted(tables)[:8]) or "none"
+        raise StoreError(
+            f"{where} is a SQLite database but not a plait provenance store "
+            f"(application_id={app_id:#x}, tables: {listed}); refusing to use it "
+            "(the file was not modified)"
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"provenance store {where} has schema version {version}, newer than the "
+            f"{SCHEMA_VERSION} this plait-provenance-sqlite understands; upgrade "
+            "plait-provenance-sqlite (the file was not modified)"
+        )
+    missing = _V1_TABLES - tables
+    if version < 1 or missing:
+        raise StoreError(
+            f"provenance store {where} is damaged (schema version {version}, missing tables: "
+            f"{', '.join(sorted(missing)) or 'none'}); refusing to use it"
+        )
+    return "current" if version == SCHEMA_VERSION else "old"
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for statement in CREATE_V2:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO plait_meta (key, value) VALUES ('schema_version', ?), ('created_by', ?)",
+        (str(SCHEMA_VERSION), "plait-provenance-sqlite"),
+    )
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](conn)
+        version += 1
+    conn.execute(
+        "INSERT INTO plait_meta (key, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(SCHEMA_VERSION),),
+    )
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def prepare(conn: sqlite3.Connection, path: Path) -> None:
+    """Identify the database behind ``conn``; create or migrate it if it is new or ours.
+
+    Every check that can refuse the file runs before the first write (WAL mode included).
+    ``conn`` is in autocommit mode and has a busy timeout for concurrent openers.
+    """
+    verdict = _verdict(path, *_state(conn))
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"provenance store {str(path)!r}: cannot enable WAL mode ({mode})")
+    if verdict == "current":
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # another process may have created or migrated the file since we looked
+        app_id, version, tables = _state(conn)
+        verdict = _verdict(path, app_id, version, tables)
+        if verdict == "new":
+            _create(conn)
+        elif verdict == "old":
+            _migrate(conn, version)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,23 @@
+"""Entry point module: registers the ``sqlite`` provenance backend with plait.
+
+This is all a provenance plugin needs: one ``@hookimpl`` returning ``BackendInfo`` records,
+declared under ``[project.entry-points.plait]`` in the package's ``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+from plait import hookimpl
+from plait.records import BackendInfo
+from plait_provenance_sqlite.store import SqliteProvenance
+
+
+@hookimpl
+def plait_register_provenance_backends() -> list[BackendInfo]:
+    return [
+        BackendInfo(
+            name="sqlite",
+            factory=SqliteProvenance,
+            description="runs, nodes, edges and status history in one SQLite file "
+            "(options: path, timeout)",
+        )
+    ]
