@@ -8,11 +8,13 @@ parameter, path or run id.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "BackendError",
     "BackendNotFoundError",
     "CacheKeyError",
+    "CompositeError",
     "ConversionError",
     "DagPause",
     "DagValidationError",
@@ -20,6 +22,7 @@ __all__ = [
     "DuplicateNameError",
     "ExecutorError",
     "InputError",
+    "MapInputError",
     "NodeTimeoutError",
     "NsrefError",
     "PlaitError",
@@ -106,6 +109,35 @@ class CacheKeyError(PlaitError, TypeError):
 
 class TtlError(PlaitError, ValueError):
     """Cache TTLs are invalid (negative, or ``min_ttl > max_ttl``)."""
+
+
+class CompositeError(PlaitError, RuntimeError):
+    """An element of a map node (or the sub-DAG of a call node) failed.
+
+    ``node`` is the composite's label, ``key`` the first failed element's key (``None`` for
+    a call node), ``failed_keys`` every failed element's key (several when the runner runs
+    with ``fail_fast=False``), ``sub_run_id`` the failed sub-run when one was recorded. The
+    element's own exception is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str,
+        key: Any = None,
+        failed_keys: Sequence[Any] = (),
+        sub_run_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.key = key
+        self.failed_keys: tuple[Any, ...] = tuple(failed_keys)
+        self.sub_run_id = sub_run_id
+
+
+class MapInputError(PlaitError, TypeError):
+    """A map node received something other than a list or a dict from its upstream."""
 
 
 class NodeTimeoutError(PlaitError, TimeoutError):

@@ -29,10 +29,11 @@ from plait.context import _CURRENT, DagContext
 from plait.converter import JSON_SCALARS, dumps, loads, structure, to_json_safe
 from plait.dag import Dag, MapNode, Plan, PlanNode, _Composite
 from plait.errors import (
+    CompositeError,
     ConversionError,
     DagPause,
+    MapInputError,
     NodeTimeoutError,
-    PlaitError,
     PlaitWarning,
     RestartError,
 )
@@ -515,6 +516,17 @@ class DagRunner:
     async def _finish(
         self, state: _RunState, status: RunStatus, exc: BaseException | None
     ) -> DagRunResult:
+        result = self._close_run(state, status, exc)
+        if state.record_values:
+            await state.prov.commit()
+        if state.observing:
+            self.host.on_run_finish(state.run)
+        return result
+
+    def _close_run(
+        self, state: _RunState, status: RunStatus, exc: BaseException | None
+    ) -> DagRunResult:
+        """Record how the run ended (buffered, not committed) and build its result."""
         now = utcnow()
         failed = state.failure[0].label if state.failure and status is RunStatus.FAILED else None
         fields: dict[str, Any] = {}
@@ -531,9 +543,6 @@ class DagRunner:
         state.run = run
         if state.record_values:
             state.prov.write_run(run)
-            await state.prov.commit()
-        if state.observing:
-            self.host.on_run_finish(run)
         outputs = {}
         if status is RunStatus.COMPLETED:
             outputs = {state.plan.nodes[i].label: state.values[i] for i in state.plan.sinks}
@@ -836,8 +845,8 @@ class DagRunner:
             state.failure = (node, exc)
         if self.fail_fast:
             state.stopping = True
-            assert state.tg is not None
-            state.tg.cancel_scope.cancel()
+            if state.tg is not None:  # None: a map element run synchronously, no tasks
+                state.tg.cancel_scope.cancel()
 
     def _node_paused(
         self, state: _RunState, node: PlanNode, started: NodeRecord | None, exc: DagPause
@@ -877,13 +886,12 @@ class DagRunner:
     async def _run_composite(self, state: _RunState, node: PlanNode, kwargs: dict[str, Any]) -> Any:
         comp = node.node
         assert isinstance(comp, _Composite)
-        sub_plan = comp.sub_plan()
-        source = sub_plan.nodes[sub_plan.sources[0]]
-        param = source.input_params[0].name if source.input_params else None
+        plan = comp.sub_plan()
         if not isinstance(comp, MapNode):
-            arg = next(iter(kwargs.values())) if kwargs else None
-            return await self._sub_run(state, node, sub_plan, source.label, param, arg, None)
-        items = next(iter(kwargs.values())) if kwargs else []
+            job = _CompositeRun(self, state, node, plan, keys=[None], elems=[_first(kwargs)])
+            await job.run()
+            return job.results[0]
+        items = _first(kwargs) if kwargs else []
         if isinstance(items, Mapping):
             keys: list[Any] = list(items.keys())
             elems = list(items.values())
@@ -891,88 +899,390 @@ class DagRunner:
             keys = list(range(len(items)))
             elems = list(items)
         else:
-            raise TypeError(
-                f"map node {node.label!r} needs a list or dict from its upstream, "
+            raise MapInputError(
+                f"map node {node.label!r} needs a list or a dict from its upstream, "
                 f"got {type(items).__qualname__}"
             )
-        results: list[Any] = [None] * len(elems)
-        limiter = anyio.CapacityLimiter(comp.max_concurrency) if comp.max_concurrency else None
-        done = 0
-        total = len(elems)
-
-        failure: list[BaseException] = []
-
-        async def one(i: int, scope: anyio.CancelScope) -> None:
-            nonlocal done
-            try:
-                if limiter is not None:
-                    async with limiter:
-                        results[i] = await self._sub_run(
-                            state, node, sub_plan, source.label, param, elems[i], keys[i]
-                        )
-                else:
-                    results[i] = await self._sub_run(
-                        state, node, sub_plan, source.label, param, elems[i], keys[i]
-                    )
-            except Exception as exc:  # first element failure fails the map (fail-fast)
-                if not failure:
-                    failure.append(exc)
-                if self.fail_fast:
-                    scope.cancel()
-                return
-            done += 1
-            if state.observing:
-                self.host.on_map_progress(
-                    MapProgress(
-                        run_id=state.run_id,
-                        label=node.label,
-                        key=str(keys[i]),
-                        done=done,
-                        total=total,
-                        status=NodeStatus.COMPLETED,
-                    )
-                )
-
-        async with anyio.create_task_group() as tg:
-            for i in range(total):
-                tg.start_soon(one, i, tg.cancel_scope)
-        if failure:
-            raise failure[0]
+        job = _CompositeRun(
+            self, state, node, plan, keys=keys, elems=elems, limit=comp.max_concurrency
+        )
+        await job.run()
         if isinstance(items, Mapping):
-            return dict(zip(keys, results, strict=True))
-        return results
+            return dict(zip(keys, job.results, strict=True))
+        return job.results
 
-    async def _sub_run(
+
+def _first(kwargs: dict[str, Any]) -> Any:
+    return next(iter(kwargs.values()), None)
+
+
+class _SubFailure(Exception):
+    """Internal: a node of an element's sub-DAG failed (``run_id``: the sub-run, if any)."""
+
+    def __init__(self, label: str | None, exc: BaseException | None, run_id: str | None) -> None:
+        super().__init__(label)
+        self.label = label
+        self.exc = exc
+        self.run_id = run_id
+
+
+# how the elements of one composite execution run
+_LEAN_SYNC: Final = "lean-sync"  # all @inline, nothing observes: plain calls, no records
+_SYNC: Final = "sync"  # all @inline, recorded: a sub-run each, run in this task, no tasks
+_LEAN_ASYNC: Final = "lean-async"  # a chain, nothing observes: awaited calls, no records
+_FULL: Final = "full"  # anything else: a sub-run each through the scheduler
+
+
+class _CompositeRun:
+    """One execution of a map node (or a call node: one element with key ``None``).
+
+    Every element is a sub-run of the parent run (nsref ``"<parent>/<label>[<key>]"``). When
+    nothing records or observes the sub-runs, elements skip the records altogether: an
+    ``@inline`` sub-DAG is then a loop of plain calls. Elements of a recorded ``@inline``
+    sub-DAG run one after the other in this task and the provenance writes of a batch of
+    elements share one commit. Other sub-DAGs run on at most ``limit`` (and the runner's
+    ``max_concurrency``) worker tasks, each taking the next element when it is done.
+    """
+
+    def __init__(
         self,
+        runner: DagRunner,
         state: _RunState,
         node: PlanNode,
-        sub_plan: Plan,
-        source_label: str,
-        param: str | None,
-        arg: Any,
-        key: Any,
-    ) -> Any:
-        nsref = f"{state.run.dag_nsref}/{node.label}" + (f"[{key}]" if key is not None else "")
-        inputs = {source_label: {param: arg}} if param is not None else {}
+        plan: Plan,
+        *,
+        keys: list[Any],
+        elems: list[Any],
+        limit: int | None = None,
+    ) -> None:
+        self.runner = runner
+        self.state = state
+        self.node = node
+        self.plan = plan
+        self.keys = keys
+        self.elems = elems
+        self.total = len(elems)
+        self.limit = limit
+        self.is_map = isinstance(node.node, MapNode)
+        self.results: list[Any] = [None] * self.total
+        self.finished = 0
+        self.next = 0
+        self.stop = False
+        self.failures: list[tuple[int, _SubFailure]] = []
+        self.paused: list[int] = []
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.sub = _SubRunner(runner, plan.dag)
+        source = plan.nodes[plan.sources[0]]
+        self.source = source.label
+        self.param = source.input_params[0].name if source.input_params else None
+        self.sink = plan.nodes[plan.sinks[0]]
+        self.sub_runs = state.sub_runs or None
+        nodes = plan.nodes
+        inline_only = all(n.fast_inline for n in nodes)
+        lean = not state.recording and all(
+            n.context_param is None
+            and not isinstance(n.node, _Composite)
+            and n.retries == 0
+            and n.timeout is None
+            for n in nodes
+        )
+        chain = all(len(n.successors) <= 1 and n.n_upstream <= 1 for n in nodes)
+        if inline_only:
+            self.mode = _LEAN_SYNC if lean else _SYNC
+        else:
+            self.mode = _LEAN_ASYNC if lean and chain else _FULL
+        self.order = [nodes[i] for i in plan.order]
+
+    # ------------------------------------------------------------------ driving
+    async def run(self) -> None:
+        state = self.state
+        if self.mode in (_LEAN_SYNC, _SYNC) or self.total <= 1:
+            await self._run_here()
+        else:
+            workers = self.total
+            for bound in (self.limit, self.runner.max_concurrency):
+                if bound is not None:
+                    workers = min(workers, bound)
+            async with anyio.create_task_group() as tg:
+                self.tg = tg
+                for _ in range(workers):
+                    tg.start_soon(self._worker)
+            self.tg = None
+        if self.failures:
+            raise self._error()
+        if self.finished < self.total:
+            if state.stopping and not state.paused:
+                await anyio.lowlevel.checkpoint()  # the parent is failing: take its cancel
+            what = (
+                f"element {self.keys[self.paused[0]]!r} paused"
+                if self.paused and self.is_map
+                else "paused"
+            )
+            raise DagPause(
+                f"{self.node.kind} node {self.node.label!r}: {what} after "
+                f"{self.finished} of {self.total} elements"
+            )
+
+    async def _run_here(self) -> None:
+        """Every element in this task, one after the other (checkpointing now and then)."""
+        state = self.state
         prov = state.prov
-        prior = state.sub_runs.get(nsref) if state.sub_runs else None
+        mode = self.mode
+        since = 0
+        for i in range(self.total):
+            if self.stop or state.stopping:
+                break
+            if self.sub_runs is not None and self._nsref(i) in self.sub_runs:
+                await self._element_full(i)
+            elif mode == _LEAN_SYNC:
+                try:
+                    value = self._lean_sync(self.elems[i])
+                except DagPause:
+                    self._paused(i)
+                except _SubFailure as failure:
+                    self._failed(i, failure)
+                else:
+                    self._completed(i, value)
+            elif mode == _SYNC:
+                self._element_sync(i)
+            elif mode == _LEAN_ASYNC:
+                await self._element_lean_async(i)
+            else:
+                await self._element_full(i)
+            since += 1
+            if since >= _CHECKPOINT_EVERY:
+                since = 0
+                if state.record_values:
+                    await prov.commit()
+                await anyio.lowlevel.checkpoint()
+        if state.record_values:
+            await prov.commit()
+
+    async def _worker(self) -> None:
+        state = self.state
+        lean = self.mode == _LEAN_ASYNC
+        while self.next < self.total and not self.stop and not state.stopping:
+            i = self.next
+            self.next += 1
+            if lean and not (self.sub_runs and self._nsref(i) in self.sub_runs):
+                await self._element_lean_async(i)
+            else:
+                await self._element_full(i)
+
+    # ------------------------------------------------------------------ outcomes
+    def _completed(self, i: int, value: Any) -> None:
+        self.results[i] = value
+        self._progress(i, NodeStatus.COMPLETED)
+
+    def _failed(self, i: int, failure: _SubFailure) -> None:
+        self.failures.append((i, failure))
+        self._progress(i, NodeStatus.FAILED)
+        if self.runner.fail_fast:
+            self.stop = True
+            if self.tg is not None:
+                self.tg.cancel_scope.cancel()
+
+    def _paused(self, i: int) -> None:
+        self.paused.append(i)
+        self.stop = True
+
+    def _progress(self, i: int, status: NodeStatus) -> None:
+        self.finished += 1
+        state = self.state
+        if self.is_map and state.observing:
+            self.runner.host.on_map_progress(
+                MapProgress(
+                    run_id=state.run_id,
+                    label=self.node.label,
+                    key=str(self.keys[i]),
+                    done=self.finished,
+                    total=self.total,
+                    status=status,
+                )
+            )
+
+    def _error(self) -> CompositeError:
+        i, first = self.failures[0]
+        node = self.node
+        key = self.keys[i]
+        what = f"element {key!r}" if self.is_map else f"sub-DAG {self.plan.dag.nsref!r}"
+        where = f" at node {first.label!r}" if first.label else ""
+        run = f" (sub-run {first.run_id})" if first.run_id else ""
+        exc = first.exc
+        cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        message = f"{node.kind} node {node.label!r}: {what} failed{where}{run}{cause}"
+        if len(self.failures) > 1:
+            others = [repr(self.keys[j]) for j, _ in self.failures[1:6]]
+            more = ", ..." if len(self.failures) > 6 else ""
+            message += (
+                f" (and {len(self.failures) - 1} more failed elements: {', '.join(others)}{more})"
+            )
+        err = CompositeError(
+            message,
+            node=node.label,
+            key=key,
+            failed_keys=[self.keys[j] for j, _ in self.failures],
+            sub_run_id=first.run_id,
+        )
+        err.__cause__ = exc
+        return err
+
+    # ------------------------------------------------------------------ one element
+    def _nsref(self, i: int) -> str:
+        base = f"{self.state.run.dag_nsref}/{self.node.label}"
+        return f"{base}[{self.keys[i]}]" if self.is_map else base
+
+    def _inputs(self, i: int) -> dict[str, dict[str, Any]]:
+        return {self.source: {self.param: self.elems[i]}} if self.param is not None else {}
+
+    def _lean_sync(self, arg: Any) -> Any:
+        """The sub-DAG as plain calls, in topological order (every node is ``@inline``)."""
+        param = self.param
+        order = self.order
+        if len(order) == 1:
+            call = order[0].call
+            assert call is not None
+            try:
+                return call(**{param: arg}) if param is not None else call()
+            except DagPause:
+                raise
+            except Exception as exc:
+                raise _SubFailure(order[0].label, exc, None) from None
+        values: list[Any] = [None] * len(order)
+        source = self.plan.sources[0]
+        for pn in order:
+            kwargs = _lean_kwargs(pn, values, source, param, arg)
+            assert pn.call is not None
+            try:
+                values[pn.index] = pn.call(**kwargs)
+            except DagPause:
+                raise
+            except Exception as exc:
+                raise _SubFailure(pn.label, exc, None) from None
+        return values[self.sink.index]
+
+    async def _element_lean_async(self, i: int) -> None:
+        """A chain sub-DAG as awaited calls (the runner's limiter bounds non-inline nodes)."""
+        runner = self.runner
+        limiter = runner._limiter
+        param = self.param
+        arg = self.elems[i]
+        source = self.plan.sources[0]
+        values: list[Any] = [None] * len(self.order)
+        for pn in self.order:
+            kwargs = _lean_kwargs(pn, values, source, param, arg)
+            call = pn.call
+            assert call is not None
+            try:
+                if pn.inline:
+                    value = call(**kwargs)
+                elif limiter is not None:
+                    async with limiter:
+                        value = await self._lean_call(pn, call, kwargs)
+                else:
+                    value = await self._lean_call(pn, call, kwargs)
+            except DagPause:
+                self._paused(i)
+                return
+            except Exception as exc:
+                self._failed(i, _SubFailure(pn.label, exc, None))
+                return
+            values[pn.index] = value
+        self._completed(i, values[self.sink.index])
+
+    async def _lean_call(
+        self, pn: PlanNode, call: Callable[..., Any], kwargs: dict[str, Any]
+    ) -> Any:
+        if pn.is_async:
+            return await call(**kwargs)
+        executor = self.runner._executor(pn.executor)
+        value, _where = await executor.run(functools.partial(_placed_call, call, kwargs))
+        return value
+
+    def _new_record(self, i: int, inputs: dict[str, dict[str, Any]]) -> RunRecord:
+        state = self.state
+        now = utcnow()
+        return RunRecord(
+            run_id=uuid.uuid4().hex,
+            dag_nsref=self._nsref(i),
+            status=RunStatus.RUNNING,
+            started_at=now,
+            updated_at=now,
+            source_inputs=self.runner._json_inputs(self.plan, inputs, state.prov),
+            parent_run_id=state.run_id,
+            correlation_id=state.run.correlation_id,
+            owner_pid=os.getpid(),
+            owner_host=_HOST,
+        )
+
+    def _element_sync(self, i: int) -> None:
+        """A recorded sub-run of an all-``@inline`` sub-DAG, in this task; not committed."""
+        state = self.state
+        sub = self.sub
+        plan = self.plan
+        inputs = self._inputs(i)
+        st = _RunState(sub, plan, self._new_record(i, inputs), inputs, state.prov)
+        st.data = state.data
+        if st.record_values:
+            st.prov.write_run(st.run)
+        if st.observing:
+            sub.host.on_run_start(st.run)
+        sub._start_records(st, {}, False)
+        values = st.values
+        for pn in self.order:
+            if st.paused or (st.failure is not None and sub.fail_fast):
+                break
+            if any(values[u] is _NOT_DONE for u in pn.upstreams):
+                continue  # downstream of a failure (continue mode)
+            sub._run_inline(st, pn)
+        if st.failure is not None:
+            status = RunStatus.FAILED
+        elif st.paused:
+            status = RunStatus.PAUSED
+        else:
+            status = RunStatus.COMPLETED
+        failure = st.failure
+        result = sub._close_run(st, status, failure[1] if failure else None)
+        if st.observing:
+            sub.host.on_run_finish(st.run)
+        if failure is not None:
+            self._failed(i, _SubFailure(failure[0].label, failure[1], result.run_id))
+        elif status is RunStatus.PAUSED:
+            self._paused(i)
+        else:
+            self._completed(i, values[self.sink.index])
+
+    async def _element_full(self, i: int) -> None:
+        """A sub-run through the scheduler; on a restart, resumed in place or reused."""
+        state = self.state
+        prov = state.prov
+        sub = self.sub
+        plan = self.plan
+        inputs = self._inputs(i)
+        prior = self.sub_runs.get(self._nsref(i)) if self.sub_runs else None
         prefill: dict[int, tuple[Any, NodeRecord]] = {}
         attempts: dict[str, int] = {}
-        if prior is not None:
+        children: dict[str, RunRecord] | None = None
+        if prior is None:
+            record = self._new_record(i, inputs)
+        else:
+            records = await prov.get_node_executions(prior.run_id)
             if prior.status is RunStatus.COMPLETED:
-                recs = await prov.get_node_executions(prior.run_id)
-                sink = sub_plan.nodes[sub_plan.sinks[0]]
-                for rec in recs:
+                sink = self.sink
+                for rec in records:
                     if rec.label == sink.label and rec.restorable and rec.status.has_output:
-                        return structure(
-                            rec.output,
-                            sink.output_type,
-                            where=f"run {prior.run_id} node {rec.label!r} output",
+                        self._completed(
+                            i,
+                            structure(
+                                rec.output,
+                                sink.output_type,
+                                where=f"run {prior.run_id} node {rec.label!r} output",
+                            ),
                         )
-            recs = await prov.get_node_executions(prior.run_id)
-            sub_runner = _SubRunner(self, sub_plan.dag)
-            prefill = sub_runner._restorable(sub_plan, prior, recs, rerun=set())
-            attempts = {r.label: r.attempt for r in recs}
+                        return
+            prefill = sub._restorable(plan, prior, records, rerun=set())
+            attempts = {rec.label: rec.attempt for rec in records}
+            children = {r.dag_nsref: r for r in await prov.list_runs(parent_run_id=prior.run_id)}
             now = utcnow()
             record = attrs.evolve(
                 prior,
@@ -987,41 +1297,34 @@ class DagRunner:
                 error_message=None,
                 traceback=None,
             )
-        else:
-            now = utcnow()
-            record = RunRecord(
-                run_id=uuid.uuid4().hex,
-                dag_nsref=nsref,
-                status=RunStatus.RUNNING,
-                started_at=now,
-                updated_at=now,
-                source_inputs=self._json_inputs(sub_plan, inputs, prov),
-                parent_run_id=state.run_id,
-                correlation_id=state.run.correlation_id,
-                owner_pid=os.getpid(),
-                owner_host=_HOST,
-            )
-        sub = _SubRunner(self, sub_plan.dag)
-        sub_state = _RunState(sub, sub_plan, record, inputs, prov)
-        sub_state.data = state.data
-        for label, n in attempts.items():
-            if label in sub_plan.by_label:
-                sub_state.attempts[sub_plan.by_label[label].index] = n
-        result = await sub._execute(sub_state, prefill, copied=False)
+        st = _RunState(sub, plan, record, inputs, prov)
+        st.data = state.data
+        st.sub_runs = children
+        for label, attempt in attempts.items():
+            pn = plan.by_label.get(label)
+            if pn is not None:
+                st.attempts[pn.index] = attempt
+        result = await sub._execute(st, prefill, copied=False)
         if result.status is RunStatus.COMPLETED:
-            return result.outputs[sub_plan.nodes[sub_plan.sinks[0]].label]
-        what = f"element {key!r}" if key is not None else "sub-DAG"
-        if result.status is RunStatus.PAUSED:
-            raise DagPause(f"{node.kind} node {node.label!r}: {what} paused")
-        exc = result.exception
-        raise _SubRunError(
-            f"{node.kind} node {node.label!r}: {what} failed in sub-run {result.run_id} "
-            f"at node {result.failed_node!r}: {result.error}"
-        ) from exc
+            self._completed(i, result.outputs[self.sink.label])
+        elif result.status is RunStatus.PAUSED:
+            self._paused(i)
+        else:
+            self._failed(i, _SubFailure(result.failed_node, result.exception, result.run_id))
 
 
-class _SubRunError(PlaitError, RuntimeError):
-    """A map element or called sub-DAG failed."""
+def _lean_kwargs(
+    pn: PlanNode, values: list[Any], source: int, param: str | None, arg: Any
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if pn.index == source and param is not None:
+        kwargs[param] = arg
+    for up, name, collect in pn.bindings:
+        if collect:
+            kwargs.setdefault(name, []).append(values[up])
+        else:
+            kwargs[name] = values[up]
+    return kwargs
 
 
 class _SubRunner(DagRunner):
