@@ -196,9 +196,9 @@ def _canonical(value: Any, where: str) -> Any:
         data = to_json_safe(value, where=where)
     except ConversionError as exc:
         raise CacheKeyError(
-            f"{where} of type {kind.__qualname__} cannot be part of a cache key: use str, "
-            "int, float, bool, None, date, datetime, Path, attrs classes, dataclasses or "
-            f"containers of those, or register a cattrs unstructure hook ({exc})"
+            f"{where} ({kind.__module__}.{kind.__qualname__}) cannot be part of a cache key: "
+            "use str, int, float, bool, None, date, datetime, Path, attrs classes, "
+            "dataclasses or containers of those, or register a cattrs unstructure hook"
         ) from exc
     return {_TAG: f"{kind.__module__}.{kind.__qualname__}", "v": data}
 
@@ -267,7 +267,7 @@ class _KeyMaker:
             return self.prefix + payload
         payload = _encode_key(
             [
-                _canonical(value, f"argument {name!r} of {self.cid}")
+                _canonical(value, f"{self.cid}: argument {name!r}")
                 for name, value in zip(names, values, strict=True)
             ]
         )

@@ -381,7 +381,7 @@ class SqliteCache:
         """Build a fresh database beside ``path`` and link it into place atomically."""
         parent = path.parent
         try:
-            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private_dirs(parent)
             fd, tmp_name = tempfile.mkstemp(prefix=".cache-", suffix=".tmp", dir=parent)
         except OSError as exc:
             raise StoreError(f"cache database {str(path)!r} cannot be created: {exc}") from exc
@@ -408,6 +408,16 @@ class SqliteCache:
             raise StoreError(f"cache database {str(path)!r} cannot be created: {exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each new one with mode 0700."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(mode=0o700, exist_ok=True)
 
 
 def _publish(tmp: Path, path: Path) -> None:

@@ -1,0 +1,436 @@
+"""plait benchmarks, side by side with peers: ``nox -s bench`` (``-- --quick`` for a smoke run).
+
+Every case runs plait and its peers in this one process, alternating the order from one
+repetition to the next, and reports the median of the repetitions, the time per node
+(element, call) and the ratio peer/plait (above 1: plait is faster). Results go to a table
+and to ``bench/results/latest.json``. See ``bench/README.md`` for what each case means.
+
+    python bench/run.py [--quick] [--only chain,fanout,...] [--reps 5] [--cap 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:  # run as a script or imported by the smoke test
+    sys.path.insert(0, str(BENCH_DIR))
+
+import peer_cases as peers  # noqa: E402
+import plait_cases as pc  # noqa: E402
+
+RESULTS = BENCH_DIR / "results" / "latest.json"
+CASE_KEYS = ("chain", "chain_sqlite", "fanout", "map", "cache_hit", "cache_miss", "thread", "scale")
+FANOUT_WIDTH = 50
+CACHE_CALLS = 1000
+
+Setup = Callable[[], AbstractAsyncContextManager[pc.Run]]
+
+
+@dataclass
+class Subject:
+    lib: str
+    setup: Setup
+
+
+@dataclass
+class Case:
+    key: str
+    title: str
+    size: int
+    unit: str
+    subjects: list[Subject]
+
+
+@dataclass
+class Measurement:
+    """One library on one case. Seconds; ``times`` are the timed repetitions."""
+
+    case: str
+    title: str
+    size: int
+    unit: str
+    lib: str
+    build_s: float | None = None
+    first_s: float | None = None
+    times: list[float] = field(default_factory=list)
+    capped: bool = False
+    error: str | None = None
+    note: str = ""
+
+    @property
+    def median_s(self) -> float | None:
+        return statistics.median(self.times) if self.times else None
+
+    @property
+    def per_unit_us(self) -> float | None:
+        med = self.median_s
+        return None if med is None or self.capped else med / self.size * 1e6
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["median_s"] = self.median_s
+        out["per_unit_us"] = self.per_unit_us
+        out["reps"] = len(self.times)
+        return out
+
+
+# ---------------------------------------------------------------------------- the cases
+def build_cases(quick: bool = False, only: Sequence[str] = ()) -> list[Case]:
+    """Every case of the benchmark, plait first in each; ``quick`` shrinks the sizes."""
+    chain_ns = [100] if quick else [100, 1_000, 10_000]
+    sqlite_ns = [100] if quick else [1_000]
+    map_ms = [1_000] if quick else [1_000, 10_000]
+    scale_ns = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+    calls = 100 if quick else CACHE_CALLS
+    thread_n = 100 if quick else 1_000
+    cases: list[Case] = []
+
+    def add(key: str, title: str, size: int, unit: str, *subjects: tuple[str, Setup]) -> None:
+        if not only or key in only:
+            cases.append(Case(key, title, size, unit, [Subject(*s) for s in subjects]))
+
+    for n in chain_ns:
+        add(
+            "chain", f"chain of {n:,} inline nodes", n, "node",
+            ("plait", partial(pc.plait_chain, n)),
+            ("lythonic", partial(peers.lythonic_chain, n)),
+            ("hamilton", partial(peers.hamilton_chain, n)),
+        )
+    for n in sqlite_ns:
+        add(
+            "chain_sqlite", f"chain of {n:,}, SQLite provenance", n, "node",
+            ("plait", partial(pc.plait_chain, n, sqlite=True)),
+            ("lythonic", partial(peers.lythonic_chain, n, sqlite=True)),
+        )
+    add(
+        "fanout", f"fan-out {FANOUT_WIDTH} x sleep(10 ms)", FANOUT_WIDTH, "branch",
+        ("plait", partial(pc.plait_fanout, FANOUT_WIDTH)),
+        ("lythonic", partial(peers.lythonic_fanout, FANOUT_WIDTH)),
+    )
+    for m in map_ms:
+        add(
+            "map", f"MapNode over {m:,}", m, "element",
+            ("plait", partial(pc.plait_map, m)),
+            ("lythonic", partial(peers.lythonic_map, m)),
+        )
+    add(
+        "cache_hit", f"cache: {calls:,} hits", calls, "call",
+        ("plait", partial(pc.plait_cache_hits, calls)),
+        ("lythonic", partial(peers.lythonic_cache_hits, calls)),
+        ("joblib", partial(peers.joblib_cache_hits, calls)),
+        ("diskcache", partial(peers.diskcache_cache_hits, calls)),
+        ("sqlite3 floor", partial(peers.sqlite_cache_hits, calls)),
+    )
+    add(
+        "cache_miss", f"cache: {calls:,} misses", calls, "call",
+        ("plait", partial(pc.plait_cache_misses, calls)),
+        ("lythonic", partial(peers.lythonic_cache_misses, calls)),
+        ("joblib", partial(peers.joblib_cache_misses, calls)),
+        ("diskcache", partial(peers.diskcache_cache_misses, calls)),
+        ("sqlite3 floor", partial(peers.sqlite_cache_misses, calls)),
+    )
+    add(
+        "thread", f"chain of {thread_n:,} sync nodes, thread executor", thread_n, "node",
+        ("plait", partial(pc.plait_chain, thread_n, threaded=True)),
+        ("to_thread floor", partial(pc.bare_to_thread, thread_n)),
+    )
+    for n in scale_ns:
+        add("scale", f"scaling: chain of {n:,}", n, "node", ("plait", partial(pc.plait_chain, n)))
+    return cases
+
+
+# ---------------------------------------------------------------------------- measuring
+async def _once(run: pc.Run, cap: float) -> tuple[float, bool]:
+    """One repetition: (seconds, capped). A run reporting its own time is taken at its word."""
+    gc.collect()
+    t0 = time.perf_counter()
+    with anyio.move_on_after(cap) as scope:
+        inner = await run()
+    elapsed = time.perf_counter() - t0
+    if scope.cancelled_caught:
+        return elapsed, True
+    return (inner if inner is not None else elapsed), False
+
+
+async def measure_case(
+    case: Case, *, reps: int = 5, cap: float = 60.0, slow: float = 3.0,
+    skip: Sequence[str] = (),
+) -> list[Measurement]:
+    """Run every subject of ``case``: a warm-up round, then ``reps`` timed rounds.
+
+    Rounds alternate the order of the subjects. A subject whose warm-up takes over ``slow``
+    seconds keeps that one run as its only sample; one cut off after ``cap`` seconds, or
+    named in ``skip`` (capped at a smaller size), is reported as capped.
+    """
+    results = {
+        s.lib: Measurement(case.key, case.title, case.size, case.unit, s.lib)
+        for s in case.subjects
+    }
+    runs: dict[str, pc.Run] = {}
+    async with AsyncExitStack() as stack:
+        for s in case.subjects:
+            m = results[s.lib]
+            if s.lib in skip:
+                m.capped, m.note = True, f"capped at a smaller size (> {cap:.0f} s)"
+                continue
+            t0 = time.perf_counter()
+            try:
+                runs[s.lib] = await stack.enter_async_context(s.setup())
+            except Exception as exc:  # a missing or broken peer is reported, not fatal
+                m.error = f"{type(exc).__name__}: {exc}"[:300]
+                continue
+            m.build_s = time.perf_counter() - t0
+        order = [s.lib for s in case.subjects if s.lib in runs]
+        for rnd in range(reps + 1):
+            for lib in order if rnd % 2 == 0 else reversed(order):
+                m = results[lib]
+                if m.capped or m.error or (rnd > 0 and m.first_s is not None and m.first_s > slow):
+                    continue
+                try:
+                    seconds, capped = await _once(runs[lib], cap)
+                except Exception as exc:
+                    m.error = f"{type(exc).__name__}: {exc}"[:300]
+                    continue
+                if capped:
+                    m.capped, m.note = True, f"cut off after {cap:.0f} s"
+                    m.times = [seconds]
+                elif rnd == 0:
+                    m.first_s = seconds
+                    if seconds > slow:
+                        m.times, m.note = [seconds], "one run (slow)"
+                else:
+                    m.times.append(seconds)
+    return [results[s.lib] for s in case.subjects]
+
+
+async def run_cases(
+    cases: Sequence[Case], *, reps: int = 5, cap: float = 60.0,
+    progress: Callable[[Measurement], None] | None = None,
+) -> list[Measurement]:
+    out: list[Measurement] = []
+    capped: dict[str, set[str]] = {}
+    for case in cases:
+        skip = capped.setdefault(case.key, set())
+        for m in await measure_case(case, reps=reps, cap=cap, skip=sorted(skip)):
+            if m.capped:
+                skip.add(m.lib)
+            out.append(m)
+            if progress:
+                progress(m)
+    return out
+
+
+# ---------------------------------------------------------------------------- reporting
+def ratios(results: Sequence[Measurement]) -> dict[tuple[str, int, str], float | None]:
+    """Peer median / plait median per (case, size, lib); a capped peer gives a lower bound."""
+    plait = {(m.case, m.size): m for m in results if m.lib == "plait"}
+    out: dict[tuple[str, int, str], float | None] = {}
+    for m in results:
+        base = plait.get((m.case, m.size))
+        if m.lib == "plait" or base is None or not base.median_s or m.median_s is None:
+            continue
+        out[(m.case, m.size, m.lib)] = m.median_s / base.median_s
+    return out
+
+
+def _find(results: Sequence[Measurement], case: str, size: int, lib: str) -> Measurement | None:
+    return next(
+        (m for m in results if (m.case, m.size, m.lib) == (case, size, lib)), None
+    )
+
+
+def evaluate_targets(results: Sequence[Measurement]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and met / not met / not measured."""
+    r = ratios(results)
+    targets: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, ok: Callable[[float], bool], fmt: str) -> None:
+        met = None if value is None else ok(value)
+        shown = "n/a" if value is None else fmt.format(value)
+        targets.append({"target": name, "value": value, "shown": shown, "met": met})
+
+    def plait_us(case: str, size: int) -> float | None:
+        m = _find(results, case, size, "plait")
+        return m.per_unit_us if m else None
+
+    def plait_s(case: str, size: int) -> float | None:
+        m = _find(results, case, size, "plait")
+        return m.median_s if m else None
+
+    check("chain 1,000: >= 15x faster than lythonic", r.get(("chain", 1000, "lythonic")),
+          lambda v: v >= 15, "{:.1f}x")
+    check("chain 1,000: <= 10 us per node", plait_us("chain", 1000), lambda v: v <= 10,
+          "{:.2f} us")
+    check("chain 1,000: faster than Hamilton", r.get(("chain", 1000, "hamilton")),
+          lambda v: v > 1, "{:.2f}x")
+    check("chain 1,000 + SQLite: >= 50x faster than lythonic",
+          r.get(("chain_sqlite", 1000, "lythonic")), lambda v: v >= 50, "{:.1f}x")
+    check("chain 1,000 + SQLite: <= 40 us per node", plait_us("chain_sqlite", 1000),
+          lambda v: v <= 40, "{:.1f} us")
+    fan = plait_s("fanout", FANOUT_WIDTH)
+    check("fan-out 50 x 10 ms: <= 30 ms wall", None if fan is None else fan * 1e3,
+          lambda v: v <= 30, "{:.1f} ms")
+    check("fan-out: >= 15x faster than lythonic", r.get(("fanout", FANOUT_WIDTH, "lythonic")),
+          lambda v: v >= 15, "{:.1f}x")
+    check("MapNode 10,000: >= 15x faster than lythonic", r.get(("map", 10000, "lythonic")),
+          lambda v: v >= 15, "{:.1f}x")
+    calls = next((m.size for m in results if m.case == "cache_hit"), CACHE_CALLS)
+    check("cache hit: >= 5x faster than lythonic", r.get(("cache_hit", calls, "lythonic")),
+          lambda v: v >= 5, "{:.1f}x")
+    check("cache hit: faster than joblib.Memory", r.get(("cache_hit", calls, "joblib")),
+          lambda v: v > 1, "{:.1f}x")
+    check("cache hit: faster than diskcache memoize", r.get(("cache_hit", calls, "diskcache")),
+          lambda v: v > 1, "{:.2f}x")
+    thread_n = next((m.size for m in results if m.case == "thread"), 1000)
+    floor = r.get(("thread", thread_n, "to_thread floor"))
+    check("thread executor: within 1.5x of bare to_thread",
+          None if not floor else 1 / floor, lambda v: v <= 1.5, "{:.2f}x the floor")
+    for what, attr in (("run", "median_s"), ("build", "build_s")):
+        small = _find(results, "scale", 10_000, "plait")
+        big = _find(results, "scale", 100_000, "plait")
+        growth = None
+        if small and big and getattr(small, attr) and getattr(big, attr):
+            growth = getattr(big, attr) / getattr(small, attr)
+        check(f"chain 10k -> 100k {what} time: <= 12x", growth, lambda v: v <= 12, "{:.1f}x")
+    return targets
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def rows(results: Sequence[Measurement]) -> list[list[str]]:
+    r = ratios(results)
+    out = []
+    for m in results:
+        ratio = r.get((m.case, m.size, m.lib))
+        shown = "" if ratio is None else f"{'>= ' if m.capped else ''}{ratio:.2f}"
+        status = m.error or m.note
+        if m.capped and not m.note:
+            status = "capped"
+        out.append([
+            m.title, m.lib, _fmt(m.build_s, ".4f"), _fmt(m.median_s, ".4f"),
+            _fmt(m.per_unit_us, ".2f"), shown, str(len(m.times)), status,
+        ])
+    return out
+
+
+HEADER = ["case", "lib", "build s", "median s", "us / unit", "peer/plait", "reps", "note"]
+
+
+def print_report(results: Sequence[Measurement], targets: Sequence[dict[str, Any]]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # plain text
+        for row in [HEADER, *rows(results)]:
+            print(" | ".join(row))
+        for t in targets:
+            print(f"{t['target']}: {t['shown']} -> {_met(t['met'])}")
+        return
+    table = Table(title="plait vs peers (median of repeats)")
+    for i, h in enumerate(HEADER):
+        table.add_column(h, justify="right" if 2 <= i <= 6 else "left")
+    previous = None
+    for m, row in zip(results, rows(results), strict=True):
+        if (m.case, m.size) == previous:
+            row[0] = ""
+        elif previous is not None:
+            table.add_section()
+        previous = (m.case, m.size)
+        table.add_row(*row)
+    console = Console(width=max(Console().width, 132))
+    console.print(table)
+    tt = Table(title="targets (issue 7)")
+    for h in ("target", "measured", "status"):
+        tt.add_column(h)
+    for t in targets:
+        tt.add_row(t["target"], t["shown"], _met(t["met"]))
+    console.print(tt)
+
+
+def _met(met: bool | None) -> str:
+    return "not measured" if met is None else ("met" if met else "NOT MET")
+
+
+def environment(argv: Sequence[str]) -> dict[str, Any]:
+    versions = {}
+    for dist in ("plait", "plait-provenance-sqlite", "plait-cache-sqlite", "anyio", "lythonic",
+                 "apache-hamilton", "joblib", "diskcache"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "versions": versions,
+        "argv": list(argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes, 3 repetitions")
+    ap.add_argument("--only", default="", help=f"comma list of cases: {', '.join(CASE_KEYS)}")
+    ap.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5)")
+    ap.add_argument("--cap", type=float, default=60.0, help="seconds before a run is cut off")
+    ap.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    args = ap.parse_args(argv)
+    only = [k for k in args.only.split(",") if k]
+    unknown = sorted(set(only) - set(CASE_KEYS))
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASE_KEYS)}")
+    reps = args.reps or (3 if args.quick else 5)
+    env = environment(sys.argv[1:] if argv is None else argv)
+    cases = build_cases(args.quick, only)
+
+    def progress(m: Measurement) -> None:
+        med = "capped" if m.capped else (m.error or _fmt(m.median_s, ".4f") + " s")
+        print(f"  {m.title:<45} {m.lib:<16} {med}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    results = anyio.run(
+        partial(run_cases, cases, reps=reps, cap=args.cap, progress=progress), backend="asyncio"
+    )
+    env["duration_s"] = time.perf_counter() - t0
+    env["loadavg_end"] = os.getloadavg()
+    targets = evaluate_targets(results)
+    print_report(results, targets)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "environment": env,
+        "results": [m.to_json() for m in results],
+        "ratios": [
+            {"case": c, "size": s, "lib": lib, "peer_over_plait": v}
+            for (c, s, lib), v in ratios(results).items()
+        ],
+        "targets": targets,
+    }
+    args.output.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"results written to {args.output}", file=sys.stderr)
+    return 1 if any(m.error for m in results if m.lib == "plait") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

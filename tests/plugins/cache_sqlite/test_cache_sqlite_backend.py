@@ -1,0 +1,283 @@
+"""plait-cache-sqlite: discovery, the file it keeps, and the files it refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plait.cache import close_backends
+from plait.errors import BackendError, PlaitError, StoreError
+from plait.plugins import PluginHost, get_cache
+from plait.protocols import CacheBackend
+from plait_cache_sqlite import APPLICATION_ID, SCHEMA_VERSION, SqliteCache
+
+
+@pytest.fixture(autouse=True)
+def _close_shared_backends() -> Iterator[None]:
+    yield
+    close_backends()
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[SqliteCache]:
+    with SqliteCache(tmp_path / "cache.sqlite3") as backend:
+        yield backend
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------- discovery
+def test_plugin_is_installed() -> None:
+    """The backend is found through the installed entry point, not by importing it."""
+    host = PluginHost()
+    info = host.backends("cache")["sqlite"]
+    assert info.factory is SqliteCache
+    assert info.distribution == "plait-cache-sqlite"
+    names = {p.name: p for p in host.plugins()}
+    assert "cache:sqlite" in names["cache-sqlite"].provides
+    assert names["cache-sqlite"].error is None
+
+
+def test_get_cache_builds_it_by_name(tmp_path: Path, host: PluginHost) -> None:
+    backend = get_cache("sqlite", host=host, path=tmp_path / "c.db")
+    assert isinstance(backend, SqliteCache)
+    assert isinstance(backend, CacheBackend)
+    backend.close()
+
+
+def test_unknown_option_is_a_clear_error(host: PluginHost) -> None:
+    with pytest.raises(BackendError, match="rejected options"):
+        get_cache("sqlite", host=host, nonsense=1)
+
+
+# ---------------------------------------------------------------------- the file
+def test_default_path_is_resolved_when_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = SqliteCache()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "later"))
+    assert not (tmp_path / "later").exists()
+    with backend:
+        assert backend.path == tmp_path / "later" / "plait" / "cache.sqlite3"
+        assert backend.path.is_file()
+
+
+def test_new_file_is_private_and_tagged(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "cache.sqlite3"
+    with SqliteCache(str(path)) as backend:
+        backend.store("k", "m:f", "1", 10.0, 20.0)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "deep").stat().st_mode) == 0o700
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_store_lookup_replace(cache: SqliteCache) -> None:
+    assert cache.lookup("k") is None
+    cache.store("k", "m:f", '{"a":1}', 100.0, 200.0)
+    entry = cache.lookup("k")
+    assert entry is not None
+    assert (entry.value_json, entry.stored_at) == ('{"a":1}', 100.0)
+    cache.store("k", "m:f", "2", 150.0, 250.0)
+    entry = cache.lookup("k")
+    assert entry is not None and entry.value_json == "2" and entry.stored_at == 150.0
+
+
+def test_reopens_after_close(tmp_path: Path) -> None:
+    backend = SqliteCache(tmp_path / "c.db")
+    backend.store("k", "m:f", "1", 1.0, 2.0)
+    backend.close()
+    backend.close()  # idempotent
+    entry = backend.lookup("k")
+    assert entry is not None and entry.value_json == "1"
+    backend.close()
+
+
+def test_counters_are_buffered_then_persisted(cache: SqliteCache) -> None:
+    cache.record_stats("m:f", hits=2)
+    cache.record_stats("m:f", misses=1, refreshes=3)
+    other = SqliteCache(cache.path)
+    try:
+        assert other.stats() == {}  # nothing written per hit
+        cache.flush()
+        assert other.stats() == {"m:f": {"hits": 2, "misses": 1, "refreshes": 3, "entries": 0}}
+        other.record_stats("m:f", hits=5)  # counters add up across processes
+        other.close()
+        assert cache.stats()["m:f"]["hits"] == 7
+    finally:
+        other.close()
+
+
+def test_close_persists_counters(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with SqliteCache(path) as backend:
+        backend.record_stats("m:f", hits=4)
+    with SqliteCache(path) as backend:
+        assert backend.stats()["m:f"]["hits"] == 4
+
+
+def test_clear_and_prune(cache: SqliteCache) -> None:
+    cache.store("a1", "m:a", "1", 0.0, 100.0)
+    cache.store("a2", "m:a", "1", 0.0, 300.0)
+    cache.store("b1", "m:b", "1", 0.0, 200.0)
+    cache.record_stats("m:a", hits=1)
+    cache.record_stats("m:b", hits=1)
+    assert cache.prune(99.0) == 0
+    assert cache.prune(200.0) == 2
+    assert cache.lookup("a2") is not None
+    assert cache.stats()["m:b"] == {"hits": 1, "misses": 0, "refreshes": 0, "entries": 0}
+    assert cache.clear("m:b") == 0
+    assert "m:b" not in cache.stats()
+    cache.store("b1", "m:b", "1", 0.0, 200.0)
+    assert cache.clear() == 2
+    assert cache.stats() == {}
+
+
+def test_threads_share_one_backend(cache: SqliteCache) -> None:
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(50):
+                cache.store(f"k{n}-{i}", "m:f", str(i), float(i), 1e9)
+                entry = cache.lookup(f"k{n}-{i}")
+                assert entry is not None and entry.value_json == str(i)
+                cache.record_stats("m:f", hits=1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert cache.stats()["m:f"] == {"hits": 400, "misses": 0, "refreshes": 0, "entries": 400}
+
+
+def test_flushes_counters_periodically(cache: SqliteCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    import plait_cache_sqlite.backend as backend_module
+
+    monkeypatch.setattr(backend_module, "FLUSH_INTERVAL", 0.0)
+    cache.lookup("x")
+    time.sleep(0.001)
+    cache.record_stats("m:f", hits=1)
+    with SqliteCache(cache.path) as other:
+        assert other.stats()["m:f"]["hits"] == 1
+
+
+# ---------------------------------------------------------------------- bad input
+def refused(path: Path, match: str) -> StoreError:
+    with pytest.raises(StoreError, match=match) as info:
+        SqliteCache(path).open()
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, PlaitError | OSError)
+    return info.value
+
+
+def test_directory_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, "is a directory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_sqlite_file_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("my precious notes\n" * 20)
+    before = sha256(path)
+    refused(path, "not a SQLite database")
+    assert sha256(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_short_garbage_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    path.write_bytes(b"SQLite format 3\x00truncated")
+    before = sha256(path)
+    refused(path, "not a SQLite database")
+    assert sha256(path) == before
+
+
+def test_foreign_sqlite_database_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE entries (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("INSERT INTO entries VALUES ('a', 'b')")
+    conn.commit()
+    conn.close()
+    before = sha256(path)
+    refused(path, "another application")
+    assert sha256(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+def test_empty_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 3")  # a SQLite file with no tables of ours
+    conn.close()
+    before = sha256(path)
+    refused(path, "another application")
+    assert sha256(path) == before
+
+
+def test_newer_schema_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    SqliteCache(path).close()
+    SqliteCache(path).open()  # ours: accepted
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    before = sha256(path)
+    refused(path, f"schema version {SCHEMA_VERSION + 1}, newer")
+    assert sha256(path) == before
+
+
+def test_corrupt_database_is_reported_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with SqliteCache(path) as backend:
+        backend.store("k", "m:f", "1", 1.0, 2.0)
+    data = bytearray(path.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    data[page_size:] = b"\xff" * (len(data) - page_size)  # header intact, pages garbage
+    path.write_bytes(bytes(data))
+    before = sha256(path)
+    with pytest.raises(StoreError, match="c.db"):
+        backend = SqliteCache(path)
+        try:
+            backend.lookup("k")
+        finally:
+            backend.close()
+    assert sha256(path) == before
+
+
+def test_unwritable_location_names_the_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot be created") as info:
+        SqliteCache(blocker / "sub" / "c.db").open()
+    assert str(blocker / "sub" / "c.db") in str(info.value)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_symlink_to_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    refused(tmp_path / "link", "is a directory")
