@@ -338,15 +338,15 @@ def test_simple_and_structured_arguments(db: Path) -> None:
         seen(when)
         return 1
 
-    args = dict(
-        when=datetime(2024, 1, 2, 3, 4, tzinfo=UTC),
-        day=date(2024, 1, 2),
-        path=Path("/data/x.csv"),
-        point=Point(1, 2),
-        window=Window(date(2024, 1, 1), date(2024, 2, 1)),
-        tags=frozenset({"b", "a", "c"}),
-        weights={2: 0.5, 1: 0.25},
-    )
+    args: dict[str, Any] = {
+        "when": datetime(2024, 1, 2, 3, 4, tzinfo=UTC),
+        "day": date(2024, 1, 2),
+        "path": Path("/data/x.csv"),
+        "point": Point(1, 2),
+        "window": Window(date(2024, 1, 1), date(2024, 2, 1)),
+        "tags": frozenset({"b", "a", "c"}),
+        "weights": {2: 0.5, 1: 0.25},
+    }
     f(**args)
     f(**{**args, "tags": frozenset({"c", "a", "b"}), "weights": {1: 0.25, 2: 0.5}})
     assert len(seen) == 1
