@@ -1,0 +1,102 @@
+"""The benchmark code must not rot: run plait's side of every case at tiny sizes.
+
+Peers are not installed in the test environment; only plait's subjects run here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load_runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("plait_bench_run", BENCH / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_runner()
+pc = sys.modules["plait_cases"]
+
+
+def _case(key: str, size: int, *setups: tuple[str, object]) -> object:
+    return bench.Case(key, f"{key} {size}", size, "unit", [bench.Subject(*s) for s in setups])
+
+
+def test_every_case_is_built_with_plait_first() -> None:
+    cases = bench.build_cases(quick=True)
+    assert {c.key for c in cases} == set(bench.CASE_KEYS)
+    assert all(c.subjects[0].lib == "plait" for c in cases)
+    assert [c.key for c in bench.build_cases(quick=True, only=["fanout"])] == ["fanout"]
+
+
+@pytest.mark.anyio
+async def test_plait_cases_run_at_tiny_sizes() -> None:
+    cases = [
+        _case("chain", 20, ("plait", partial(pc.plait_chain, 20))),
+        _case("chain_sqlite", 20, ("plait", partial(pc.plait_chain, 20, sqlite=True))),
+        _case("fanout", 5, ("plait", partial(pc.plait_fanout, 5))),
+        _case("map", 50, ("plait", partial(pc.plait_map, 50))),
+        _case("cache_hit", 20, ("plait", partial(pc.plait_cache_hits, 20))),
+        _case("cache_miss", 20, ("plait", partial(pc.plait_cache_misses, 20))),
+        _case(
+            "thread", 10,
+            ("plait", partial(pc.plait_chain, 10, threaded=True)),
+            ("to_thread floor", partial(pc.bare_to_thread, 10)),
+        ),
+    ]
+    results = await bench.run_cases(cases, reps=1, cap=30.0)
+    for m in results:
+        assert m.error is None, (m.case, m.lib, m.error)
+        assert not m.capped
+        assert len(m.times) == 1 and m.per_unit_us > 0
+    fanout = next(m for m in results if m.case == "fanout")
+    assert fanout.median_s < 0.04, "5 branches sleeping 10 ms should run concurrently"
+    assert set(bench.ratios(results)) == {("thread", 10, "to_thread floor")}
+    assert len(bench.rows(results)) == len(results)
+
+
+@pytest.mark.anyio
+async def test_a_broken_or_slow_subject_is_reported_not_fatal() -> None:
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def broken():  # type: ignore[no-untyped-def]
+        raise ImportError("no module named 'peer'")
+        yield  # pragma: no cover
+
+    @asynccontextmanager
+    async def forever():  # type: ignore[no-untyped-def]
+        import anyio
+
+        async def once() -> None:
+            await anyio.sleep(10)
+
+        yield once
+
+    case = _case("chain", 20, ("plait", partial(pc.plait_chain, 20)), ("peer", broken),
+                 ("slow", forever))
+    plait, peer, slow = await bench.measure_case(case, reps=1, cap=0.05)
+    assert plait.error is None and plait.times
+    assert peer.error == "ImportError: no module named 'peer'"
+    assert slow.capped and "cut off" in slow.note
+
+
+def test_main_writes_json_and_evaluates_targets(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    assert bench.main(["--quick", "--only", "scale", "--reps", "1", "--output", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert [r["size"] for r in payload["results"]] == [1_000, 10_000]
+    assert all(r["lib"] == "plait" and r["per_unit_us"] > 0 for r in payload["results"])
+    assert {t["target"] for t in payload["targets"]} >= {"chain 1,000: <= 10 us per node"}
