@@ -37,35 +37,39 @@ def at(seconds: float) -> datetime:
 
 
 def run_record(run_id: str = "r1", **changes: Any) -> RunRecord:
-    fields: dict[str, Any] = dict(
-        run_id=run_id,
-        dag_nsref="pipelines:etl",
-        status=RunStatus.RUNNING,
-        started_at=at(0),
-        updated_at=at(0),
-        source_inputs={"load": {"path": "/data/in.csv", "limit": 3}},
-        owner_pid=4242,
-        owner_host="box",
-    )
+    fields: dict[str, Any] = {
+        "run_id": run_id,
+        "dag_nsref": "pipelines:etl",
+        "status": RunStatus.RUNNING,
+        "started_at": at(0),
+        "updated_at": at(0),
+        "source_inputs": {"load": {"path": "/data/in.csv", "limit": 3}},
+        "owner_pid": 4242,
+        "owner_host": "box",
+    }
     fields.update(changes)
     return RunRecord(**fields)
 
 
 def node_record(label: str, status: str = "completed", run_id: str = "r1", **changes: Any):
-    fields: dict[str, Any] = dict(
-        run_id=run_id,
-        label=label,
-        status=NodeStatus(status),
-        updated_at=at(changes.pop("t", 1)),
-    )
+    fields: dict[str, Any] = {
+        "run_id": run_id,
+        "label": label,
+        "status": NodeStatus(status),
+        "updated_at": at(changes.pop("t", 1)),
+    }
     fields.update(changes)
     return NodeRecord(**fields)
 
 
 def edge(up: str, down: str, run_id: str = "r1", **changes: Any) -> EdgeRecord:
-    fields: dict[str, Any] = dict(
-        run_id=run_id, upstream=up, downstream=down, parameter="x", traversed_at=at(2)
-    )
+    fields: dict[str, Any] = {
+        "run_id": run_id,
+        "upstream": up,
+        "downstream": down,
+        "parameter": "x",
+        "traversed_at": at(2),
+    }
     fields.update(changes)
     return EdgeRecord(**fields)
 
@@ -94,13 +98,13 @@ def test_plugin_is_installed(db: Path) -> None:
 async def test_default_path_is_private_and_resolved_at_open(tmp_path: Path) -> None:
     backend = SqliteProvenance()  # XDG_DATA_HOME points into this test's home
     data_home = Path(os.environ["XDG_DATA_HOME"])
-    assert not data_home.exists()
+    assert not data_home.exists()  # noqa: ASYNC240
     async with backend:
         path = backend.path
         assert path == data_home / "plait" / "provenance.sqlite3"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-        assert stat.S_IMODE(data_home.stat().st_mode) == 0o700
+        assert stat.S_IMODE(data_home.stat().st_mode) == 0o700  # noqa: ASYNC240
 
 
 @pytest.mark.anyio
@@ -556,7 +560,7 @@ async def test_refuses_a_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="is a directory") as info:
         await SqliteProvenance(tmp_path).open()
     assert str(tmp_path) in str(info.value)
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240
 
 
 # --------------------------------------------------------------------------- migration
