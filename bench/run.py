@@ -70,6 +70,7 @@ class Measurement:
     build_s: float | None = None
     first_s: float | None = None
     times: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)
     capped: bool = False
     error: str | None = None
     note: str = ""
@@ -83,10 +84,18 @@ class Measurement:
         med = self.median_s
         return None if med is None or self.capped else med / self.size * 1e6
 
+    @property
+    def cpu_per_unit_us(self) -> float | None:
+        """Process CPU time per unit: steadier than wall time on a shared machine."""
+        if not self.cpu_times or self.capped:
+            return None
+        return statistics.median(self.cpu_times) / self.size * 1e6
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["median_s"] = self.median_s
         out["per_unit_us"] = self.per_unit_us
+        out["cpu_per_unit_us"] = self.cpu_per_unit_us
         out["reps"] = len(self.times)
         return out
 
@@ -157,16 +166,19 @@ def build_cases(quick: bool = False, only: Sequence[str] = ()) -> list[Case]:
 
 
 # ---------------------------------------------------------------------------- measuring
-async def _once(run: pc.Run, cap: float) -> tuple[float, bool]:
-    """One repetition: (seconds, capped). A run reporting its own time is taken at its word."""
+async def _once(run: pc.Run, cap: float) -> tuple[float, float, bool]:
+    """One repetition: (seconds, process CPU seconds, capped).
+
+    A run that reports its own time is taken at its word.
+    """
     gc.collect()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     with anyio.move_on_after(cap) as scope:
         inner = await run()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     if scope.cancelled_caught:
-        return elapsed, True
-    return (inner if inner is not None else elapsed), False
+        return elapsed, cpu, True
+    return (inner if inner is not None else elapsed), cpu, False
 
 
 async def measure_case(
@@ -204,7 +216,7 @@ async def measure_case(
                 if m.capped or m.error or (rnd > 0 and m.first_s is not None and m.first_s > slow):
                     continue
                 try:
-                    seconds, capped = await _once(runs[lib], cap)
+                    seconds, cpu, capped = await _once(runs[lib], cap)
                 except Exception as exc:
                     m.error = f"{type(exc).__name__}: {exc}"[:300]
                     continue
@@ -214,9 +226,10 @@ async def measure_case(
                 elif rnd == 0:
                     m.first_s = seconds
                     if seconds > slow:
-                        m.times, m.note = [seconds], "one run (slow)"
+                        m.times, m.cpu_times, m.note = [seconds], [cpu], "one run (slow)"
                 else:
                     m.times.append(seconds)
+                    m.cpu_times.append(cpu)
     return [results[s.lib] for s in case.subjects]
 
 
@@ -327,12 +340,15 @@ def rows(results: Sequence[Measurement]) -> list[list[str]]:
             status = "capped"
         out.append([
             m.title, m.lib, _fmt(m.build_s, ".4f"), _fmt(m.median_s, ".4f"),
-            _fmt(m.per_unit_us, ".2f"), shown, str(len(m.times)), status,
+            _fmt(m.per_unit_us, ".2f"), _fmt(m.cpu_per_unit_us, ".2f"), shown,
+            str(len(m.times)), status,
         ])
     return out
 
 
-HEADER = ["case", "lib", "build s", "median s", "us / unit", "peer/plait", "reps", "note"]
+HEADER = [
+    "case", "lib", "build s", "median s", "us / unit", "cpu us/unit", "peer/plait", "reps", "note",
+]
 
 
 def print_report(results: Sequence[Measurement], targets: Sequence[dict[str, Any]]) -> None:
@@ -347,7 +363,7 @@ def print_report(results: Sequence[Measurement], targets: Sequence[dict[str, Any
         return
     table = Table(title="plait vs peers (median of repeats)")
     for i, h in enumerate(HEADER):
-        table.add_column(h, justify="right" if 2 <= i <= 6 else "left")
+        table.add_column(h, justify="right" if 2 <= i <= 7 else "left")
     previous = None
     for m, row in zip(results, rows(results), strict=True):
         if (m.case, m.size) == previous:
