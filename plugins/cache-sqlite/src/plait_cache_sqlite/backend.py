@@ -135,10 +135,10 @@ class SqliteCache:
 
     def open(self) -> None:
         """Create or check the file and connect. Idempotent and thread-safe."""
-        if self._reader is not None:
+        if self._is_open():
             return
         with self._open_lock:
-            if self._reader is not None:
+            if self._is_open():  # another thread opened it meanwhile
                 return
             path = self.path
             if not path.exists():
@@ -154,6 +154,9 @@ class SqliteCache:
             self._writer = writer
             self._read_cursor = reader.cursor()
             self._reader = reader
+
+    def _is_open(self) -> bool:
+        return self._reader is not None
 
     def close(self) -> None:
         """Persist buffered counters and close both connections (reopens on next use)."""
