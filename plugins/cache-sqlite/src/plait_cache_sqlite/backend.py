@@ -17,6 +17,7 @@ never sees a half-initialised database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import tempfile
@@ -204,7 +205,9 @@ class SqliteCache:
                 counts[1] += misses
                 counts[2] += refreshes
         if time.monotonic() - self._last_flush > FLUSH_INTERVAL:
-            self._write(None)
+            # counters stay buffered on failure: a cached call must not fail over them
+            with contextlib.suppress(StoreError):
+                self._write(None)
 
     # ------------------------------------------------------------------ writes
     def store(
