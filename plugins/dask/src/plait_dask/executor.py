@@ -1,0 +1,173 @@
+"""``dask``: sync nodes on a ``dask.distributed`` cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+from distributed import Client, Future, LocalCluster, get_worker
+from distributed.protocol import pickle
+
+from plait.errors import ExecutorError
+from plait_dask._pickling import callable_name, dumps_call, dumps_result
+from plait_dask._wake import wait_done
+
+T = TypeVar("T")
+
+ADDRESS_ENV = "PLAIT_DASK_ADDRESS"
+#: Threads that fetch finished results from the workers at once (per event loop).
+FETCH_THREADS = 16
+
+
+def _run_on_worker(payload: bytes) -> bytes:
+    """Runs on a Dask worker: unpickle the call, run it, pickle its result.
+
+    While the call runs, the worker thread is named after the worker's address, which plait
+    records as the node's worker id.
+    """
+    fn = pickle.loads(payload)
+    thread = threading.current_thread()
+    name = thread.name
+    with contextlib.suppress(ValueError):  # ValueError: not on a worker (called directly)
+        thread.name = get_worker().address
+    try:
+        value = fn()
+    finally:
+        thread.name = name
+    return dumps_result(fn, value)
+
+
+class DaskExecutor:
+    """Runs sync callables as tasks on a ``dask.distributed`` cluster.
+
+    Where: ``client`` (a synchronous :class:`distributed.Client` you own), else the scheduler
+    at ``address``, else ``$PLAIT_DASK_ADDRESS``, else a :class:`distributed.LocalCluster`
+    of ``n_workers`` processes (``threads_per_worker`` threads each) on the loopback
+    interface, started on first use and closed by :meth:`aclose`.
+
+    Calls are pickled in the runner process (Dask's pickler: pickle, then cloudpickle); what
+    cannot be pickled fails the node with :class:`~plait.errors.ExecutorError` naming it.
+    Waiting never blocks the event loop (asyncio or trio): the client is synchronous and
+    lives on its own thread, a done-callback wakes the loop. Cancelling the run cancels the
+    tasks. Dask reschedules a task whose worker died (up to
+    ``distributed.scheduler.allowed-failures`` times), then the node fails with
+    :class:`ExecutorError`. Workers only compute: provenance stays in the runner process.
+    """
+
+    name = "dask"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        n_workers: int | None = None,
+        threads_per_worker: int = 1,
+        client: Client | None = None,
+    ) -> None:
+        if n_workers is not None and n_workers < 1:
+            raise ValueError(f"DaskExecutor: n_workers must be >= 1, got {n_workers}")
+        if threads_per_worker < 1:
+            raise ValueError(
+                f"DaskExecutor: threads_per_worker must be >= 1, got {threads_per_worker}"
+            )
+        self.address = address
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self._lock = threading.Lock()
+        self._client = client
+        self._owns_client = client is None
+        self._cluster: LocalCluster | None = None
+        self._token: object | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> Client:
+        with self._lock:
+            if self._client is None:
+                address = self.address or os.environ.get(ADDRESS_ENV) or None
+                if address is None:
+                    self._cluster = LocalCluster(
+                        n_workers=self.n_workers or os.cpu_count() or 1,
+                        threads_per_worker=self.threads_per_worker,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                    )
+                    address = self._cluster.scheduler_address
+                try:
+                    self._client = Client(address, set_as_default=False)
+                except OSError as exc:
+                    raise ExecutorError(
+                        f"dask executor: cannot reach the Dask scheduler at {address!r}: {exc}"
+                    ) from exc
+            return self._client
+
+    async def client(self) -> Client:
+        """The synchronous client, connecting (or starting a local cluster) on first use."""
+        if self._client is not None:
+            return self._client
+        return await anyio.to_thread.run_sync(self._connect)
+
+    def _fetch_limiter(self) -> anyio.CapacityLimiter:
+        token = anyio.lowlevel.current_token()
+        if self._limiter is None or self._token is not token:
+            self._limiter = anyio.CapacityLimiter(FETCH_THREADS)  # one per event loop
+            self._token = token
+        return self._limiter
+
+    # ------------------------------------------------------------------ running
+    async def run(self, fn: Callable[[], T], /) -> T:
+        payload = dumps_call(fn)
+        client = await self.client()
+        name = callable_name(fn)
+        future: Future = client.submit(
+            _run_on_worker, payload, key=f"{name}-{uuid.uuid4().hex}", pure=False
+        )
+        try:
+            await wait_done(future)
+            data = await anyio.to_thread.run_sync(
+                _result, future, name, abandon_on_cancel=True, limiter=self._fetch_limiter()
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                if not future.done():
+                    await anyio.to_thread.run_sync(future.cancel)
+            raise
+        finally:
+            future.release()
+        return cast(T, pickle.loads(data))
+
+    async def aclose(self) -> None:
+        """Close the client and the local cluster, if this executor created them."""
+        await anyio.to_thread.run_sync(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            cluster, self._cluster = self._cluster, None
+            if client is not None and self._owns_client:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+            if not self._owns_client:
+                self._client = client
+
+
+def _result(future: Future, name: str) -> Any:
+    """Blocking: the finished task's value (or its exception, with the remote traceback)."""
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        raise ExecutorError(
+            f"the Dask workers running {name} kept dying (killed, out of memory or crashed); "
+            f"Dask gave up: {exc}"
+        ) from exc
