@@ -123,9 +123,12 @@ def structure(data: Any, as_type: Any, *, where: str = "value") -> Any:
         ) from exc
 
 
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
 def dumps(data: Any) -> str:
     """JSON text of JSON-safe data, compact and deterministic."""
-    return json.dumps(data, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    return _ENCODER.encode(data)
 
 
 def loads(text: str) -> Any:
