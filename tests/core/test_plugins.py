@@ -35,14 +35,19 @@ def test_executors_plugin_is_discovered_from_installed_metadata(host: PluginHost
     assert type(ex).__name__ == "ThreadExecutor" and ex.name == "thread"
 
 
-def test_unknown_backend_lists_installed_and_provider(host: PluginHost) -> None:
+def test_unknown_backend_lists_installed_and_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAIT_DISABLE_PLUGINS", "provenance-sqlite")
+    host = PluginHost()
     with pytest.raises(BackendNotFoundError) as info:
-        host.create("executor", "dask")
+        host.create("provenance", "sqlite")
     msg = str(info.value)
-    assert "no executor backend named 'dask'" in msg
-    assert "inline" in msg and "thread" in msg
-    assert "pip install plait-dask" in msg
+    assert "no provenance backend named 'sqlite' (installed: null" in msg
+    assert "pip install plait-provenance-sqlite" in msg
     assert isinstance(info.value, LookupError)
+    with pytest.raises(BackendNotFoundError) as info:
+        host.create("executor", "warp-drive")
+    assert "inline" in str(info.value)
+    assert "thread" in str(info.value)
 
 
 def test_bad_options_name_the_backend(host: PluginHost) -> None:
