@@ -134,11 +134,17 @@ def _first_line(text: str) -> str:
 
 
 def _error(message: str) -> None:
-    """``error: <first line>``; further lines (validation problems) indented below it."""
-    lines = message.strip().splitlines() or [""]
-    click.echo(f"error: {lines[0]}", err=True)
-    for line in lines[1:]:
-        click.echo(f"  {line.strip()}", err=True)
+    """One line, ``error: ...``. Details are joined onto it; only a list of problems (as
+    validation errors give, one ``- problem`` per line) stays below it, one per line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()] or [""]
+    head = lines[0]
+    bullets = [line for line in lines[1:] if line.startswith("- ")]
+    details = [line for line in lines[1:] if not line.startswith("- ")]
+    if details:
+        head = f"{head.rstrip(':')}: {'; '.join(details)}"
+    click.echo(f"error: {head}", err=True)
+    for line in bullets:
+        click.echo(f"  {line}", err=True)
 
 
 def _console() -> Console:

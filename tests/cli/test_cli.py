@@ -1,0 +1,231 @@
+"""The ``plait`` console script, end to end, in subprocesses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+Plait = Callable[..., Any]
+
+
+def assert_error_line(result: Any, *fragments: str) -> None:
+    """stderr is one ``error: ...`` line naming ``fragments``, with no traceback."""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result
+    assert lines[0].startswith("error: "), result
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in lines[0], result
+
+
+def test_run_completed_exits_0_and_prints_json(plait: Plait) -> None:
+    result = plait("run", "pipe:dag", "--input", "load.day=2024-05-03", "--json")
+    assert result.code == 0, result
+    data = result.json()
+    assert data["status"] == "completed"
+    assert data["outputs"] == {"total": 9.0}
+    assert len(data["run_id"]) == 32
+
+
+def test_run_inputs_are_json_then_structured(plait: Plait) -> None:
+    # n=4 is JSON (an int); day is not JSON, so a string the converter makes a date;
+    # an unlabelled PARAM=VALUE feeds every source node taking that parameter
+    result = plait("run", "pipe:dag", "-i", "day=2024-05-02", "-i", "load.n=4", "--json")
+    assert result.code == 0, result
+    assert result.json()["outputs"] == {"total": 12.0}
+
+
+def test_failed_run_exits_1_with_one_error_line(plait: Plait) -> None:
+    result = plait("run", "pipe:dag", "-i", "load.day=2024-05-30", "-i", "load.n=100")
+    assert result.code == 1, result
+    assert_error_line(result, "failed at node 'total'", "ValueError: too big")
+    assert "plait show" in result.out
+
+
+def test_failed_run_with_debug_shows_the_traceback(plait: Plait) -> None:
+    result = plait("--debug", "run", "pipe:dag", "-i", "load.day=2024-05-30", "-i", "load.n=100")
+    assert result.code == 1, result
+    assert "Traceback" in result.err
+    assert 'raise ValueError("too big")' in result.err
+
+
+def test_paused_run_exits_3_and_says_how_to_resume(plait: Plait) -> None:
+    result = plait("run", "pipe:paused", "-i", "load.day=2024-05-01")
+    assert result.code == 3, result
+    assert "plait restart" in result.out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["run", "nosuchmodule:dag"], ["nosuchmodule"]),
+        (["run", "pipe:missing"], ["no attribute 'missing'"]),
+        (["run", "pipe:not_a_dag"], ["not a Dag"]),
+        (["run", "pipe"], ["MODULE:DAG"]),
+        (["run", "pipe:dag", "-i", "load.day=someday"], ["--input load.day"]),
+        (["run", "pipe:dag", "-i", "nonsense"], ["LABEL.PARAM=VALUE"]),
+        (["show", "0123456789abcdef0123456789abcdef"], ["0123456789abcdef0123456789abcdef"]),
+        (["runs", "--provenance", "postgres"], ["postgres", "sqlite"]),
+        (["runs", "--since", "yesterday"], ["--since"]),
+        (["frobnicate"], ["No such command"]),
+        (["run"], ["Missing argument"]),
+        (["replay", "abcd", "--rerun", "nope", "--dag", "pipe:dag"], ["nope"]),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(
+    plait: Plait, args: list[str], fragments: list[str]
+) -> None:
+    result = plait(*args)
+    assert result.code == 2, result
+    assert_error_line(result, *fragments)
+
+
+def test_missing_input_lists_problems_without_traceback(plait: Plait) -> None:
+    result = plait("run", "pipe:dag")
+    assert result.code == 2, result
+    assert result.err.startswith("error: invalid run inputs")
+    assert "day: date" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_runs_show_and_graph(plait: Plait) -> None:
+    ok = plait("run", "pipe:dag", "-i", "load.day=2024-05-03", "--json").json()
+    bad = plait("run", "pipe:dag", "-i", "load.day=2024-05-30", "-i", "load.n=100", "--json")
+    bad_id = bad.json()["run_id"]
+
+    runs = plait("runs", "--json")
+    assert runs.code == 0, runs
+    listed = runs.json()
+    assert [r["run_id"] for r in listed] == [bad_id, ok["run_id"]]
+    failed = plait("runs", "--status", "failed", "--json").json()
+    assert [r["run_id"] for r in failed] == [bad_id]
+    assert plait("runs", "--since", "1h", "--limit", "1", "--json").json()[0]["run_id"] == bad_id
+    assert plait("runs", "--dag", "other", "--json").json() == []
+    table = plait("runs")
+    assert bad_id in table.out and "failed at total" in table.out
+
+    shown = plait("show", bad_id[:8], "--json")
+    assert shown.code == 0, shown
+    nodes = {n["label"]: n for n in shown.json()["nodes"]}
+    assert nodes["load"]["status"] == "completed"
+    assert nodes["total"]["status"] == "failed"
+    assert nodes["total"]["error_type"] == "builtins.ValueError"
+    text = plait("show", bad_id).out
+    assert "ValueError: too big" in text and "EXECUTOR" in text
+
+    mermaid = plait("show", bad_id, "--format", "mermaid").out
+    assert mermaid.startswith("flowchart TD")
+    assert "class n1 failed" in mermaid
+    assert "classDef failed" in mermaid
+
+    dot = plait("graph", "pipe:dag", "--format", "dot")
+    assert dot.code == 0 and '"load" -> "total"' in dot.out
+    assert plait("graph", "pipe.py:dag").out.startswith("flowchart TD")
+
+
+def test_replay_and_restart(plait: Plait, project: Any) -> None:
+    bad = plait("run", "pipe:dag", "-i", "load.day=2024-05-30", "-i", "load.n=100", "--json")
+    bad_id = bad.json()["run_id"]
+    # fix the bug, then resume the failed run in place: only 'total' runs again
+    pipe = project / "pipe.py"
+    pipe.write_text(pipe.read_text().replace("> 1000", "> 10**9"))
+    restarted = plait("restart", bad_id, "--dag", "pipe:dag", "--json")
+    assert restarted.code == 0, restarted
+    assert restarted.json()["run_id"] == bad_id
+    assert restarted.json()["outputs"] == {"total": float(sum(30 * i for i in range(100)))}
+
+    replayed = plait("replay", bad_id, "--rerun", "total", "--dag", "pipe:dag", "--json")
+    assert replayed.code == 0, replayed
+    new_id = replayed.json()["run_id"]
+    assert new_id != bad_id
+    nodes = {n["label"]: n["status"] for n in plait("show", new_id, "--json").json()["nodes"]}
+    assert nodes == {"load": "skipped", "total": "completed"}
+    assert plait("show", new_id, "--json").json()["run"]["replay_of"] == bad_id
+
+
+def test_provenance_path_option(plait: Plait, project: Any) -> None:
+    db = project / "here.sqlite3"
+    ran = plait("run", "pipe:dag", "-i", "load.day=2024-05-03", "--provenance", str(db), "--json")
+    assert ran.code == 0, ran
+    assert db.exists()
+    listed = plait("runs", "--provenance", str(db), "--json").json()
+    assert [r["run_id"] for r in listed] == [ran.json()["run_id"]]
+    assert plait("runs", "--json").json() == []  # the default file knows nothing of it
+
+
+def test_plugins_lists_first_party_and_the_example_plugin(plait: Plait) -> None:
+    result = plait("plugins", "--json")
+    assert result.code == 0, result
+    by_name = {p["name"]: p for p in result.json()}
+    assert by_name["provenance-sqlite"]["provides"] == ["provenance:sqlite"]
+    example = by_name["jsonl-provenance"]
+    assert example["distribution"] == "plait-jsonl-provenance"
+    assert example["version"] == "0.1.0"
+    assert example["provides"] == ["provenance:jsonl"]
+    assert example["ok"] is True
+    table = plait("plugins").out
+    assert "plait-jsonl-provenance" in table and "provenance:jsonl" in table
+
+
+def test_broken_plugin_is_reported_not_fatal(plait: Plait, project: Any) -> None:
+    dist = project / "plait_broken-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plait-broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[plait]\nbroken = plait_broken_nowhere.plugin\n")
+    env = {"PLAIT_STRICT_PLUGINS": "0", "PYTHONPATH": str(project)}
+    result = plait("plugins", "--json", env=env)
+    assert result.code == 0, result
+    by_name = {p["name"]: p for p in result.json()}
+    assert by_name["broken"]["ok"] is False
+    assert "plait_broken_nowhere" in by_name["broken"]["error"]
+    assert by_name["provenance-sqlite"]["ok"] is True
+    table = plait("plugins", env=env)
+    assert "failed to load" in table.out and "Traceback" in table.out
+
+
+def test_example_plugin_backend_by_name(plait: Plait, project: Any) -> None:
+    env = {"PLAIT_JSONL_PATH": str(project / "runs.jsonl")}
+    ran = plait(
+        "run", "pipe:dag", "-i", "load.day=2024-05-03", "--provenance", "jsonl", "--json", env=env
+    )
+    assert ran.code == 0, ran
+    assert (project / "runs.jsonl").exists()
+    listed = plait("runs", "--provenance", "jsonl", "--json", env=env).json()
+    assert [r["run_id"] for r in listed] == [ran.json()["run_id"]]
+
+
+def test_missing_sqlite_plugin_names_the_package(plait: Plait) -> None:
+    result = plait("runs", env={"PLAIT_DISABLE_PLUGINS": "provenance-sqlite"})
+    assert result.code == 2, result
+    assert_error_line(result, "pip install plait-provenance-sqlite")
+
+
+def test_demo_twice_shows_cache_hits(plait: Plait) -> None:
+    first = plait("demo", "--orders", "12", "--json")
+    assert first.code == 0, first
+    one = first.json()
+    assert one["status"] == "completed"
+    assert one["cache"]["misses"] > 0 and one["cache"]["hits"] == 0
+    assert one["report"]["orders"] > 0
+
+    second = plait("demo", "--orders", "12")
+    assert second.code == 0, second
+    assert "0 misses" in second.out and "served from the cache" in second.out
+    assert "plait show " in second.out and "plait runs" in second.out
+
+    listed = plait("runs", "--json").json()
+    assert len(listed) == 2 and {r["dag_nsref"] for r in listed} == {"plait.demo"}
+    shown = plait("show", listed[0]["run_id"], "--json").json()
+    assert shown["sub_runs"]["score_orders"]["completed"] == one["report"]["orders"]
+
+    stats = plait("cache", "stats", "--json")
+    assert stats.code == 0, stats
+    by_id = {s["callable_id"]: s for s in stats.json()}
+    assert by_id["plait.demo:lookup_customer"]["hits"] > 0
+    assert plait("cache", "prune", "--json").json() == {"pruned": 0}
+    cleared = plait("cache", "clear", "plait.demo:exchange_rate", "--json").json()
+    assert cleared["cleared"] > 0
+    assert plait("cache", "clear").code == 0
+    assert plait("cache", "stats", "--json").json() == []
