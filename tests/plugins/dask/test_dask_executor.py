@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import _dask_nodes as nodes
@@ -21,6 +21,14 @@ from plait.records import NodeStatus
 from plait_dask import DaskExecutor
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.xdist_group("dask")]
+
+
+async def poll(predicate: Callable[[], object], interval: float = 0.02) -> None:
+    """Wait until ``predicate()`` is true (for state another process writes: no event)."""
+    while True:
+        if predicate():
+            return
+        await anyio.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +153,7 @@ async def test_cancelling_the_run_cancels_the_tasks(
             async with anyio.create_task_group() as tg:
 
                 async def cancel_once_started() -> None:
-                    while "start" not in log.read_text():
-                        await anyio.sleep(0.02)
+                    await poll(lambda: "start" in log.read_text())
                     scope.cancel()
 
                 tg.start_soon(cancel_once_started)
@@ -157,8 +164,7 @@ async def test_cancelling_the_run_cancels_the_tasks(
     assert {r.status for r in finished.by_label("each")} == {NodeStatus.CANCELLED}
     # the scheduler forgets every task of the run; the two running ones end on their own
     with anyio.fail_after(5):
-        while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
-            await anyio.sleep(0.05)
+        await poll(lambda: not client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.tasks))
     await anyio.sleep(1.2)
     started = [line for line in log.read_text().splitlines() if line.startswith("start")]
     assert 1 <= len(started) <= 3
@@ -172,8 +178,7 @@ async def test_killed_worker_task_is_retried_never_hangs(tmp_path: Path, client:
 
     async def kill_when_started() -> None:
         nonlocal victim
-        while not marker.exists() or not marker.read_text():
-            await anyio.sleep(0.02)
+        await poll(lambda: marker.exists() and marker.read_text())
         victim = int(marker.read_text())
         os.kill(victim, signal.SIGKILL)
 

@@ -6,10 +6,12 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import _process_nodes as nodes
 import anyio
+import anyio.lowlevel
 import pytest
 
 from plait import Dag, DagRunner, get_executor, inline
@@ -19,6 +21,14 @@ from plait.records import NodeStatus, RunStatus
 from plait_executors import ProcessExecutor
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.xdist_group("process")]
+
+
+async def poll(predicate: Callable[[], object], interval: float = 0.02) -> None:
+    """Wait until ``predicate()`` is true (for state another process writes: no event)."""
+    while True:
+        if predicate():
+            return
+        await anyio.sleep(interval)
 
 
 @pytest.fixture
@@ -121,9 +131,8 @@ async def test_unpicklable_argument_and_result_are_clear_errors() -> None:
 
 
 async def _kill_when_started(marker: Path) -> int:
-    while not marker.exists() or not marker.read_text():
-        await anyio.sleep(0.02)
-    victim = int(marker.read_text())
+    await poll(lambda: marker.exists() and marker.read_text())
+    victim = int(await anyio.Path(marker).read_text())
     os.kill(victim, signal.SIGKILL)
     return victim
 
@@ -169,8 +178,7 @@ async def test_cancelling_the_run_drops_pending_calls(
             async with anyio.create_task_group() as tg:
 
                 async def cancel_once_started() -> None:
-                    while "start" not in log.read_text():
-                        await anyio.sleep(0.02)
+                    await poll(lambda: "start" in log.read_text())
                     scope.cancel()
 
                 tg.start_soon(cancel_once_started)
@@ -197,7 +205,7 @@ async def test_one_dag_mixes_inline_async_and_process_nodes(
         return 20
 
     async def fetch(seed: int) -> float:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return seed / 2
 
     dag = Dag("mixed")
