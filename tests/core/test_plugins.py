@@ -41,7 +41,8 @@ def test_unknown_backend_lists_installed_and_provider(monkeypatch: pytest.Monkey
     with pytest.raises(BackendNotFoundError) as info:
         host.create("provenance", "sqlite")
     msg = str(info.value)
-    assert "no provenance backend named 'sqlite' (installed: null" in msg
+    assert "no provenance backend named 'sqlite' (installed: " in msg
+    assert "null" in msg
     assert "pip install plait-provenance-sqlite" in msg
     assert isinstance(info.value, LookupError)
     with pytest.raises(BackendNotFoundError) as info:
