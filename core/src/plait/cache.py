@@ -223,15 +223,18 @@ class _KeyMaker:
         plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         self.fast = all(p.kind in plain for p in params) and all(self.keyed)
         self.npos = sum(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
-        self.nparams = len(params)
+        #: positional calls with at least this many arguments need no further checks
+        self.complete_from = 1 + max(
+            (i for i, d in enumerate(self.defaults) if d is _REQUIRED), default=-1
+        )
 
     def _bind(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Sequence[str], Sequence[Any]]:
         if self.fast:
             n = len(args)
-            if n == self.nparams and not kwargs:
-                return self.names, args
+            if not kwargs and self.complete_from <= n <= self.npos:
+                return self.names, args + self.defaults[n:]  # the rest have defaults
             if n <= self.npos:
                 values = [*args, *self.defaults[n:]]
                 index = self.index
