@@ -21,7 +21,6 @@ from typing import Any
 import anyio
 import pytest
 
-
 BACKEND = os.environ.get("PLAIT_TEST_BACKEND", "asyncio")
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs"
