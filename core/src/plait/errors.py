@@ -114,10 +114,10 @@ class TtlError(PlaitError, ValueError):
 class CompositeError(PlaitError, RuntimeError):
     """An element of a map node (or the sub-DAG of a call node) failed.
 
-    ``node`` is the composite's label, ``key`` the first failed element's key (``None`` for
-    a call node), ``failed_keys`` every failed element's key (several when the runner runs
-    with ``fail_fast=False``), ``sub_run_id`` the failed sub-run when one was recorded. The
-    element's own exception is the ``__cause__``.
+    ``node`` is the composite's label, ``key`` the key of the element that failed first
+    (``None`` for a call node), ``failed_keys`` every failed element's key in collection
+    order (several when the runner runs with ``fail_fast=False``), ``sub_run_id`` the failed
+    sub-run when one was recorded. The element's own exception is the ``__cause__``.
     """
 
     def __init__(

@@ -977,6 +977,9 @@ class _CompositeRun:
         self.param = source.input_params[0].name if source.input_params else None
         self.sink = plan.nodes[plan.sinks[0]]
         self.sub_runs = state.sub_runs or None
+        self.todo: Sequence[int] = range(self.total)
+        #: restart: element -> (its sub-run, that sub-run's node records, its own sub-runs)
+        self.resume: dict[int, tuple[RunRecord, list[NodeRecord], dict[str, RunRecord]]] = {}
         nodes = plan.nodes
         inline_only = all(n.fast_inline for n in nodes)
         lean = not state.recording and all(
@@ -996,10 +999,12 @@ class _CompositeRun:
     # ------------------------------------------------------------------ driving
     async def run(self) -> None:
         state = self.state
-        if self.mode in (_LEAN_SYNC, _SYNC) or self.total <= 1:
+        if self.sub_runs:
+            await self._prepare_restart()
+        if self.mode in (_LEAN_SYNC, _SYNC) or len(self.todo) <= 1:
             await self._run_here()
         else:
-            workers = self.total
+            workers = len(self.todo)
             for bound in (self.limit, self.runner.max_concurrency):
                 if bound is not None:
                     workers = min(workers, bound)
@@ -1029,10 +1034,10 @@ class _CompositeRun:
         prov = state.prov
         mode = self.mode
         since = 0
-        for i in range(self.total):
+        for i in self.todo:
             if self.stop or state.stopping:
                 break
-            if self.sub_runs is not None and self._nsref(i) in self.sub_runs:
+            if i in self.resume:
                 await self._element_full(i)
             elif mode == _LEAN_SYNC:
                 try:
@@ -1058,13 +1063,47 @@ class _CompositeRun:
         if state.record_values:
             await prov.commit()
 
+    async def _prepare_restart(self) -> None:
+        """Reuse the outputs of completed sub-runs; note where the others stopped.
+
+        Reads the store one element at a time, before any element runs.
+        """
+        assert self.sub_runs is not None
+        prov = self.state.prov
+        sink = self.sink
+        todo = []
+        for i in range(self.total):
+            prior = self.sub_runs.get(self._nsref(i))
+            if prior is None:
+                todo.append(i)
+                continue
+            records = await prov.get_node_executions(prior.run_id)
+            if prior.status is RunStatus.COMPLETED:
+                out = next(
+                    (
+                        r
+                        for r in records
+                        if r.label == sink.label and r.restorable and r.status.has_output
+                    ),
+                    None,
+                )
+                if out is not None:
+                    where = f"run {prior.run_id} node {out.label!r} output"
+                    self._completed(i, structure(out.output, sink.output_type, where=where))
+                    continue
+            children = await prov.list_runs(parent_run_id=prior.run_id)
+            self.resume[i] = (prior, records, {r.dag_nsref: r for r in children})
+            todo.append(i)
+        self.todo = todo
+
     async def _worker(self) -> None:
         state = self.state
         lean = self.mode == _LEAN_ASYNC
-        while self.next < self.total and not self.stop and not state.stopping:
-            i = self.next
+        todo = self.todo
+        while self.next < len(todo) and not self.stop and not state.stopping:
+            i = todo[self.next]
             self.next += 1
-            if lean and not (self.sub_runs and self._nsref(i) in self.sub_runs):
+            if lean and i not in self.resume:
                 await self._element_lean_async(i)
             else:
                 await self._element_full(i)
@@ -1111,17 +1150,16 @@ class _CompositeRun:
         exc = first.exc
         cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
         message = f"{node.kind} node {node.label!r}: {what} failed{where}{run}{cause}"
-        if len(self.failures) > 1:
-            others = [repr(self.keys[j]) for j, _ in self.failures[1:6]]
-            more = ", ..." if len(self.failures) > 6 else ""
-            message += (
-                f" (and {len(self.failures) - 1} more failed elements: {', '.join(others)}{more})"
-            )
+        positions = sorted(j for j, _ in self.failures)
+        if len(positions) > 1:
+            others = [repr(self.keys[j]) for j in positions if j != i]
+            more = ", ..." if len(others) > 5 else ""
+            message += f" (and {len(others)} more failed elements: {', '.join(others[:5])}{more})"
         err = CompositeError(
             message,
             node=node.label,
             key=key,
-            failed_keys=[self.keys[j] for j, _ in self.failures],
+            failed_keys=[self.keys[j] for j in positions],
             sub_run_id=first.run_id,
         )
         err.__cause__ = exc
@@ -1259,30 +1297,16 @@ class _CompositeRun:
         sub = self.sub
         plan = self.plan
         inputs = self._inputs(i)
-        prior = self.sub_runs.get(self._nsref(i)) if self.sub_runs else None
+        resume = self.resume.get(i)
         prefill: dict[int, tuple[Any, NodeRecord]] = {}
         attempts: dict[str, int] = {}
         children: dict[str, RunRecord] | None = None
-        if prior is None:
+        if resume is None:
             record = self._new_record(i, inputs)
         else:
-            records = await prov.get_node_executions(prior.run_id)
-            if prior.status is RunStatus.COMPLETED:
-                sink = self.sink
-                for rec in records:
-                    if rec.label == sink.label and rec.restorable and rec.status.has_output:
-                        self._completed(
-                            i,
-                            structure(
-                                rec.output,
-                                sink.output_type,
-                                where=f"run {prior.run_id} node {rec.label!r} output",
-                            ),
-                        )
-                        return
+            prior, records, children = resume
             prefill = sub._restorable(plan, prior, records, rerun=set())
             attempts = {rec.label: rec.attempt for rec in records}
-            children = {r.dag_nsref: r for r in await prov.list_runs(parent_run_id=prior.run_id)}
             now = utcnow()
             record = attrs.evolve(
                 prior,
