@@ -84,8 +84,7 @@ class DaskExecutor:
         self._client = client
         self._owns_client = client is None
         self._cluster: LocalCluster | None = None
-        self._token: object | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._state: _LoopState | None = None
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> Client:
@@ -115,25 +114,53 @@ class DaskExecutor:
             return self._client
         return await anyio.to_thread.run_sync(self._connect)
 
-    def _fetch_limiter(self) -> anyio.CapacityLimiter:
+    def _loop_state(self) -> _LoopState:
         token = anyio.lowlevel.current_token()
-        if self._limiter is None or self._token is not token:
-            self._limiter = anyio.CapacityLimiter(FETCH_THREADS)  # one per event loop
-            self._token = token
-        return self._limiter
+        if self._state is None or self._state.token is not token:
+            self._state = _LoopState(token)  # anyio primitives cannot cross event loops
+        return self._state
 
     # ------------------------------------------------------------------ running
+    async def _submit(self, client: Client, payload: bytes, key: str) -> Future:
+        """Submit with the other calls made in the same turn of the event loop.
+
+        The first call of a turn yields once (shielded), so every node started in that turn
+        (the elements of a map, say) joins, then submits them all with one ``client.map``:
+        one message to the scheduler instead of one per task.
+        """
+        state = self._loop_state()
+        batch = state.batch
+        leader = batch is None
+        if batch is None:
+            batch = state.batch = _Batch()
+        entry = batch.add(payload, key)
+        if leader:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            state.batch = None
+            batch.flush(client)
+        else:
+            try:
+                await batch.flushed.wait()
+            except BaseException:
+                entry.cancelled = True  # cancelled before the flush: never submitted
+                raise
+        if entry.future is None:
+            raise ExecutorError(f"dask executor: submitting {key} failed: {batch.error!r}")
+        return entry.future
+
     async def run(self, fn: Callable[[], T], /) -> T:
         payload = dumps_call(fn)
         client = await self.client()
         name = callable_name(fn)
-        future: Future = client.submit(
-            _run_on_worker, payload, key=f"{name}-{uuid.uuid4().hex}", pure=False
-        )
+        future = await self._submit(client, payload, f"{name}-{uuid.uuid4().hex}")
         try:
             await wait_done(future)
             data = await anyio.to_thread.run_sync(
-                _result, future, name, abandon_on_cancel=True, limiter=self._fetch_limiter()
+                _result,
+                future,
+                name,
+                abandon_on_cancel=True,
+                limiter=self._loop_state().fetch_limiter,
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -158,6 +185,56 @@ class DaskExecutor:
                 cluster.close()
             if not self._owns_client:
                 self._client = client
+
+
+class _Entry:
+    __slots__ = ("cancelled", "future", "key", "payload")
+
+    def __init__(self, payload: bytes, key: str) -> None:
+        self.payload = payload
+        self.key = key
+        self.cancelled = False
+        self.future: Future | None = None
+
+
+class _Batch:
+    """Calls waiting to be submitted together."""
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+        self.flushed = anyio.Event()
+        self.error: BaseException | None = None
+
+    def add(self, payload: bytes, key: str) -> _Entry:
+        entry = _Entry(payload, key)
+        self.entries.append(entry)
+        return entry
+
+    def flush(self, client: Client) -> None:
+        live = [e for e in self.entries if not e.cancelled]
+        try:
+            if live:
+                futures = client.map(
+                    _run_on_worker,
+                    [e.payload for e in live],
+                    key=[e.key for e in live],
+                    pure=False,
+                )
+                for entry, future in zip(live, futures, strict=True):
+                    entry.future = future
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.flushed.set()
+
+
+class _LoopState:
+    """What the executor keeps per event loop."""
+
+    def __init__(self, token: object) -> None:
+        self.token = token
+        self.batch: _Batch | None = None
+        self.fetch_limiter = anyio.CapacityLimiter(FETCH_THREADS)
 
 
 def _result(future: Future, name: str) -> Any:
