@@ -1265,7 +1265,6 @@ class _CompositeRun:
             st.prov.write_run(st.run)
         if st.observing:
             sub.host.on_run_start(st.run)
-        sub._start_records(st, {}, False)
         values = st.values
         for pn in self.order:
             if st.paused or (st.failure is not None and sub.fail_fast):
@@ -1273,6 +1272,24 @@ class _CompositeRun:
             if any(values[u] is _NOT_DONE for u in pn.upstreams):
                 continue  # downstream of a failure (continue mode)
             sub._run_inline(st, pn)
+        if st.record_values and NodeStatus.PENDING in st.status:
+            # nodes start the moment the sub-run does: only those that never ran get a
+            # ``pending`` record (one write less per node, in the hot path)
+            now = utcnow()
+            st.prov.write_nodes(
+                [
+                    NodeRecord(
+                        run_id=st.run_id,
+                        label=pn.label,
+                        status=NodeStatus.PENDING,
+                        updated_at=now,
+                        node_type=pn.kind,
+                        attempt=st.attempts[pn.index],
+                    )
+                    for pn in self.order
+                    if st.status[pn.index] is NodeStatus.PENDING
+                ]
+            )
         if st.failure is not None:
             status = RunStatus.FAILED
         elif st.paused:

@@ -199,7 +199,11 @@ async def test_restart_executes_only_incomplete_elements(
     assert restarted.outputs["each"] == [1000 + i * i for i in range(8)]
     incomplete = set(range(8)) - completed_first
     finished_again = elements.offsets - offsets_before  # the sink, by its input x*x
-    assert set(finished_again) == {x * x for x in incomplete}  # only the incomplete ones
+    # only incomplete elements run again (one cancelled after its last node completed
+    # resumes with nothing left to run)
+    assert {4, 25} <= set(finished_again) <= {x * x for x in incomplete}
+    if not fail_fast:
+        assert set(finished_again) == {4, 25}
     again = elements.calls - before
     assert {2, 5} <= set(again) <= incomplete  # a completed first node is not run again
     assert all(n == 1 for n in again.values())
