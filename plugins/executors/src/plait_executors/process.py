@@ -93,7 +93,7 @@ class ProcessExecutor:
         with self._lock:
             if self._pool is pool:
                 self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False)
 
     def _submit(self, payload: bytes) -> tuple[ProcessPoolExecutor, Future[bytes]]:
         pool = self._current_pool()
@@ -136,7 +136,11 @@ class ProcessExecutor:
             ) from exc
 
     async def aclose(self) -> None:
-        """Shut the pool down: pending calls are dropped, abandoned calls are terminated."""
+        """Shut the pool down, terminating the workers of abandoned calls.
+
+        No ``cancel_futures``: the pool only ever holds calls a worker is free for, and
+        CPython 3.11 fails on cancelled futures in a pool whose workers were terminated.
+        """
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is None:
@@ -144,7 +148,7 @@ class ProcessExecutor:
         if any(not f.done() for f in list(self._abandoned)):
             _terminate_workers(pool)
         self._abandoned.clear()
-        await anyio.to_thread.run_sync(lambda: pool.shutdown(wait=True, cancel_futures=True))
+        await anyio.to_thread.run_sync(lambda: pool.shutdown(wait=True))
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:
