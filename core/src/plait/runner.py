@@ -1018,15 +1018,11 @@ class _CompositeRun:
         if self.finished < self.total:
             if state.stopping and not state.paused:
                 await anyio.lowlevel.checkpoint()  # the parent is failing: take its cancel
-            what = (
-                f"element {self.keys[self.paused[0]]!r} paused"
-                if self.paused and self.is_map
-                else "paused"
-            )
-            raise DagPause(
-                f"{self.node.kind} node {self.node.label!r}: {what} after "
-                f"{self.finished} of {self.total} elements"
-            )
+            head = f"{self.node.kind} node {self.node.label!r}"
+            if not self.is_map:
+                raise DagPause(f"{head}: sub-DAG {self.plan.dag.nsref!r} paused")
+            what = f"element {self.keys[self.paused[0]]!r} paused" if self.paused else "paused"
+            raise DagPause(f"{head}: {what} after {self.finished} of {self.total} elements")
 
     async def _run_here(self) -> None:
         """Every element in this task, one after the other (checkpointing now and then)."""
