@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from plait import hookimpl
+from plait import hookimpl, inline
 from plait.records import NodeRecord
 
 
@@ -25,6 +25,7 @@ class Finished:
         return [r for r in self.records if r.label == label]
 
 
+@inline  # not on the thread executor: plait-dask's tests run without plait-executors
 def numbers(n: int) -> list[int]:
     return list(range(n))
 
@@ -59,6 +60,7 @@ class Job:
     seconds: float
 
 
+@inline
 def jobs(log: str, n: int, seconds: float) -> list[Job]:
     return [Job(i, log, seconds) for i in range(n)]
 

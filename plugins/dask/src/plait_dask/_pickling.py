@@ -65,7 +65,7 @@ def describe_unpicklable(
 def dumps_call(fn: Callable[[], Any]) -> bytes:
     """Pickle ``fn`` or raise :class:`ExecutorError` naming the function and the culprit."""
     try:
-        return pickle.dumps(fn)
+        return bytes(pickle.dumps(fn))
     except Exception as exc:
         detail = describe_unpicklable(fn, pickle.dumps, exc, "call")
         raise ExecutorError(
@@ -78,7 +78,7 @@ def dumps_call(fn: Callable[[], Any]) -> bytes:
 def dumps_result(fn: Callable[[], Any], value: Any) -> bytes:
     """On the worker: pickle ``value`` or raise :class:`ExecutorError` naming the culprit."""
     try:
-        return pickle.dumps(value)
+        return bytes(pickle.dumps(value))
     except Exception as exc:
         detail = describe_unpicklable(value, pickle.dumps, exc, "result")
         raise ExecutorError(

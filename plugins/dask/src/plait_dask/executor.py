@@ -121,7 +121,7 @@ class DaskExecutor:
         return self._state
 
     # ------------------------------------------------------------------ running
-    async def _submit(self, client: Client, payload: bytes, key: str) -> Future:
+    async def _submit(self, client: Client, payload: bytes, key: str) -> Future[Any]:
         """Submit with the other calls made in the same turn of the event loop.
 
         The first call of a turn yields once (shielded), so every node started in that turn
@@ -194,7 +194,7 @@ class _Entry:
         self.payload = payload
         self.key = key
         self.cancelled = False
-        self.future: Future | None = None
+        self.future: Future[Any] | None = None
 
 
 class _Batch:
@@ -237,7 +237,7 @@ class _LoopState:
         self.fetch_limiter = anyio.CapacityLimiter(FETCH_THREADS)
 
 
-def _result(future: Future, name: str) -> Any:
+def _result(future: Future[Any], name: str) -> Any:
     """Blocking: the finished task's value (or its exception, with the remote traceback)."""
     from distributed.scheduler import KilledWorker
 
