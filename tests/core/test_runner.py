@@ -430,3 +430,30 @@ async def test_long_inline_chain_yields_to_the_loop() -> None:
         tg.cancel_scope.cancel()
     assert result.outputs == {"n1999": 2001}
     assert ticks > 10  # the scheduler checkpoints while running inline nodes
+
+
+async def test_runner_executor_instance_serves_nodes_that_name_it() -> None:
+    class Counting:
+        name = "counting"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def run(self, fn: Any, /) -> Any:
+            self.calls += 1
+            return fn()
+
+        async def aclose(self) -> None:
+            return None
+
+    def plain(v: int) -> int:
+        return v
+
+    ex = Counting()
+    dag = Dag()
+    src = dag.node(one)
+    src >> dag.node(plain)
+    src >> dag.node(plain, label="named", executor="counting")
+    result = await DagRunner(dag, executor=ex).run()
+    assert result.status == "completed", result.error
+    assert ex.calls == 2

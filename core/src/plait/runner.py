@@ -201,11 +201,17 @@ class DagRunner:
         return self._provenance
 
     def _executor(self, name: str | None) -> Executor:
-        key = name or (self._executor_spec if isinstance(self._executor_spec, str) else "")
+        """The executor a node asked for by name (or the runner's), built once per run.
+
+        An executor instance given to the runner also serves nodes that name it
+        (``DagRunner(dag, executor=DaskExecutor(address=...))`` with ``executor="dask"``).
+        """
+        spec = self._executor_spec
+        key = name or (spec if isinstance(spec, str) else "")
         ex = self._executors.get(key)
         if ex is None:
-            if name is None and not isinstance(self._executor_spec, str):
-                ex = self._executor_spec
+            if not isinstance(spec, str) and (name is None or name == spec.name):
+                ex = spec
             else:
                 ex = self.host.create(BackendKind.EXECUTOR, key)
                 self._owned_executors.append(ex)

@@ -16,8 +16,9 @@ from distributed import Client, Future, LocalCluster, get_worker
 from distributed.protocol import pickle
 
 from plait.errors import ExecutorError
-from plait_dask._pickling import callable_name, dumps_call, dumps_result
-from plait_dask._wake import wait_done
+from plait.loops import LoopLocal, wait_done
+from plait.pickling import callable_name
+from plait_dask._pickling import dumps_call, dumps_result
 
 T = TypeVar("T")
 
@@ -84,7 +85,7 @@ class DaskExecutor:
         self._client = client
         self._owns_client = client is None
         self._cluster: LocalCluster | None = None
-        self._state: _LoopState | None = None
+        self._states: LoopLocal[_LoopState] = LoopLocal(_LoopState)
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> Client:
@@ -115,10 +116,7 @@ class DaskExecutor:
         return await anyio.to_thread.run_sync(self._connect)
 
     def _loop_state(self) -> _LoopState:
-        token = anyio.lowlevel.current_token()
-        if self._state is None or self._state.token is not token:
-            self._state = _LoopState(token)  # anyio primitives cannot cross event loops
-        return self._state
+        return self._states.get()  # anyio primitives cannot cross event loops
 
     # ------------------------------------------------------------------ running
     async def _submit(self, client: Client, payload: bytes, key: str) -> Future[Any]:
@@ -231,8 +229,7 @@ class _Batch:
 class _LoopState:
     """What the executor keeps per event loop."""
 
-    def __init__(self, token: object) -> None:
-        self.token = token
+    def __init__(self) -> None:
         self.batch: _Batch | None = None
         self.fetch_limiter = anyio.CapacityLimiter(FETCH_THREADS)
 

@@ -16,8 +16,9 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from plait.errors import ExecutorError
-from plait_executors._pickling import callable_name, dumps_call, dumps_result
-from plait_executors._wake import wait_done
+from plait.loops import LoopLocal, wait_done
+from plait.pickling import callable_name
+from plait_executors._pickling import dumps_call, dumps_result
 
 T = TypeVar("T")
 
@@ -71,15 +72,7 @@ class ProcessExecutor:
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._abandoned: set[Future[bytes]] = set()
-        self._token: object | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
-
-    def _current_limiter(self) -> anyio.CapacityLimiter:
-        token = anyio.lowlevel.current_token()
-        if self._limiter is None or self._token is not token:
-            self._limiter = anyio.CapacityLimiter(self.max_workers)  # one per event loop
-            self._token = token
-        return self._limiter
+        self._limiter = LoopLocal(lambda: anyio.CapacityLimiter(self.max_workers))
 
     def _current_pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -109,7 +102,7 @@ class ProcessExecutor:
         # Calls wait here, not in the pool, until a worker is free: a cancelled call that
         # was never submitted never runs, and the pool holds no cancelled futures (which
         # CPython 3.11 trips over when a worker dies).
-        async with self._current_limiter():
+        async with self._limiter.get():
             pool, future = self._submit(payload)
             try:
                 await wait_done(future)

@@ -4,8 +4,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
+
+from plait.loops import LoopLocal
 
 T = TypeVar("T")
 
@@ -27,20 +28,12 @@ class ThreadExecutor:
         if max_workers < 1:
             raise ValueError(f"ThreadExecutor: max_workers must be >= 1, got {max_workers}")
         self.max_workers = max_workers
-        self._token: object | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
-
-    def _current_limiter(self) -> anyio.CapacityLimiter:
-        token = anyio.lowlevel.current_token()
-        if self._limiter is None or self._token is not token:
-            # one limiter per event loop: a limiter cannot cross asyncio and trio loops
-            self._limiter = anyio.CapacityLimiter(self.max_workers)
-            self._token = token
-        return self._limiter
+        # one limiter per event loop: a limiter cannot cross asyncio and trio loops
+        self._limiter = LoopLocal(lambda: anyio.CapacityLimiter(self.max_workers))
 
     async def run(self, fn: Callable[[], T], /) -> T:
         return await anyio.to_thread.run_sync(
-            fn, limiter=self._current_limiter(), abandon_on_cancel=True
+            fn, limiter=self._limiter.get(), abandon_on_cancel=True
         )
 
     async def aclose(self) -> None:

@@ -37,6 +37,7 @@ import platformdirs
 
 from plait.converter import loads, structure
 from plait.errors import PlaitError, RunNotFoundError, StoreError
+from plait.loops import LoopLocal
 from plait.records import (
     EdgeRecord,
     NodeRecord,
@@ -441,9 +442,10 @@ class SqliteProvenance:
         self._last_status: dict[str, dict[tuple[str, int], str]] = {}
         self._inflight = 0  # operations holding the connection across an await
         self._commits = 0
-        self._loop_token: object | None = None
-        self._db_lock: anyio.Lock | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        # a lock or limiter cannot cross event loops (asyncio vs trio, or anyio.run twice)
+        self._loop_tools: LoopLocal[tuple[anyio.Lock, anyio.CapacityLimiter]] = LoopLocal(
+            lambda: (anyio.Lock(fast_acquire=True), anyio.CapacityLimiter(1))
+        )
 
     def __repr__(self) -> str:
         state = "open" if self._conn is not None else "closed"
@@ -467,16 +469,11 @@ class SqliteProvenance:
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[tuple[sqlite3.Connection | None, Any]]:
         """Hold the connection for work that awaits (threads); the fast commit path waits."""
-        token = anyio.lowlevel.current_token()
-        if self._db_lock is None or self._limiter is None or self._loop_token is not token:
-            # a lock or limiter cannot cross event loops (asyncio vs trio, or anyio.run twice)
-            self._db_lock = anyio.Lock(fast_acquire=True)
-            self._limiter = anyio.CapacityLimiter(1)
-            self._loop_token = token
-        async with self._db_lock:
+        db_lock, limiter = self._loop_tools.get()
+        async with db_lock:
             self._inflight += 1
             try:
-                yield self._conn, self._limiter
+                yield self._conn, limiter
             finally:
                 self._inflight -= 1
 
