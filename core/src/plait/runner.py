@@ -57,6 +57,7 @@ __all__ = ["DagRunResult", "DagRunner"]
 _NOT_DONE: Final = object()
 _CHECKPOINT_EVERY: Final = 64
 _HOST: Final = socket.gethostname()
+_PID = os.getpid()  # refreshed after fork, see _after_fork below
 _LOOP_WORKER: Final = "event-loop"
 
 
@@ -746,7 +747,7 @@ class DagRunner:
             started_at=now,
             executor=where,
             host=_HOST,
-            pid=os.getpid(),
+            pid=_PID,
         )
         if state.record_values:
             state.prov.write_nodes((rec,))
@@ -791,18 +792,25 @@ class DagRunner:
             output, restorable = (
                 self._storable(node, value) if state.record_values else (None, False)
             )
-            host, pid, worker = placement or (_HOST, os.getpid(), _LOOP_WORKER)
+            host, pid, worker = placement or (_HOST, started.pid, _LOOP_WORKER)
             now = utcnow()
+            # built directly rather than with attrs.evolve: this runs once per node
             self._ended(
                 state,
-                attrs.evolve(
-                    started,
+                NodeRecord(
+                    run_id=started.run_id,
+                    label=started.label,
                     status=NodeStatus.COMPLETED,
                     updated_at=now,
-                    finished_at=now,
-                    duration_ms=duration,
+                    node_type=started.node_type,
+                    attempt=started.attempt,
+                    inputs=started.inputs,
                     output=output,
                     restorable=restorable,
+                    started_at=started.started_at,
+                    finished_at=now,
+                    duration_ms=duration,
+                    executor=started.executor,
                     host=host,
                     pid=pid,
                     worker=worker,
@@ -1389,6 +1397,14 @@ class _SubRunner(DagRunner):
         self._pause_requested = parent._pause_requested
         self._active = parent._active
         self._limiter = parent._limiter
+
+
+def _after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _ms_since(rec: NodeRecord) -> float | None:
