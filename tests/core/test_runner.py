@@ -11,10 +11,19 @@ from _recorder import Recorder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plait import Dag, DagContext, DagPause, DagRunner, current_context, inline
+from plait import (
+    Dag,
+    DagContext,
+    DagPause,
+    DagRunner,
+    NullProvenance,
+    current_context,
+    hookimpl,
+    inline,
+)
 from plait.errors import BackendNotFoundError, InputError, NodeTimeoutError
 from plait.plugins import PluginHost
-from plait.records import RunStatus
+from plait.records import BackendInfo, RunStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -457,3 +466,49 @@ async def test_runner_executor_instance_serves_nodes_that_name_it() -> None:
     result = await DagRunner(dag, executor=ex).run()
     assert result.status == "completed", result.error
     assert ex.calls == 2
+
+
+async def test_async_with_keeps_backends_open_across_runs() -> None:
+    events: list[str] = []
+
+    class Tracking:
+        name = "tracking"
+
+        async def run(self, fn: Any, /) -> Any:
+            return fn()
+
+        async def aclose(self) -> None:
+            events.append("executor closed")
+
+    class Prov(NullProvenance):
+        async def open(self) -> None:
+            events.append("open")
+
+        async def aclose(self) -> None:
+            events.append("close")
+
+    def plain(v: int) -> int:
+        return v
+
+    host = PluginHost()
+
+    class Provides:
+        @hookimpl
+        def plait_register_executors(self) -> list[BackendInfo]:
+            return [BackendInfo(name="tracking", factory=Tracking)]
+
+    host.register(Provides())
+    dag = Dag()
+    dag.node(one) >> dag.node(plain, executor="tracking")
+
+    runner = DagRunner(dag, provenance=Prov(), host=host)
+    await runner.run()
+    await runner.run()
+    assert events == ["open", "executor closed", "close"] * 2  # per run without `async with`
+
+    events.clear()
+    async with DagRunner(dag, provenance=Prov(), host=host) as held:
+        for _ in range(3):
+            assert (await held.run()).status == "completed"
+        assert events == ["open"]
+    assert events == ["open", "executor closed", "close"]

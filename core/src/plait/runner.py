@@ -8,6 +8,7 @@ cancels the task group (fail-fast). Work per node is O(its edges).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -17,8 +18,8 @@ import traceback
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Final, Self
 
 import anyio
 import anyio.abc
@@ -184,6 +185,7 @@ class DagRunner:
         self._pause_requested = False
         self._active: list[_RunState] = []
         self._limiter: anyio.CapacityLimiter | None = None
+        self._held = False
 
     # ------------------------------------------------------------------ resources
     @property
@@ -224,6 +226,44 @@ class DagRunner:
         self._executors.clear()
         for ex in owned:
             await ex.aclose()
+
+    # ------------------------------------------------------------------ lifetime
+    async def __aenter__(self) -> Self:
+        """Keep the provenance backend and executors open across runs until the block ends.
+
+        Without ``async with``, each run opens and closes them itself (a SQLite store then
+        checkpoints its WAL at every run's end; a process pool starts at every run).
+        """
+        await self.provenance.open()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close what ``async with`` kept open (executors the runner built, provenance)."""
+        if not self._held:
+            return
+        self._held = False
+        with anyio.CancelScope(shield=True):
+            await self._close_executors()
+            await self.provenance.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _backends_open(self, prov: ProvenanceBackend) -> AsyncIterator[None]:
+        """Open ``prov`` for one operation and close it (and our executors) afterwards,
+        unless ``async with`` holds them open."""
+        if self._held:
+            yield
+            return
+        await prov.open()
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_executors()
+                await prov.aclose()
 
     def pause(self) -> None:
         """Stop starting new nodes; in-flight nodes finish and the run ends ``paused``."""
@@ -270,8 +310,7 @@ class DagRunner:
                 f"cannot restart run {run_id!r}: the provenance backend "
                 f"{type(prov).__name__} keeps no history (use provenance='sqlite')"
             )
-        await prov.open()
-        try:
+        async with self._backends_open(prov):
             old = await prov.get_run(run_id)
             self._check_restartable(old, force)
             plan = self.dag.plan()
@@ -280,8 +319,6 @@ class DagRunner:
             prefill = self._restorable(plan, old, records, rerun=set())
             data = await prov.load_run_data(run_id)
             subs = {r.dag_nsref: r for r in await prov.list_runs(parent_run_id=run_id)}
-        finally:
-            await prov.aclose()
         now = utcnow()
         record = attrs.evolve(
             old,
@@ -326,8 +363,7 @@ class DagRunner:
                 f"cannot replay run {run_id!r}: DAG {self.dag.nsref!r} has no node "
                 f"{', '.join(map(repr, unknown))} (nodes: {', '.join(plan.by_label)})"
             )
-        await prov.open()
-        try:
+        async with self._backends_open(prov):
             old = await prov.get_run(run_id)
             if old.status is RunStatus.RUNNING:
                 raise RestartError(f"cannot replay run {run_id!r}: it is still running")
@@ -335,8 +371,6 @@ class DagRunner:
             inputs = self._restore_inputs(plan, old)
             prefill = self._restorable(plan, old, records, rerun=plan.descendants(rerun_nodes))
             data = await prov.load_run_data(run_id)
-        finally:
-            await prov.aclose()
         now = utcnow()
         record = RunRecord(
             run_id=uuid.uuid4().hex,
@@ -434,8 +468,7 @@ class DagRunner:
         copied: bool = False,
         sub_runs: dict[str, RunRecord] | None = None,
     ) -> DagRunResult:
-        await prov.open()
-        try:
+        async with self._backends_open(prov):
             if self.max_concurrency is not None:
                 self._limiter = anyio.CapacityLimiter(self.max_concurrency)
             state = _RunState(self, plan, record, inputs, prov)
@@ -446,10 +479,6 @@ class DagRunner:
                 for label, n in attempts.items():
                     state.attempts[plan.by_label[label].index] = n
             return await self._execute(state, prefill or {}, copied=copied)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._close_executors()
-                await prov.aclose()
 
     async def _execute(
         self, state: _RunState, prefill: dict[int, tuple[Any, NodeRecord]], *, copied: bool
@@ -495,30 +524,17 @@ class DagRunner:
     def _start_records(
         self, state: _RunState, prefill: dict[int, tuple[Any, NodeRecord]], copied: bool
     ) -> None:
-        if not state.record_values:
+        """A replay copies the old run's outputs as ``skipped`` records up front. (Nodes get
+        no ``pending`` record here: those that never start get one when the run ends.)"""
+        if not (state.record_values and copied and prefill):
             return
         now = utcnow()
-        rows = []
-        for node in state.plan.nodes:
-            hit = prefill.get(node.index)
-            if hit is None:
-                rows.append(
-                    NodeRecord(
-                        run_id=state.run_id,
-                        label=node.label,
-                        status=NodeStatus.PENDING,
-                        updated_at=now,
-                        node_type=node.kind,
-                        attempt=state.attempts[node.index],
-                    )
-                )
-            elif copied:
-                rows.append(
-                    attrs.evolve(
-                        hit[1], run_id=state.run_id, status=NodeStatus.SKIPPED, updated_at=now
-                    )
-                )
-        state.prov.write_nodes(rows)
+        state.prov.write_nodes(
+            [
+                attrs.evolve(rec, run_id=state.run_id, status=NodeStatus.SKIPPED, updated_at=now)
+                for _value, rec in prefill.values()
+            ]
+        )
 
     async def _finish(
         self, state: _RunState, status: RunStatus, exc: BaseException | None
@@ -549,6 +565,22 @@ class DagRunner:
         )
         state.run = run
         if state.record_values:
+            if NodeStatus.PENDING in state.status:
+                # one batched write per run instead of one row per node before it starts
+                state.prov.write_nodes(
+                    [
+                        NodeRecord(
+                            run_id=state.run_id,
+                            label=pn.label,
+                            status=NodeStatus.PENDING,
+                            updated_at=now,
+                            node_type=pn.kind,
+                            attempt=state.attempts[pn.index],
+                        )
+                        for pn in state.plan.nodes
+                        if state.status[pn.index] is NodeStatus.PENDING
+                    ]
+                )
             state.prov.write_run(run)
         outputs = {}
         if status is RunStatus.COMPLETED:
@@ -1282,24 +1314,6 @@ class _CompositeRun:
             if any(values[u] is _NOT_DONE for u in pn.upstreams):
                 continue  # downstream of a failure (continue mode)
             sub._run_inline(st, pn)
-        if st.record_values and NodeStatus.PENDING in st.status:
-            # nodes start the moment the sub-run does: only those that never ran get a
-            # ``pending`` record (one write less per node, in the hot path)
-            now = utcnow()
-            st.prov.write_nodes(
-                [
-                    NodeRecord(
-                        run_id=st.run_id,
-                        label=pn.label,
-                        status=NodeStatus.PENDING,
-                        updated_at=now,
-                        node_type=pn.kind,
-                        attempt=st.attempts[pn.index],
-                    )
-                    for pn in self.order
-                    if st.status[pn.index] is NodeStatus.PENDING
-                ]
-            )
         if st.failure is not None:
             status = RunStatus.FAILED
         elif st.paused:
@@ -1397,6 +1411,7 @@ class _SubRunner(DagRunner):
         self._pause_requested = parent._pause_requested
         self._active = parent._active
         self._limiter = parent._limiter
+        self._held = True  # the parent run owns the backends
 
 
 def _after_fork() -> None:
