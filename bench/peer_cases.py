@@ -64,9 +64,12 @@ def _lythonic_nodes() -> Any:
     def map_elem(v: int) -> int:
         return v * v
 
-    nodes = types.SimpleNamespace(**{f.__name__: f for f in (
-        chain_src, chain_step, fan_src, fan_branch, fan_sink, map_src, map_elem
-    )})
+    nodes = types.SimpleNamespace(
+        **{
+            f.__name__: f
+            for f in (chain_src, chain_step, fan_src, fan_branch, fan_sink, map_src, map_elem)
+        }
+    )
     _LYTH_NODES.append(nodes)
     return nodes
 

@@ -117,30 +117,45 @@ def build_cases(quick: bool = False, only: Sequence[str] = ()) -> list[Case]:
 
     for n in chain_ns:
         add(
-            "chain", f"chain of {n:,} inline nodes", n, "node",
+            "chain",
+            f"chain of {n:,} inline nodes",
+            n,
+            "node",
             ("plait", partial(pc.plait_chain, n)),
             ("lythonic", partial(peers.lythonic_chain, n)),
             ("hamilton", partial(peers.hamilton_chain, n)),
         )
     for n in sqlite_ns:
         add(
-            "chain_sqlite", f"chain of {n:,}, SQLite provenance", n, "node",
+            "chain_sqlite",
+            f"chain of {n:,}, SQLite provenance",
+            n,
+            "node",
             ("plait", partial(pc.plait_chain, n, sqlite=True)),
             ("lythonic", partial(peers.lythonic_chain, n, sqlite=True)),
         )
     add(
-        "fanout", f"fan-out {FANOUT_WIDTH} x sleep(10 ms)", FANOUT_WIDTH, "branch",
+        "fanout",
+        f"fan-out {FANOUT_WIDTH} x sleep(10 ms)",
+        FANOUT_WIDTH,
+        "branch",
         ("plait", partial(pc.plait_fanout, FANOUT_WIDTH)),
         ("lythonic", partial(peers.lythonic_fanout, FANOUT_WIDTH)),
     )
     for m in map_ms:
         add(
-            "map", f"MapNode over {m:,}", m, "element",
+            "map",
+            f"MapNode over {m:,}",
+            m,
+            "element",
             ("plait", partial(pc.plait_map, m)),
             ("lythonic", partial(peers.lythonic_map, m)),
         )
     add(
-        "cache_hit", f"cache: {calls:,} hits", calls, "call",
+        "cache_hit",
+        f"cache: {calls:,} hits",
+        calls,
+        "call",
         ("plait", partial(pc.plait_cache_hits, calls)),
         ("lythonic", partial(peers.lythonic_cache_hits, calls)),
         ("joblib", partial(peers.joblib_cache_hits, calls)),
@@ -148,7 +163,10 @@ def build_cases(quick: bool = False, only: Sequence[str] = ()) -> list[Case]:
         ("sqlite3 floor", partial(peers.sqlite_cache_hits, calls)),
     )
     add(
-        "cache_miss", f"cache: {calls:,} misses", calls, "call",
+        "cache_miss",
+        f"cache: {calls:,} misses",
+        calls,
+        "call",
         ("plait", partial(pc.plait_cache_misses, calls)),
         ("lythonic", partial(peers.lythonic_cache_misses, calls)),
         ("joblib", partial(peers.joblib_cache_misses, calls)),
@@ -156,7 +174,10 @@ def build_cases(quick: bool = False, only: Sequence[str] = ()) -> list[Case]:
         ("sqlite3 floor", partial(peers.sqlite_cache_misses, calls)),
     )
     add(
-        "thread", f"chain of {thread_n:,} sync nodes, thread executor", thread_n, "node",
+        "thread",
+        f"chain of {thread_n:,} sync nodes, thread executor",
+        thread_n,
+        "node",
         ("plait", partial(pc.plait_chain, thread_n, threaded=True)),
         ("to_thread floor", partial(pc.bare_to_thread, thread_n)),
     )
@@ -182,7 +203,11 @@ async def _once(run: pc.Run, cap: float) -> tuple[float, float, bool]:
 
 
 async def measure_case(
-    case: Case, *, reps: int = 5, cap: float = 60.0, slow: float = 3.0,
+    case: Case,
+    *,
+    reps: int = 5,
+    cap: float = 60.0,
+    slow: float = 3.0,
     skip: Sequence[str] = (),
 ) -> list[Measurement]:
     """Run every subject of ``case``: a warm-up round, then ``reps`` timed rounds.
@@ -192,8 +217,7 @@ async def measure_case(
     named in ``skip`` (capped at a smaller size), is reported as capped.
     """
     results = {
-        s.lib: Measurement(case.key, case.title, case.size, case.unit, s.lib)
-        for s in case.subjects
+        s.lib: Measurement(case.key, case.title, case.size, case.unit, s.lib) for s in case.subjects
     }
     runs: dict[str, pc.Run] = {}
     async with AsyncExitStack() as stack:
@@ -234,7 +258,10 @@ async def measure_case(
 
 
 async def run_cases(
-    cases: Sequence[Case], *, reps: int = 5, cap: float = 60.0,
+    cases: Sequence[Case],
+    *,
+    reps: int = 5,
+    cap: float = 60.0,
     progress: Callable[[Measurement], None] | None = None,
 ) -> list[Measurement]:
     out: list[Measurement] = []
@@ -264,9 +291,7 @@ def ratios(results: Sequence[Measurement]) -> dict[tuple[str, int, str], float |
 
 
 def _find(results: Sequence[Measurement], case: str, size: int, lib: str) -> Measurement | None:
-    return next(
-        (m for m in results if (m.case, m.size, m.lib) == (case, size, lib)), None
-    )
+    return next((m for m in results if (m.case, m.size, m.lib) == (case, size, lib)), None)
 
 
 def evaluate_targets(results: Sequence[Measurement]) -> list[dict[str, Any]]:
@@ -275,7 +300,10 @@ def evaluate_targets(results: Sequence[Measurement]) -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
 
     def check(
-        name: str, value: float | None, ok: Callable[[float], bool], fmt: str,
+        name: str,
+        value: float | None,
+        ok: Callable[[float], bool],
+        fmt: str,
         cpu: float | None = None,
     ) -> None:
         met = None if value is None else ok(value)
@@ -296,34 +324,84 @@ def evaluate_targets(results: Sequence[Measurement]) -> list[dict[str, Any]]:
         m = _find(results, case, size, "plait")
         return m.median_s if m else None
 
-    check("chain 1,000: >= 15x faster than lythonic", r.get(("chain", 1000, "lythonic")),
-          lambda v: v >= 15, "{:.1f}x")
-    check("chain 1,000: <= 10 us per node", plait_us("chain", 1000), lambda v: v <= 10,
-          "{:.2f} us", plait_cpu_us("chain", 1000))
-    check("chain 1,000: faster than Hamilton", r.get(("chain", 1000, "hamilton")),
-          lambda v: v > 1, "{:.2f}x")
-    check("chain 1,000 + SQLite: >= 50x faster than lythonic",
-          r.get(("chain_sqlite", 1000, "lythonic")), lambda v: v >= 50, "{:.1f}x")
-    check("chain 1,000 + SQLite: <= 40 us per node", plait_us("chain_sqlite", 1000),
-          lambda v: v <= 40, "{:.1f} us", plait_cpu_us("chain_sqlite", 1000))
+    check(
+        "chain 1,000: >= 15x faster than lythonic",
+        r.get(("chain", 1000, "lythonic")),
+        lambda v: v >= 15,
+        "{:.1f}x",
+    )
+    check(
+        "chain 1,000: <= 10 us per node",
+        plait_us("chain", 1000),
+        lambda v: v <= 10,
+        "{:.2f} us",
+        plait_cpu_us("chain", 1000),
+    )
+    check(
+        "chain 1,000: faster than Hamilton",
+        r.get(("chain", 1000, "hamilton")),
+        lambda v: v > 1,
+        "{:.2f}x",
+    )
+    check(
+        "chain 1,000 + SQLite: >= 50x faster than lythonic",
+        r.get(("chain_sqlite", 1000, "lythonic")),
+        lambda v: v >= 50,
+        "{:.1f}x",
+    )
+    check(
+        "chain 1,000 + SQLite: <= 40 us per node",
+        plait_us("chain_sqlite", 1000),
+        lambda v: v <= 40,
+        "{:.1f} us",
+        plait_cpu_us("chain_sqlite", 1000),
+    )
     fan = plait_s("fanout", FANOUT_WIDTH)
-    check("fan-out 50 x 10 ms: <= 30 ms wall", None if fan is None else fan * 1e3,
-          lambda v: v <= 30, "{:.1f} ms")
-    check("fan-out: >= 15x faster than lythonic", r.get(("fanout", FANOUT_WIDTH, "lythonic")),
-          lambda v: v >= 15, "{:.1f}x")
-    check("MapNode 10,000: >= 15x faster than lythonic", r.get(("map", 10000, "lythonic")),
-          lambda v: v >= 15, "{:.1f}x")
+    check(
+        "fan-out 50 x 10 ms: <= 30 ms wall",
+        None if fan is None else fan * 1e3,
+        lambda v: v <= 30,
+        "{:.1f} ms",
+    )
+    check(
+        "fan-out: >= 15x faster than lythonic",
+        r.get(("fanout", FANOUT_WIDTH, "lythonic")),
+        lambda v: v >= 15,
+        "{:.1f}x",
+    )
+    check(
+        "MapNode 10,000: >= 15x faster than lythonic",
+        r.get(("map", 10000, "lythonic")),
+        lambda v: v >= 15,
+        "{:.1f}x",
+    )
     calls = next((m.size for m in results if m.case == "cache_hit"), CACHE_CALLS)
-    check("cache hit: >= 5x faster than lythonic", r.get(("cache_hit", calls, "lythonic")),
-          lambda v: v >= 5, "{:.1f}x")
-    check("cache hit: faster than joblib.Memory", r.get(("cache_hit", calls, "joblib")),
-          lambda v: v > 1, "{:.1f}x")
-    check("cache hit: faster than diskcache memoize", r.get(("cache_hit", calls, "diskcache")),
-          lambda v: v > 1, "{:.2f}x")
+    check(
+        "cache hit: >= 5x faster than lythonic",
+        r.get(("cache_hit", calls, "lythonic")),
+        lambda v: v >= 5,
+        "{:.1f}x",
+    )
+    check(
+        "cache hit: faster than joblib.Memory",
+        r.get(("cache_hit", calls, "joblib")),
+        lambda v: v > 1,
+        "{:.1f}x",
+    )
+    check(
+        "cache hit: faster than diskcache memoize",
+        r.get(("cache_hit", calls, "diskcache")),
+        lambda v: v > 1,
+        "{:.2f}x",
+    )
     thread_n = next((m.size for m in results if m.case == "thread"), 1000)
     floor = r.get(("thread", thread_n, "to_thread floor"))
-    check("thread executor: within 1.5x of bare to_thread",
-          None if not floor else 1 / floor, lambda v: v <= 1.5, "{:.2f}x the floor")
+    check(
+        "thread executor: within 1.5x of bare to_thread",
+        None if not floor else 1 / floor,
+        lambda v: v <= 1.5,
+        "{:.2f}x the floor",
+    )
     small = _find(results, "scale", 10_000, "plait")
     big = _find(results, "scale", 100_000, "plait")
 
@@ -331,12 +409,21 @@ def evaluate_targets(results: Sequence[Measurement]) -> list[dict[str, Any]]:
         a, b = getattr(small, attr, None), getattr(big, attr, None)
         return b * 10 / a if a and b else None  # per-unit attributes: times 10 nodes
 
-    check("chain 10k -> 100k run time: <= 12x", growth("per_unit_us"), lambda v: v <= 12,
-          "{:.1f}x", growth("cpu_per_unit_us"))
-    check("chain 10k -> 100k build time: <= 12x",
-          None if not (small and big and small.build_s and big.build_s)
-          else big.build_s / small.build_s,
-          lambda v: v <= 12, "{:.1f}x")
+    check(
+        "chain 10k -> 100k run time: <= 12x",
+        growth("per_unit_us"),
+        lambda v: v <= 12,
+        "{:.1f}x",
+        growth("cpu_per_unit_us"),
+    )
+    check(
+        "chain 10k -> 100k build time: <= 12x",
+        None
+        if not (small and big and small.build_s and big.build_s)
+        else big.build_s / small.build_s,
+        lambda v: v <= 12,
+        "{:.1f}x",
+    )
     return targets
 
 
@@ -353,16 +440,32 @@ def rows(results: Sequence[Measurement]) -> list[list[str]]:
         status = m.error or m.note
         if m.capped and not m.note:
             status = "capped"
-        out.append([
-            m.title, m.lib, _fmt(m.build_s, ".4f"), _fmt(m.median_s, ".4f"),
-            _fmt(m.per_unit_us, ".2f"), _fmt(m.cpu_per_unit_us, ".2f"), shown,
-            str(len(m.times)), status,
-        ])
+        out.append(
+            [
+                m.title,
+                m.lib,
+                _fmt(m.build_s, ".4f"),
+                _fmt(m.median_s, ".4f"),
+                _fmt(m.per_unit_us, ".2f"),
+                _fmt(m.cpu_per_unit_us, ".2f"),
+                shown,
+                str(len(m.times)),
+                status,
+            ]
+        )
     return out
 
 
 HEADER = [
-    "case", "lib", "build s", "median s", "us / unit", "cpu us/unit", "peer/plait", "reps", "note",
+    "case",
+    "lib",
+    "build s",
+    "median s",
+    "us / unit",
+    "cpu us/unit",
+    "peer/plait",
+    "reps",
+    "note",
 ]
 
 
@@ -403,8 +506,16 @@ def _met(met: bool | None) -> str:
 
 def environment(argv: Sequence[str]) -> dict[str, Any]:
     versions = {}
-    for dist in ("plait", "plait-provenance-sqlite", "plait-cache-sqlite", "anyio", "lythonic",
-                 "apache-hamilton", "joblib", "diskcache"):
+    for dist in (
+        "plait",
+        "plait-provenance-sqlite",
+        "plait-cache-sqlite",
+        "anyio",
+        "lythonic",
+        "apache-hamilton",
+        "joblib",
+        "diskcache",
+    ):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
