@@ -44,6 +44,7 @@ class Elements:
             await anyio.lowlevel.checkpoint()
             return check(x)
 
+        @inline  # the DagContext parameter is what sends elements down the full path
         def check_ctx(x: int, ctx: DagContext) -> int:
             return check(x)
 
