@@ -1,0 +1,519 @@
+"""Composite nodes at run time: map and call nodes run their sub-DAG per element.
+
+Every element is a sub-run of the parent run (nsref ``"<parent>/<label>[<key>]"``), sharing
+the parent's backends, plugin host, limiter and pause state. :class:`_CompositeRun` picks the
+cheapest way to run the elements that keeps the records the run asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import attrs
+
+from plait.converter import structure
+from plait.dag import Dag, MapNode, Plan, PlanNode, _Composite
+from plait.errors import CompositeError, DagPause, MapInputError
+from plait.records import MapProgress, NodeRecord, NodeStatus, RunRecord, RunStatus, utcnow
+from plait.runner import (
+    _CHECKPOINT_EVERY,
+    _HOST,
+    _NOT_DONE,
+    DagRunner,
+    _placed_call,
+    _RunState,
+)
+
+
+async def run_composite(
+    runner: DagRunner, state: _RunState, node: PlanNode, kwargs: dict[str, Any]
+) -> Any:
+    """Execute a map or call node: its sub-DAG once per element (or once)."""
+    comp = node.node
+    assert isinstance(comp, _Composite)
+    plan = comp.sub_plan()
+    if not isinstance(comp, MapNode):
+        job = _CompositeRun(runner, state, node, plan, keys=[None], elems=[_first(kwargs)])
+        await job.run()
+        return job.results[0]
+    items = _first(kwargs) if kwargs else []
+    if isinstance(items, Mapping):
+        keys: list[Any] = list(items.keys())
+        elems = list(items.values())
+    elif isinstance(items, list | tuple):
+        keys = list(range(len(items)))
+        elems = list(items)
+    else:
+        raise MapInputError(
+            f"map node {node.label!r} needs a list or a dict from its upstream, "
+            f"got {type(items).__qualname__}"
+        )
+    job = _CompositeRun(
+        runner, state, node, plan, keys=keys, elems=elems, limit=comp.max_concurrency
+    )
+    await job.run()
+    if isinstance(items, Mapping):
+        return dict(zip(keys, job.results, strict=True))
+    return job.results
+
+
+def _first(kwargs: dict[str, Any]) -> Any:
+    return next(iter(kwargs.values()), None)
+
+
+class _SubFailure(Exception):
+    """Internal: a node of an element's sub-DAG failed (``run_id``: the sub-run, if any)."""
+
+    def __init__(self, label: str | None, exc: BaseException | None, run_id: str | None) -> None:
+        super().__init__(label)
+        self.label = label
+        self.exc = exc
+        self.run_id = run_id
+
+
+# how the elements of one composite execution run
+_LEAN_SYNC: Final = "lean-sync"  # all @inline, nothing observes: plain calls, no records
+_SYNC: Final = "sync"  # all @inline, recorded: a sub-run each, run in this task, no tasks
+_LEAN_ASYNC: Final = "lean-async"  # a chain, nothing observes: awaited calls, no records
+_FULL: Final = "full"  # anything else: a sub-run each through the scheduler
+
+
+class _CompositeRun:
+    """One execution of a map node (or a call node: one element with key ``None``).
+
+    Every element is a sub-run of the parent run (nsref ``"<parent>/<label>[<key>]"``). When
+    nothing records or observes the sub-runs, elements skip the records altogether: an
+    ``@inline`` sub-DAG is then a loop of plain calls. Elements of a recorded ``@inline``
+    sub-DAG run one after the other in this task and the provenance writes of a batch of
+    elements share one commit. Other sub-DAGs run on at most ``limit`` (and the runner's
+    ``max_concurrency``) worker tasks, each taking the next element when it is done.
+    """
+
+    def __init__(
+        self,
+        runner: DagRunner,
+        state: _RunState,
+        node: PlanNode,
+        plan: Plan,
+        *,
+        keys: list[Any],
+        elems: list[Any],
+        limit: int | None = None,
+    ) -> None:
+        self.runner = runner
+        self.state = state
+        self.node = node
+        self.plan = plan
+        self.keys = keys
+        self.elems = elems
+        self.total = len(elems)
+        self.limit = limit
+        self.is_map = isinstance(node.node, MapNode)
+        self.results: list[Any] = [None] * self.total
+        self.finished = 0
+        self.next = 0
+        self.stop = False
+        self.failures: list[tuple[int, _SubFailure]] = []
+        self.paused: list[int] = []
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.sub = _SubRunner(runner, plan.dag)
+        source = plan.nodes[plan.sources[0]]
+        self.source = source.label
+        self.param = source.input_params[0].name if source.input_params else None
+        self.sink = plan.nodes[plan.sinks[0]]
+        self.sub_runs = state.sub_runs or None
+        self.todo: Sequence[int] = range(self.total)
+        #: restart: element -> (its sub-run, that sub-run's node records, its own sub-runs)
+        self.resume: dict[int, tuple[RunRecord, list[NodeRecord], dict[str, RunRecord]]] = {}
+        nodes = plan.nodes
+        inline_only = all(n.fast_inline for n in nodes)
+        lean = not state.recording and all(
+            n.context_param is None
+            and not isinstance(n.node, _Composite)
+            and n.retries == 0
+            and n.timeout is None
+            for n in nodes
+        )
+        chain = all(len(n.successors) <= 1 and n.n_upstream <= 1 for n in nodes)
+        if inline_only:
+            self.mode = _LEAN_SYNC if lean else _SYNC
+        else:
+            self.mode = _LEAN_ASYNC if lean and chain else _FULL
+        self.order = [nodes[i] for i in plan.order]
+
+    # ------------------------------------------------------------------ driving
+    async def run(self) -> None:
+        state = self.state
+        if self.sub_runs:
+            await self._prepare_restart()
+        if self.mode in (_LEAN_SYNC, _SYNC) or len(self.todo) <= 1:
+            await self._run_here()
+        else:
+            workers = len(self.todo)
+            for bound in (self.limit, self.runner.max_concurrency):
+                if bound is not None:
+                    workers = min(workers, bound)
+            async with anyio.create_task_group() as tg:
+                self.tg = tg
+                for _ in range(workers):
+                    tg.start_soon(self._worker)
+            self.tg = None
+        if self.failures:
+            raise self._error()
+        if self.finished < self.total:
+            if state.stopping and not state.paused:
+                await anyio.lowlevel.checkpoint()  # the parent is failing: take its cancel
+            head = f"{self.node.kind} node {self.node.label!r}"
+            if not self.is_map:
+                raise DagPause(f"{head}: sub-DAG {self.plan.dag.nsref!r} paused")
+            what = f"element {self.keys[self.paused[0]]!r} paused" if self.paused else "paused"
+            raise DagPause(f"{head}: {what} after {self.finished} of {self.total} elements")
+
+    async def _run_here(self) -> None:
+        """Every element in this task, one after the other (checkpointing now and then)."""
+        state = self.state
+        prov = state.prov
+        mode = self.mode
+        since = 0
+        for i in self.todo:
+            if self.stop or state.stopping:
+                break
+            if i in self.resume:
+                await self._element_full(i)
+            elif mode == _LEAN_SYNC:
+                try:
+                    value = self._lean_sync(self.elems[i])
+                except DagPause:
+                    self._paused(i)
+                except _SubFailure as failure:
+                    self._failed(i, failure)
+                else:
+                    self._completed(i, value)
+            elif mode == _SYNC:
+                self._element_sync(i)
+            elif mode == _LEAN_ASYNC:
+                await self._element_lean_async(i)
+            else:
+                await self._element_full(i)
+            since += 1
+            if since >= _CHECKPOINT_EVERY:
+                since = 0
+                if state.record_values:
+                    await prov.commit()
+                await anyio.lowlevel.checkpoint()
+        if state.record_values:
+            await prov.commit()
+
+    async def _prepare_restart(self) -> None:
+        """Reuse the outputs of completed sub-runs; note where the others stopped.
+
+        Reads the store one element at a time, before any element runs.
+        """
+        assert self.sub_runs is not None
+        prov = self.state.prov
+        sink = self.sink
+        todo = []
+        for i in range(self.total):
+            prior = self.sub_runs.get(self._nsref(i))
+            if prior is None:
+                todo.append(i)
+                continue
+            records = await prov.get_node_executions(prior.run_id)
+            if prior.status is RunStatus.COMPLETED:
+                out = next(
+                    (
+                        r
+                        for r in records
+                        if r.label == sink.label and r.restorable and r.status.has_output
+                    ),
+                    None,
+                )
+                if out is not None:
+                    where = f"run {prior.run_id} node {out.label!r} output"
+                    self._completed(i, structure(out.output, sink.output_type, where=where))
+                    continue
+            children = await prov.list_runs(parent_run_id=prior.run_id)
+            self.resume[i] = (prior, records, {r.dag_nsref: r for r in children})
+            todo.append(i)
+        self.todo = todo
+
+    async def _worker(self) -> None:
+        state = self.state
+        lean = self.mode == _LEAN_ASYNC
+        todo = self.todo
+        while self.next < len(todo) and not self.stop and not state.stopping:
+            i = todo[self.next]
+            self.next += 1
+            if lean and i not in self.resume:
+                await self._element_lean_async(i)
+            else:
+                await self._element_full(i)
+
+    # ------------------------------------------------------------------ outcomes
+    def _completed(self, i: int, value: Any) -> None:
+        self.results[i] = value
+        self._progress(i, NodeStatus.COMPLETED)
+
+    def _failed(self, i: int, failure: _SubFailure) -> None:
+        self.failures.append((i, failure))
+        self._progress(i, NodeStatus.FAILED)
+        if self.runner.fail_fast:
+            self.stop = True
+            if self.tg is not None:
+                self.tg.cancel_scope.cancel()
+
+    def _paused(self, i: int) -> None:
+        self.paused.append(i)
+        self.stop = True
+
+    def _progress(self, i: int, status: NodeStatus) -> None:
+        self.finished += 1
+        state = self.state
+        if self.is_map and state.observing:
+            self.runner.host.on_map_progress(
+                MapProgress(
+                    run_id=state.run_id,
+                    label=self.node.label,
+                    key=str(self.keys[i]),
+                    done=self.finished,
+                    total=self.total,
+                    status=status,
+                )
+            )
+
+    def _error(self) -> CompositeError:
+        i, first = self.failures[0]
+        node = self.node
+        key = self.keys[i]
+        what = f"element {key!r}" if self.is_map else f"sub-DAG {self.plan.dag.nsref!r}"
+        where = f" at node {first.label!r}" if first.label else ""
+        run = f" (sub-run {first.run_id})" if first.run_id else ""
+        exc = first.exc
+        cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        message = f"{node.kind} node {node.label!r}: {what} failed{where}{run}{cause}"
+        positions = sorted(j for j, _ in self.failures)
+        if len(positions) > 1:
+            others = [repr(self.keys[j]) for j in positions if j != i]
+            more = ", ..." if len(others) > 5 else ""
+            message += f" (and {len(others)} more failed elements: {', '.join(others[:5])}{more})"
+        err = CompositeError(
+            message,
+            node=node.label,
+            key=key,
+            failed_keys=[self.keys[j] for j in positions],
+            sub_run_id=first.run_id,
+        )
+        err.__cause__ = exc
+        return err
+
+    # ------------------------------------------------------------------ one element
+    def _nsref(self, i: int) -> str:
+        base = f"{self.state.run.dag_nsref}/{self.node.label}"
+        return f"{base}[{self.keys[i]}]" if self.is_map else base
+
+    def _inputs(self, i: int) -> dict[str, dict[str, Any]]:
+        return {self.source: {self.param: self.elems[i]}} if self.param is not None else {}
+
+    def _lean_sync(self, arg: Any) -> Any:
+        """The sub-DAG as plain calls, in topological order (every node is ``@inline``)."""
+        param = self.param
+        order = self.order
+        if len(order) == 1:
+            call = order[0].call
+            assert call is not None
+            try:
+                return call(**{param: arg}) if param is not None else call()
+            except DagPause:
+                raise
+            except Exception as exc:
+                raise _SubFailure(order[0].label, exc, None) from None
+        values: list[Any] = [None] * len(order)
+        source = self.plan.sources[0]
+        for pn in order:
+            kwargs = _lean_kwargs(pn, values, source, param, arg)
+            assert pn.call is not None
+            try:
+                values[pn.index] = pn.call(**kwargs)
+            except DagPause:
+                raise
+            except Exception as exc:
+                raise _SubFailure(pn.label, exc, None) from None
+        return values[self.sink.index]
+
+    async def _element_lean_async(self, i: int) -> None:
+        """A chain sub-DAG as awaited calls (the runner's limiter bounds non-inline nodes)."""
+        runner = self.runner
+        limiter = runner._limiter
+        param = self.param
+        arg = self.elems[i]
+        source = self.plan.sources[0]
+        values: list[Any] = [None] * len(self.order)
+        for pn in self.order:
+            kwargs = _lean_kwargs(pn, values, source, param, arg)
+            call = pn.call
+            assert call is not None
+            try:
+                if pn.inline:
+                    value = call(**kwargs)
+                elif limiter is not None:
+                    async with limiter:
+                        value = await self._lean_call(pn, call, kwargs)
+                else:
+                    value = await self._lean_call(pn, call, kwargs)
+            except DagPause:
+                self._paused(i)
+                return
+            except Exception as exc:
+                self._failed(i, _SubFailure(pn.label, exc, None))
+                return
+            values[pn.index] = value
+        self._completed(i, values[self.sink.index])
+
+    async def _lean_call(
+        self, pn: PlanNode, call: Callable[..., Any], kwargs: dict[str, Any]
+    ) -> Any:
+        if pn.is_async:
+            return await call(**kwargs)
+        executor = self.runner._executor(pn.executor)
+        value, _where = await executor.run(functools.partial(_placed_call, call, kwargs))
+        return value
+
+    def _new_record(self, i: int, inputs: dict[str, dict[str, Any]]) -> RunRecord:
+        state = self.state
+        now = utcnow()
+        return RunRecord(
+            run_id=uuid.uuid4().hex,
+            dag_nsref=self._nsref(i),
+            status=RunStatus.RUNNING,
+            started_at=now,
+            updated_at=now,
+            source_inputs=self.runner._json_inputs(self.plan, inputs, state.prov),
+            parent_run_id=state.run_id,
+            correlation_id=state.run.correlation_id,
+            owner_pid=os.getpid(),
+            owner_host=_HOST,
+        )
+
+    def _element_sync(self, i: int) -> None:
+        """A recorded sub-run of an all-``@inline`` sub-DAG, in this task; not committed."""
+        state = self.state
+        sub = self.sub
+        plan = self.plan
+        inputs = self._inputs(i)
+        st = _RunState(sub, plan, self._new_record(i, inputs), inputs, state.prov)
+        st.data = state.data
+        if st.record_values:
+            st.prov.write_run(st.run)
+        if st.observing:
+            sub.host.on_run_start(st.run)
+        values = st.values
+        for pn in self.order:
+            if st.paused or (st.failure is not None and sub.fail_fast):
+                break
+            if any(values[u] is _NOT_DONE for u in pn.upstreams):
+                continue  # downstream of a failure (continue mode)
+            sub._run_inline(st, pn)
+        if st.failure is not None:
+            status = RunStatus.FAILED
+        elif st.paused:
+            status = RunStatus.PAUSED
+        else:
+            status = RunStatus.COMPLETED
+        failure = st.failure
+        result = sub._close_run(st, status, failure[1] if failure else None)
+        if st.observing:
+            sub.host.on_run_finish(st.run)
+        if failure is not None:
+            self._failed(i, _SubFailure(failure[0].label, failure[1], result.run_id))
+        elif status is RunStatus.PAUSED:
+            self._paused(i)
+        else:
+            self._completed(i, values[self.sink.index])
+
+    async def _element_full(self, i: int) -> None:
+        """A sub-run through the scheduler; on a restart, resumed in place or reused."""
+        state = self.state
+        prov = state.prov
+        sub = self.sub
+        plan = self.plan
+        inputs = self._inputs(i)
+        resume = self.resume.get(i)
+        prefill: dict[int, tuple[Any, NodeRecord]] = {}
+        attempts: dict[str, int] = {}
+        children: dict[str, RunRecord] | None = None
+        if resume is None:
+            record = self._new_record(i, inputs)
+        else:
+            prior, records, children = resume
+            prefill = sub._restorable(plan, prior, records, rerun=set())
+            attempts = {rec.label: rec.attempt for rec in records}
+            now = utcnow()
+            record = attrs.evolve(
+                prior,
+                status=RunStatus.RUNNING,
+                updated_at=now,
+                finished_at=None,
+                attempt=prior.attempt + 1,
+                owner_pid=os.getpid(),
+                owner_host=_HOST,
+                failed_node=None,
+                error_type=None,
+                error_message=None,
+                traceback=None,
+            )
+        st = _RunState(sub, plan, record, inputs, prov)
+        st.data = state.data
+        st.sub_runs = children
+        for label, attempt in attempts.items():
+            pn = plan.by_label.get(label)
+            if pn is not None:
+                st.attempts[pn.index] = attempt
+        result = await sub._execute(st, prefill, copied=False)
+        if result.status is RunStatus.COMPLETED:
+            self._completed(i, result.outputs[self.sink.label])
+        elif result.status is RunStatus.PAUSED:
+            self._paused(i)
+        else:
+            self._failed(i, _SubFailure(result.failed_node, result.exception, result.run_id))
+
+
+def _lean_kwargs(
+    pn: PlanNode, values: list[Any], source: int, param: str | None, arg: Any
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if pn.index == source and param is not None:
+        kwargs[param] = arg
+    for up, name, collect in pn.bindings:
+        if collect:
+            kwargs.setdefault(name, []).append(values[up])
+        else:
+            kwargs[name] = values[up]
+    return kwargs
+
+
+class _SubRunner(DagRunner):
+    """Runs a sub-DAG inside its parent's run: shares backends, host, limiter, pause."""
+
+    def __init__(self, parent: DagRunner, dag: Dag) -> None:
+        self.dag = dag
+        self.parent = parent
+        self.max_concurrency = parent.max_concurrency
+        self.fail_fast = parent.fail_fast
+        self.host = parent.host
+        self._provenance_spec = None
+        self._provenance_options = {}
+        self._provenance = parent._provenance
+        self._executor_spec = parent._executor_spec
+        self._executors = parent._executors
+        self._owned_executors = parent._owned_executors
+        self.cache = parent.cache
+        self._pause_requested = parent._pause_requested
+        self._active = parent._active
+        self._limiter = parent._limiter
+        self._held = True  # the parent run owns the backends
