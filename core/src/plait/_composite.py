@@ -15,7 +15,6 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
-import attrs
 
 from plait.converter import structure
 from plait.dag import Dag, MapNode, Plan, PlanNode, _Composite
@@ -28,6 +27,7 @@ from plait.runner import (
     DagRunner,
     _placed_call,
     _RunState,
+    resumed,
 )
 
 
@@ -453,20 +453,7 @@ class _CompositeRun:
             prior, records, children = resume
             prefill = sub._restorable(plan, prior, records, rerun=set())
             attempts = {rec.label: rec.attempt for rec in records}
-            now = utcnow()
-            record = attrs.evolve(
-                prior,
-                status=RunStatus.RUNNING,
-                updated_at=now,
-                finished_at=None,
-                attempt=prior.attempt + 1,
-                owner_pid=os.getpid(),
-                owner_host=_HOST,
-                failed_node=None,
-                error_type=None,
-                error_message=None,
-                traceback=None,
-            )
+            record = resumed(prior)
         st = _RunState(sub, plan, record, inputs, prov)
         st.data = state.data
         st.sub_runs = children

@@ -316,20 +316,7 @@ class DagRunner:
             prefill = self._restorable(plan, old, records, rerun=set())
             data = await prov.load_run_data(run_id)
             subs = {r.dag_nsref: r for r in await prov.list_runs(parent_run_id=run_id)}
-        now = utcnow()
-        record = attrs.evolve(
-            old,
-            status=RunStatus.RUNNING,
-            updated_at=now,
-            finished_at=None,
-            attempt=old.attempt + 1,
-            owner_pid=os.getpid(),
-            owner_host=_HOST,
-            failed_node=None,
-            error_type=None,
-            error_message=None,
-            traceback=None,
-        )
+        record = resumed(old)
         attempts = {r.label: r.attempt for r in records}
         return await self._run_top(
             plan,
@@ -872,18 +859,7 @@ class DagRunner:
     ) -> None:
         state.status[node.index] = NodeStatus.FAILED
         if started is not None:
-            now = utcnow()
-            self._ended(
-                state,
-                attrs.evolve(
-                    started,
-                    status=NodeStatus.FAILED,
-                    updated_at=now,
-                    finished_at=now,
-                    duration_ms=_ms_since(started),
-                    **_error_fields(exc),
-                ),
-            )
+            self._ended(state, _ending(started, NodeStatus.FAILED, **_error_fields(exc)))
         if state.failure is None:
             state.failure = (node, exc)
         if self.fail_fast:
@@ -897,33 +873,13 @@ class DagRunner:
         state.status[node.index] = NodeStatus.PAUSED
         state.paused = state.stopping = True
         if started is not None:
-            now = utcnow()
-            self._ended(
-                state,
-                attrs.evolve(
-                    started,
-                    status=NodeStatus.PAUSED,
-                    updated_at=now,
-                    finished_at=now,
-                    duration_ms=_ms_since(started),
-                    error_message=exc.reason or None,
-                ),
-            )
+            ended = _ending(started, NodeStatus.PAUSED, error_message=exc.reason or None)
+            self._ended(state, ended)
 
     def _node_cancelled(self, state: _RunState, node: PlanNode, started: NodeRecord | None) -> None:
         state.status[node.index] = NodeStatus.CANCELLED
         if started is not None:
-            now = utcnow()
-            self._ended(
-                state,
-                attrs.evolve(
-                    started,
-                    status=NodeStatus.CANCELLED,
-                    updated_at=now,
-                    finished_at=now,
-                    duration_ms=_ms_since(started),
-                ),
-            )
+            self._ended(state, _ending(started, NodeStatus.CANCELLED))
 
     # ------------------------------------------------------------------ composite nodes
     async def _run_composite(self, state: _RunState, node: PlanNode, kwargs: dict[str, Any]) -> Any:
@@ -940,10 +896,32 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _ms_since(rec: NodeRecord) -> float | None:
-    if rec.started_at is None:
-        return None
-    return (utcnow() - rec.started_at).total_seconds() * 1000.0
+def _ending(started: NodeRecord, status: NodeStatus, **fields: Any) -> NodeRecord:
+    """The record of a node execution that ended without an output (failed, paused...)."""
+    now = utcnow()
+    duration = None
+    if started.started_at is not None:
+        duration = (now - started.started_at).total_seconds() * 1000.0
+    return attrs.evolve(
+        started, status=status, updated_at=now, finished_at=now, duration_ms=duration, **fields
+    )
+
+
+def resumed(old: RunRecord) -> RunRecord:
+    """``old`` as it restarts in this process: running again, one attempt more, no error."""
+    return attrs.evolve(
+        old,
+        status=RunStatus.RUNNING,
+        updated_at=utcnow(),
+        finished_at=None,
+        attempt=old.attempt + 1,
+        owner_pid=os.getpid(),
+        owner_host=_HOST,
+        failed_node=None,
+        error_type=None,
+        error_message=None,
+        traceback=None,
+    )
 
 
 def _pid_alive(pid: int) -> bool:
