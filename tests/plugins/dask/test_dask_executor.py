@@ -39,7 +39,7 @@ def cluster() -> Iterator[LocalCluster]:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: None means 8787, shared
     ) as cluster:
         yield cluster
 

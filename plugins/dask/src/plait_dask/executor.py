@@ -98,7 +98,7 @@ class DaskExecutor:
                         threads_per_worker=self.threads_per_worker,
                         processes=True,
                         host="127.0.0.1",
-                        dashboard_address=None,
+                        dashboard_address=":0",  # any free port: None means 8787, shared
                     )
                     address = self._cluster.scheduler_address
                 try:
