@@ -24,7 +24,14 @@ import pytest
 import plait
 from plait import Dag, DagContext, Namespace, cached, register_cached_callable
 from plait.cache import DAY, callable_id, clear, close_backends, prune, stats
-from plait.errors import CacheKeyError, ConversionError, NsrefError, PlaitError, TtlError
+from plait.errors import (
+    CacheKeyError,
+    ConversionError,
+    NsrefError,
+    PlaitError,
+    PlaitWarning,
+    TtlError,
+)
 from plait.records import CacheStats
 
 pytest.importorskip("plait_cache_sqlite")
@@ -909,3 +916,44 @@ async def test_cached_node_inside_a_dag(db: Path) -> None:
     third = await dag(n=5)
     assert third.outputs == {"total": 10.0}
     assert len(seen) == 4
+
+
+def test_a_failed_refresh_serves_the_still_valid_value(db: Path) -> None:
+    clock, calls = Clock(), Counter()
+    fail = [False]
+
+    @cached(min_ttl=1, max_ttl=3, db_path=db, clock=clock, rng=FixedRandom(0.0))
+    def quote(x: int) -> int:
+        calls(x)
+        if fail[0]:
+            raise ConnectionError("upstream down")
+        return x * 10
+
+    assert quote(1) == 10
+    fail[0] = True
+    clock.advance(2)  # inside [min_ttl, max_ttl): refresh drawn (rng 0.0 < p)
+    with pytest.warns(PlaitWarning, match=r"refreshing .*quote failed \(ConnectionError"):
+        assert quote(1) == 10
+    assert len(calls) == 2  # the refresh was attempted
+    clock.advance(1)  # now at max_ttl: a miss, and a miss has nothing to fall back on
+    with pytest.raises(ConnectionError, match="upstream down"):
+        quote(1)
+
+
+@pytest.mark.anyio
+async def test_a_failed_async_refresh_serves_the_still_valid_value(db: Path) -> None:
+    clock = Clock()
+    fail = [False]
+
+    @cached(min_ttl=1, max_ttl=3, db_path=db, clock=clock, rng=FixedRandom(0.0))
+    async def quote(x: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        if fail[0]:
+            raise ConnectionError("upstream down")
+        return x * 10
+
+    assert await quote(2) == 20
+    fail[0] = True
+    clock.advance(2)
+    with pytest.warns(PlaitWarning, match="serving the cached value"):
+        assert await quote(2) == 20

@@ -32,6 +32,7 @@ import os
 import random
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
@@ -43,7 +44,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from plait.converter import loads, structure, to_json_safe
-from plait.errors import CacheKeyError, ConversionError, NsrefError, TtlError
+from plait.errors import CacheKeyError, ConversionError, NsrefError, PlaitWarning, TtlError
 from plait.records import CacheStats
 
 if TYPE_CHECKING:
@@ -482,6 +483,24 @@ class _Cached:
             return False
         return self._clock() - now.stored_at < self.max_s
 
+    def _refresh_failed(
+        self, backend: CacheBackend, decision: int, entry: CacheEntry | None, exc: Exception
+    ) -> tuple[bool, Any]:
+        """An early refresh raised: the cached value is still within ``max_ttl``, so serve it
+        (and warn) rather than fail a call that a plain hit would have answered."""
+        if decision != _REFRESH or entry is None:
+            return False, None
+        ok, value = self._restored(entry)
+        if ok:
+            warnings.warn(
+                f"refreshing {self.callable_id} failed ({type(exc).__name__}: {exc}); "
+                "serving the cached value, which is still within max_ttl",
+                PlaitWarning,
+                stacklevel=4,
+            )
+            backend.record_stats(self.callable_id, hits=1)
+        return ok, value
+
     def _counted(self, backend: CacheBackend, decision: int) -> None:
         if decision == _REFRESH:
             backend.record_stats(self.callable_id, refreshes=1)
@@ -551,6 +570,11 @@ class _Cached:
                 self._counted(backend, decision)
                 return result
             except Exception as exc:
+                served, value = self._refresh_failed(backend, decision, entry, exc)
+                if served:
+                    assert entry is not None
+                    flight.value_json = entry.value_json
+                    return value
                 flight.error = exc
                 raise
             finally:
@@ -630,6 +654,11 @@ class _Cached:
                 self._counted(backend, decision)
                 return result
             except Exception as exc:
+                served, value = self._refresh_failed(backend, decision, entry, exc)
+                if served:
+                    assert entry is not None
+                    flight.value_json = entry.value_json
+                    return value
                 flight.error = exc
                 raise
             finally:
