@@ -16,9 +16,9 @@ pytest's ``python_classes`` (``Test*`` by default); the contract classes themsel
 so importing them does not collect them twice.
 
 This module imports pytest: use it from a test suite, with anyio's pytest plugin (installed
-with anyio, which plait depends on) running the async tests. The async tests run on
-whatever ``anyio_backend`` fixture the suite provides (anyio's default is asyncio;
-parametrize it to run them on trio as well).
+with anyio, which plait depends on) running the async tests. They run on the event loops
+the suite's ``anyio_backend`` fixture names (anyio's own default: every installed backend,
+so asyncio, and trio too when it is installed).
 
 The contracts check what the protocols promise and what the runner relies on, nothing a
 particular store offers on top (history, lineage, purge, multi-process access): test those
