@@ -51,7 +51,8 @@ async def test_plait_cases_run_at_tiny_sizes() -> None:
         _case("cache_hit", 20, ("plait", partial(pc.plait_cache_hits, 20))),
         _case("cache_miss", 20, ("plait", partial(pc.plait_cache_misses, 20))),
         _case(
-            "thread", 10,
+            "thread",
+            10,
             ("plait", partial(pc.plait_chain, 10, threaded=True)),
             ("to_thread floor", partial(pc.bare_to_thread, 10)),
         ),
@@ -85,8 +86,9 @@ async def test_a_broken_or_slow_subject_is_reported_not_fatal() -> None:
 
         yield once
 
-    case = _case("chain", 20, ("plait", partial(pc.plait_chain, 20)), ("peer", broken),
-                 ("slow", forever))
+    case = _case(
+        "chain", 20, ("plait", partial(pc.plait_chain, 20)), ("peer", broken), ("slow", forever)
+    )
     plait, peer, slow = await bench.measure_case(case, reps=1, cap=0.05)
     assert plait.error is None and plait.times
     assert peer.error == "ImportError: no module named 'peer'"
