@@ -73,3 +73,10 @@ def work(job: Job) -> int:
     with open(job.log, "a") as f:
         f.write(f"end {job.n}\n")
     return job.n
+
+
+def echo_or_explode(x: int) -> int:
+    """Odd ``x`` raises (on the worker), even ``x`` comes back."""
+    if x % 2:
+        raise ValueError(f"odd element {x}")
+    return x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -192,3 +193,71 @@ async def test_killed_worker_task_is_retried_never_hangs(tmp_path: Path, client:
     assert result.outputs["die_once"] in worker_pids(client).values()
     # leave two workers for whoever uses the cluster next (the nanny restarts the dead one)
     await anyio.to_thread.run_sync(lambda: client.wait_for_workers(2, timeout=20))
+
+
+async def test_results_and_errors_fetched_together_reach_their_callers(client: Client) -> None:
+    executor = DaskExecutor(client=client)
+    outcomes: dict[int, object] = {}
+
+    async def one(x: int) -> None:
+        try:
+            outcomes[x] = await executor.run(functools.partial(nodes.echo_or_explode, x))
+        except ValueError as exc:
+            outcomes[x] = exc
+
+    try:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for x in range(40):
+                    tg.start_soon(one, x)
+    finally:
+        await executor.aclose()
+    assert [outcomes[x] for x in range(0, 40, 2)] == list(range(0, 40, 2))
+    for x in range(1, 40, 2):
+        error = outcomes[x]
+        assert isinstance(error, ValueError) and str(error) == f"odd element {x}"
+        text = "".join(traceback.format_exception(error))
+        assert "in echo_or_explode" in text  # the worker's frame
+
+
+def test_one_executor_serves_successive_event_loops(client: Client) -> None:
+    executor = DaskExecutor(client=client)
+
+    async def main() -> list[int]:
+        async with anyio.create_task_group() as tg:
+            results: list[int] = []
+
+            async def one(x: int) -> None:
+                results.append(await executor.run(functools.partial(nodes.echo_or_explode, x)))
+
+            for x in range(0, 20, 2):
+                tg.start_soon(one, x)
+        return sorted(results)
+
+    try:
+        for backend in ("asyncio", "trio"):
+            assert anyio.run(main, backend=backend) == list(range(0, 20, 2)), backend
+    finally:
+        anyio.run(executor.aclose)
+
+
+async def test_closing_the_executor_fails_waiting_runs(tmp_path: Path, client: Client) -> None:
+    executor = DaskExecutor(client=client)
+    log = tmp_path / "log"
+    log.touch()
+    job = nodes.Job(0, str(log), 3.0)
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+
+            async def close_once_started() -> None:
+                await poll(lambda: "start" in log.read_text())
+                await executor.aclose()
+
+            tg.start_soon(close_once_started)
+            with pytest.raises(ExecutorError, match=r"closed while \S*work was running"):
+                await executor.run(functools.partial(nodes.work, job))
+    # like a fresh one, the closed executor works again when used again
+    try:
+        assert await executor.run(nodes.pid) in worker_pids(client).values()
+    finally:
+        await executor.aclose()

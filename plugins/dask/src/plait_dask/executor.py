@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -16,15 +18,13 @@ from distributed import Client, Future, LocalCluster, get_worker
 from distributed.protocol import pickle
 
 from plait.errors import ExecutorError
-from plait.loops import LoopLocal, wait_done
+from plait.loops import LoopLocal
 from plait.pickling import callable_name
 from plait_dask._pickling import dumps_call, dumps_result
 
 T = TypeVar("T")
 
 ADDRESS_ENV = "PLAIT_DASK_ADDRESS"
-#: Threads that fetch finished results from the workers at once (per event loop).
-FETCH_THREADS = 16
 
 
 def _run_on_worker(payload: bytes) -> bytes:
@@ -55,9 +55,10 @@ class DaskExecutor:
 
     Calls are pickled in the runner process (Dask's pickler: pickle, then cloudpickle); what
     cannot be pickled fails the node with :class:`~plait.errors.ExecutorError` naming it.
-    Waiting never blocks the event loop (asyncio or trio): the client is synchronous and
-    lives on its own thread, a done-callback wakes the loop. Cancelling the run cancels the
-    tasks. Dask reschedules a task whose worker died (up to
+    Waiting never blocks the event loop (asyncio or trio): the calls started in one turn of
+    the loop are submitted together, and one thread per client fetches the results of the
+    tasks that finished meanwhile with one ``client.gather``, then wakes each loop once.
+    Cancelling the run cancels the tasks. Dask reschedules a task whose worker died (up to
     ``distributed.scheduler.allowed-failures`` times), then the node fails with
     :class:`ExecutorError`. Workers only compute: provenance stays in the runner process.
     """
@@ -86,6 +87,7 @@ class DaskExecutor:
         self._owns_client = client is None
         self._cluster: LocalCluster | None = None
         self._states: LoopLocal[_LoopState] = LoopLocal(_LoopState)
+        self._fetcher_: _Fetcher | None = None
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> Client:
@@ -150,24 +152,32 @@ class DaskExecutor:
         payload = dumps_call(fn)
         client = await self.client()
         name = callable_name(fn)
+        state = self._loop_state()
         future = await self._submit(client, payload, f"{name}-{uuid.uuid4().hex}")
+        waiter = _Waiter(future, name, state)
         try:
-            await wait_done(future)
-            data = await anyio.to_thread.run_sync(
-                _result,
-                future,
-                name,
-                abandon_on_cancel=True,
-                limiter=self._loop_state().fetch_limiter,
-            )
+            self._fetcher(client).watch(waiter)
+            await waiter.done.wait()
+            if waiter.error is not None:
+                raise waiter.error
         except BaseException:
+            waiter.abandoned = True
             with anyio.CancelScope(shield=True):
                 if not future.done():
-                    await anyio.to_thread.run_sync(future.cancel)
+                    await anyio.to_thread.run_sync(_cancel, future)
             raise
         finally:
             future.release()
-        return cast(T, pickle.loads(data))
+        return cast(T, pickle.loads(waiter.data))
+
+    def _fetcher(self, client: Client) -> _Fetcher:
+        fetcher = self._fetcher_
+        if fetcher is None or fetcher.client is not client:
+            with self._lock:
+                fetcher = self._fetcher_
+                if fetcher is None or fetcher.client is not client:
+                    fetcher = self._fetcher_ = _Fetcher(client)
+        return fetcher
 
     async def aclose(self) -> None:
         """Close the client and the local cluster, if this executor created them."""
@@ -177,6 +187,9 @@ class DaskExecutor:
         with self._lock:
             client, self._client = self._client, None
             cluster, self._cluster = self._cluster, None
+            fetcher, self._fetcher_ = self._fetcher_, None
+            if fetcher is not None:
+                fetcher.close()
             if client is not None and self._owns_client:
                 client.close()
             if cluster is not None:
@@ -231,7 +244,123 @@ class _LoopState:
 
     def __init__(self) -> None:
         self.batch: _Batch | None = None
-        self.fetch_limiter = anyio.CapacityLimiter(FETCH_THREADS)
+        native: Any = anyio.lowlevel.current_token().native_token
+        # the loop's thread-safe "call soon": trio's run_sync_soon, asyncio's call_soon_threadsafe
+        self._call_soon = getattr(native, "run_sync_soon", None) or native.call_soon_threadsafe
+
+    def wake(self, waiters: list[_Waiter]) -> None:
+        """From any thread: set the ``done`` event of each waiter, in one turn of the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is gone (asyncio: closed; trio: done)
+            self._call_soon(partial(_set_done, waiters))
+
+
+def _set_done(waiters: list[_Waiter]) -> None:
+    for waiter in waiters:
+        waiter.done.set()
+
+
+class _Waiter:
+    """A ``run`` waiting for its task: the fetcher fills in ``data`` or ``error``."""
+
+    __slots__ = ("abandoned", "data", "done", "error", "future", "name", "state")
+
+    def __init__(self, future: Future[Any], name: str, state: _LoopState) -> None:
+        self.future = future
+        self.name = name
+        self.state = state
+        self.done = anyio.Event()
+        self.abandoned = False
+        self.data: bytes = b""
+        self.error: BaseException | None = None
+
+
+class _Fetcher:
+    """Fetches the results of finished tasks in batches, on one thread per client.
+
+    A done-callback queues each finished task; the thread takes everything queued, fetches
+    the values with one ``client.gather`` and wakes each event loop once per batch. Failed,
+    cancelled or lost tasks are resolved one by one (``future.result()``), which keeps the
+    remote exception and its traceback.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._waiting: set[_Waiter] = set()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="plait-dask-fetch", daemon=True)
+        self._thread.start()
+
+    def watch(self, waiter: _Waiter) -> None:
+        with self._lock:
+            if self._closed:
+                raise ExecutorError("dask executor: closed")
+            self._waiting.add(waiter)
+        put = self._queue.put
+        waiter.future.add_done_callback(lambda _future: put(waiter))
+
+    def close(self) -> None:
+        """Stop the thread; runs still waiting fail with :class:`ExecutorError`."""
+        with self._lock:
+            self._closed = True
+            left, self._waiting = self._waiting, set()
+        self._queue.put(None)
+        for waiter in left:
+            waiter.error = ExecutorError(
+                f"dask executor: closed while {waiter.name} was running on the cluster"
+            )
+        self._wake(left)
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            self._fetch([w for w in batch if w is not None and not w.abandoned])
+            if any(w is None for w in batch):
+                return
+
+    def _fetch(self, waiters: list[_Waiter]) -> None:
+        ready = {w.future.key: w.future for w in waiters if w.future.status == "finished"}
+        data: dict[Any, bytes | None] = {}
+        if ready:
+            # errors="skip": a task whose data was lost meanwhile maps to None, handled below
+            with contextlib.suppress(Exception):
+                data = self.client.gather(ready, errors="skip")
+        outcomes: list[tuple[_Waiter, bytes, BaseException | None]] = []
+        for waiter in waiters:
+            value = data.get(waiter.future.key)
+            error: BaseException | None = None
+            if value is None:  # failed, cancelled or lost: the future says why
+                try:
+                    value = _result(waiter.future, waiter.name)
+                except BaseException as exc:
+                    error = exc
+            outcomes.append((waiter, value or b"", error))
+        delivered = []
+        with self._lock:
+            for waiter, value, error in outcomes:
+                if waiter in self._waiting:  # else: closed meanwhile, already failed
+                    self._waiting.discard(waiter)
+                    waiter.data, waiter.error = value, error
+                    delivered.append(waiter)
+        self._wake(delivered)
+
+    @staticmethod
+    def _wake(waiters: Iterable[_Waiter]) -> None:
+        by_loop: dict[_LoopState, list[_Waiter]] = {}
+        for waiter in waiters:
+            by_loop.setdefault(waiter.state, []).append(waiter)
+        for state, group in by_loop.items():
+            state.wake(group)
+
+
+def _cancel(future: Future[Any]) -> None:
+    """Blocking: cancel the task, unless the client is already closed (nothing to cancel)."""
+    with contextlib.suppress(Exception):
+        future.cancel()
 
 
 def _result(future: Future[Any], name: str) -> Any:
