@@ -88,6 +88,8 @@ class MemoryProvenance:
         return found[:limit] if limit is not None else found
 
     async def get_node_executions(self, run_id: str) -> list[NodeRecord]:
+        if run_id not in self.runs:
+            raise RunNotFoundError(f"run {run_id!r} not found")
         return list(self.nodes.get(run_id, {}).values())
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]:

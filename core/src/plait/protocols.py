@@ -76,7 +76,11 @@ class ProvenanceBackend(Protocol):
     ) -> list[RunRecord]: ...
 
     async def get_node_executions(self, run_id: str) -> list[NodeRecord]:
-        """Latest record of every node of the run, in execution order."""
+        """Latest record of every node of the run, in execution order.
+
+        Raises :class:`plait.errors.RunNotFoundError` naming ``run_id`` for a run the backend
+        has not recorded (a backend that stores nothing returns ``[]``).
+        """
         ...
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]: ...

@@ -194,6 +194,9 @@ class ProvenanceBackendContract:
             await backend.commit()
             with pytest.raises(RunNotFoundError) as info:
                 await backend.get_run("no-such-run-4f2a")
+            if not self.stores_nothing:
+                with pytest.raises(RunNotFoundError, match="no-such-run-4f2a"):
+                    await backend.get_node_executions("no-such-run-4f2a")
         assert "no-such-run-4f2a" in str(info.value)
         assert isinstance(info.value, LookupError)
 

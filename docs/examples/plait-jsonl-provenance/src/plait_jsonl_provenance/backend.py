@@ -155,7 +155,10 @@ class JsonlProvenance:
         return found if limit is None else found[:limit]
 
     async def get_node_executions(self, run_id: str) -> list[NodeRecord]:
-        return list((await self._history()).nodes.get(run_id, {}).values())
+        history = await self._history()
+        if run_id not in history.runs:
+            raise RunNotFoundError(f"run {run_id!r} not found in {str(self.path)!r}")
+        return list(history.nodes.get(run_id, {}).values())
 
     async def get_edge_traversals(self, run_id: str) -> list[EdgeRecord]:
         return list((await self._history()).edges.get(run_id, []))
