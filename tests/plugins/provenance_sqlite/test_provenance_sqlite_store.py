@@ -592,6 +592,78 @@ async def test_migrates_a_version_1_file(db: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert dict(conn.execute("SELECT key, value FROM plait_meta"))["schema_version"] == "2"
+        assert dict(conn.execute("SELECT key, value FROM plait_meta"))["schema_version"] == "3"
     finally:
         conn.close()
+
+
+@pytest.mark.anyio
+async def test_migrates_a_version_2_file(db: Path) -> None:
+    # made by the version 2 release itself (see the fixture's header)
+    conn = sqlite3.connect(db)
+    conn.executescript((FIXTURES / "schema_v2.sql").read_text())
+    conn.close()
+    async with SqliteProvenance(db) as prov:
+        run = await prov.get_run("v2-run")
+        assert (run.status, run.failed_node, run.correlation_id) == ("failed", "c", "corr-1")
+        nodes = await prov.get_node_executions("v2-run")
+        assert [(n.label, n.status, n.output, n.restorable, n.worker) for n in nodes] == [
+            ("a", "completed", 4, True, "w-1"),
+            ("b", "completed", {"k": [1, 2]}, True, "MainThread"),
+            ("c", "pending", None, False, None),
+        ]
+        assert [(c.label, c.status) for c in await prov.status_history("v2-run")] == [
+            (None, "running"),
+            ("a", "running"),
+            ("a", "completed"),
+            ("b", "running"),
+            ("b", "completed"),
+            (None, "failed"),  # at the same moment as c's: the run's change comes first
+            ("c", "pending"),
+        ]
+        edges = await prov.get_edge_traversals("v2-run")
+        assert [(e.upstream, e.downstream, e.parameter) for e in edges] == [
+            ("a", "b", "x"),
+            ("a", "c", None),
+        ]
+        assert [n.label for n in await prov.lineage("v2-run", "b")] == ["a"]
+        assert await prov.load_run_data("v2-run") == {"token": {"v": 7}}
+        (sub,) = await prov.list_runs(parent_run_id="v2-run")
+        assert (sub.run_id, sub.status) == ("v2-sub", "failed")
+        assert [n.error_type for n in await prov.get_pending_nodes("v2-sub")] == ["ValueError"]
+        # the migrated runs keep working: a restart's new attempt lands in the run's range
+        prov.write_nodes([node_record("c", run_id="v2-run", attempt=2, node_type="map", t=99)])
+        prov.write_run(run_record("v3-run"))
+        prov.write_nodes([node_record("x", run_id="v3-run")])
+        latest = {n.label: n.attempt for n in await prov.get_node_executions("v2-run")}
+        assert latest == {"a": 1, "b": 1, "c": 2}
+        assert [n.label for n in await prov.get_node_executions("v3-run")] == ["x"]
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert not {"runs_v2", "node_executions_v2"} & tables
+        # every row sits in its run's range
+        strays = conn.execute(
+            "SELECT count(*) FROM node_executions AS n JOIN runs AS r USING (run_id) "
+            "WHERE n.row_no >> 32 != r.run_no"
+        ).fetchone()[0]
+        assert strays == 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.anyio
+async def test_node_records_of_a_run_never_written_are_refused_naming_it(db: Path) -> None:
+    async with SqliteProvenance(db) as prov:
+        prov.write_run(run_record("r1"))
+        await prov.commit()
+        prov.write_nodes([node_record("a"), node_record("ghost-node", run_id="ghost")])
+        with pytest.raises(StoreError, match=r"'ghost'.*no run record"):
+            await prov.commit()
+        # the orphan records are dropped; the rest of the batch is kept and lands
+        await prov.commit()
+        assert [n.label for n in await prov.get_node_executions("r1")] == ["a"]
+        with pytest.raises(RunNotFoundError, match="'ghost'"):
+            await prov.get_node_executions("ghost")

@@ -147,22 +147,36 @@ _NODE_COLUMNS: Final = (
     "restorable, started_at, finished_at, duration_ms, executor, host, pid, worker, "
     "error_type, error_message, traceback"
 )
+_RUN_MASK: Final = (1 << _schema.RUN_SHIFT) - 1
+# A node row is the 20 columns above plus history and edges: parameters ?1..?22. A new
+# execution takes the next row number of its run's range (?23..?24), chosen inside the
+# statement so that two processes writing one run (a forced restart) cannot collide.
+_NODE_INSERT: Final = (
+    f"INSERT INTO node_executions (row_no, {_NODE_COLUMNS}, history, edges) VALUES ("
+    "ifnull((SELECT row_no FROM node_executions WHERE row_no BETWEEN ?23 AND ?24 "
+    "ORDER BY row_no DESC LIMIT 1) + 1, ?23), " + ", ".join(f"?{i}" for i in range(1, 23)) + ")"
+)
+# appends the new entries (?N) of a comma-separated JSON list column to the stored ones
+_APPEND_PARAM = (
+    "{col} = CASE WHEN ?{n} = '' THEN {col} WHEN {col} = '' THEN ?{n} ELSE {col} || ',' || ?{n} END"
+)
 # a later record of the same execution keeps what an earlier one knew (inputs, placement)
-_NODE_UPSERT: Final = (
-    f"INSERT INTO node_executions ({_NODE_COLUMNS}, history, edges) "
-    f"VALUES ({', '.join('?' * 22)}) "
-    "ON CONFLICT (run_id, label, attempt) DO UPDATE SET status = excluded.status, "
-    "node_type = excluded.node_type, updated_at = excluded.updated_at, "
-    "inputs = ifnull(excluded.inputs, inputs), output = excluded.output, "
-    "restorable = excluded.restorable, started_at = ifnull(excluded.started_at, started_at), "
-    "finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, "
-    "executor = ifnull(excluded.executor, executor), host = ifnull(excluded.host, host), "
-    "pid = ifnull(excluded.pid, pid), worker = ifnull(excluded.worker, worker), "
-    "error_type = excluded.error_type, error_message = excluded.error_message, "
-    "traceback = excluded.traceback, "
-    + _APPEND.format(col="history")
+_NODE_UPDATE: Final = (
+    "UPDATE node_executions SET status = ?4, node_type = ?5, updated_at = ?7, "
+    "inputs = ifnull(?8, inputs), output = ?9, restorable = ?10, "
+    "started_at = ifnull(?11, started_at), finished_at = ?12, duration_ms = ?13, "
+    "executor = ifnull(?14, executor), host = ifnull(?15, host), pid = ifnull(?16, pid), "
+    "worker = ifnull(?17, worker), error_type = ?18, error_message = ?19, traceback = ?20, "
+    + _APPEND_PARAM.format(col="history", n=21)
     + ", "
-    + _APPEND.format(col="edges")
+    + _APPEND_PARAM.format(col="edges", n=22)
+    + " WHERE row_no = ?23 AND ?1 = run_id AND ?2 = label AND ?3 = attempt"
+)
+# each run joined with the rows of its range
+_RUNS_NODES: Final = (
+    "SELECT n.run_id, n.label, n.attempt, n.history FROM runs AS r JOIN node_executions AS n "
+    f"ON n.row_no BETWEEN r.run_no << {_schema.RUN_SHIFT} "
+    f"AND (r.run_no << {_schema.RUN_SHIFT}) | {_RUN_MASK}"
 )
 _EDGE_COLUMNS: Final = (
     "run_id, upstream, upstream_attempt, downstream, downstream_attempt, parameter, traversed_at"
@@ -335,17 +349,19 @@ class _Batch:
         for key, (first, last) in newer.nodes.items():
             slot = nodes.get(key)
             nodes[key] = [first, last] if slot is None else [slot[0], last]
-        for mine, theirs in (
-            (self.run_history, newer.run_history),
-            (self.node_history, newer.node_history),
-        ):
-            for key, entries in theirs.items():
-                mine.setdefault(key, []).extend(entries)
+        for run_id, entries in newer.run_history.items():
+            self.run_history.setdefault(run_id, []).extend(entries)
+        for key, entries in newer.node_history.items():
+            self.node_history.setdefault(key, []).extend(entries)
         self.edges.extend(newer.edges)
         self.data.update(newer.data)
 
-    def rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """Run rows, node rows (with history and edges inline) and left-over edge rows."""
+    def rows(
+        self,
+    ) -> tuple[
+        list[tuple[Any, ...]], list[tuple[_NodeKey, tuple[Any, ...]]], list[tuple[Any, ...]]
+    ]:
+        """Run rows, keyed node rows (history and edges inline) and left-over edge rows."""
         run_history = self.run_history
         run_rows = [
             (*_run_row(run), ",".join(run_history.get(run_id, ())))
@@ -387,13 +403,32 @@ class _Batch:
         history = self.node_history
         node_rows = [
             (
-                *_final_node_row(first, last),
-                ",".join(history.get(key, ())),
-                ",".join(inline.get(key, ())),
+                key,
+                (
+                    *_final_node_row(first, last),
+                    ",".join(history.get(key, ())),
+                    ",".join(inline.get(key, ())),
+                ),
             )
             for key, (first, last) in nodes.items()
         ]
         return run_rows, node_rows, loose
+
+
+@attrs.define
+class _RunRows:
+    """Where one run's node executions live: its row range and each execution's row."""
+
+    base: int  # run_no << RUN_SHIFT
+    by_execution: dict[tuple[str, int], int]  # (label, attempt) -> row_no
+
+
+class _OrphanNodesError(Exception):
+    """Node records of a run that has no run record (write_run was never called)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -442,6 +477,8 @@ class SqliteProvenance:
         self._last_status: dict[str, dict[tuple[str, int], str]] = {}
         self._inflight = 0  # operations holding the connection across an await
         self._commits = 0
+        # row numbers of the executions of runs this backend is writing
+        self._run_rows: dict[str, _RunRows] = {}
         # a lock or limiter cannot cross event loops (asyncio vs trio, or anyio.run twice)
         self._loop_tools: LoopLocal[tuple[anyio.Lock, anyio.CapacityLimiter]] = LoopLocal(
             lambda: (anyio.Lock(fast_acquire=True), anyio.CapacityLimiter(1))
@@ -609,13 +646,14 @@ class SqliteProvenance:
         try:
             self._write(conn, batch)
         except BaseException as exc:
-            self._restore(batch)
+            self._restore(batch, exc)
             if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
                 await self._commit_exclusive()  # another process writes: wait on a thread
                 return
-            if isinstance(exc, sqlite3.Error):
-                raise self._write_error(exc) from exc
-            raise
+            error = self._write_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         self._commits += 1
         if self._commits >= CHECKPOINT_EVERY:
             await self.checkpoint()
@@ -636,19 +674,32 @@ class SqliteProvenance:
                         self._retrying, lambda: self._write(conn, batch), limiter=limiter
                     )
             except BaseException as exc:
-                self._restore(batch)
-                if isinstance(exc, sqlite3.Error):
-                    raise self._write_error(exc) from exc
-                raise
+                self._restore(batch, exc)
+                error = self._write_error(exc)
+                if error is exc:
+                    raise
+                raise error from exc
             self._commits += 1
 
-    def _restore(self, batch: _Batch) -> None:
-        with self._buffer_lock:  # keep the rows for the next commit
+    def _restore(self, batch: _Batch, exc: BaseException) -> None:
+        """Keep a batch that failed to commit for the next commit (minus orphan records)."""
+        if isinstance(exc, _OrphanNodesError):  # they can never be written
+            batch.nodes = {k: v for k, v in batch.nodes.items() if k[0] != exc.run_id}
+            batch.edges = [e for e in batch.edges if e.run_id != exc.run_id]
+        with self._buffer_lock:
             batch.merge_older_into(self._buffer)
             self._buffer = batch
 
-    def _write_error(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(f"cannot write to provenance store {str(self.path)!r}: {exc}")
+    def _write_error(self, exc: BaseException) -> BaseException:
+        """The error a failed commit raises: a StoreError naming the file, or ``exc``."""
+        if isinstance(exc, _OrphanNodesError):
+            return StoreError(
+                f"node records of run {exc.run_id!r} were not stored in "
+                f"{str(self.path)!r}: the run has no run record (write_run it first)"
+            )
+        if isinstance(exc, sqlite3.Error):
+            return StoreError(f"cannot write to provenance store {str(self.path)!r}: {exc}")
+        return exc
 
     async def checkpoint(self) -> None:
         """Copy the WAL into the database file (on a worker thread) and sync it to disk.
@@ -665,19 +716,21 @@ class SqliteProvenance:
                         conn.execute, "PRAGMA wal_checkpoint(PASSIVE)", limiter=limiter
                     )
 
-    @staticmethod
-    def _write(conn: sqlite3.Connection, batch: _Batch) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: _Batch) -> None:
         run_rows, node_rows, loose_edges = batch.rows()
         if len(node_rows) == 1 and not (run_rows or loose_edges or batch.data):
             # the common commit after one node: one statement is its own transaction
-            conn.execute(_NODE_UPSERT, node_rows[0])
-            return
+            ((key, row),) = node_rows
+            rows = self._run_rows.get(key[0])
+            if rows is not None:
+                self._put_node(conn, rows, key, row)
+                return
         conn.execute("BEGIN IMMEDIATE")
         try:
             if run_rows:
                 conn.executemany(_RUN_UPSERT, run_rows)
-            if node_rows:
-                conn.executemany(_NODE_UPSERT, node_rows)
+            for key, row in node_rows:
+                self._put_node(conn, self._rows_of(conn, key[0]), key, row)
             if loose_edges:
                 conn.executemany(_EDGE_INSERT, loose_edges)
             if batch.data:
@@ -686,7 +739,41 @@ class SqliteProvenance:
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            # row numbers handed out inside the rolled-back transaction are void
+            for key, _row in node_rows:
+                self._run_rows.pop(key[0], None)
             raise
+        for row in run_rows:
+            if row[2] in _FINAL_RUN:  # a later write of the run reloads its rows
+                self._run_rows.pop(row[0], None)
+
+    def _rows_of(self, conn: sqlite3.Connection, run_id: str) -> _RunRows:
+        """The row numbers of ``run_id``'s executions, loaded on first use (in a transaction)."""
+        rows = self._run_rows.get(run_id)
+        if rows is None:
+            found = conn.execute("SELECT run_no FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if found is None:
+                raise _OrphanNodesError(run_id)
+            base = found[0] << _schema.RUN_SHIFT
+            known = conn.execute(
+                "SELECT label, attempt, row_no FROM node_executions WHERE row_no BETWEEN ? AND ?",
+                (base, base | _RUN_MASK),
+            )
+            rows = _RunRows(base, {(label, attempt): row_no for label, attempt, row_no in known})
+            self._run_rows[run_id] = rows
+        return rows
+
+    @staticmethod
+    def _put_node(
+        conn: sqlite3.Connection, rows: _RunRows, key: _NodeKey, row: tuple[Any, ...]
+    ) -> None:
+        slot = (key[1], key[2])
+        row_no = rows.by_execution.get(slot)
+        # (an update that finds no row: the run was purged meanwhile; record it anew)
+        if row_no is not None and conn.execute(_NODE_UPDATE, (*row, row_no)).rowcount == 1:
+            return
+        cursor = conn.execute(_NODE_INSERT, (*row, rows.base, rows.base | _RUN_MASK))
+        rows.by_execution[slot] = cursor.lastrowid  # type: ignore[assignment]
 
     def _retrying(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on a worker thread, waiting out other processes' locks with backoff."""
@@ -729,10 +816,15 @@ class SqliteProvenance:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read provenance store {str(self.path)!r}: {exc}") from exc
 
-    @staticmethod
-    def _require_run(conn: sqlite3.Connection, run_id: str) -> None:
-        if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-            raise RunNotFoundError(f"run {run_id!r} not found in the provenance store")
+    def _run_range(self, conn: sqlite3.Connection, run_id: str) -> tuple[int, int]:
+        """The first and last row number of the run's node executions (it must exist)."""
+        found = conn.execute("SELECT run_no FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if found is None:
+            raise RunNotFoundError(
+                f"run {run_id!r} not found in the provenance store {str(self.path)!r}"
+            )
+        base: int = found[0] << _schema.RUN_SHIFT
+        return base, base | _RUN_MASK
 
     async def get_run(self, run_id: str) -> RunRecord:
         """The run, or :class:`~plait.errors.RunNotFoundError` naming ``run_id``."""
@@ -796,21 +888,23 @@ class SqliteProvenance:
         return await self._read(query)
 
     @staticmethod
-    def _latest_nodes(conn: sqlite3.Connection, run_id: str) -> list[NodeRecord]:
-        # SQLite takes the bare columns from the row holding max(attempt)
-        rows = conn.execute(
-            f"SELECT {_NODE_COLUMNS}, max(attempt) FROM node_executions "
-            "WHERE run_id = ? GROUP BY label ORDER BY recorded_at, label",
-            (run_id,),
-        )
-        return [_node_from_row(row) for row in rows]
+    def _latest_nodes(conn: sqlite3.Connection, span: tuple[int, int]) -> list[NodeRecord]:
+        # the latest attempt of each label, labels in the order they were first recorded
+        latest: dict[str, tuple[Any, ...]] = {}
+        for row in conn.execute(
+            f"SELECT {_NODE_COLUMNS} FROM node_executions WHERE row_no BETWEEN ? AND ?", span
+        ):
+            seen = latest.get(row[1])
+            if seen is None or row[2] > seen[2]:
+                latest[row[1]] = row
+        return [_node_from_row(row) for row in latest.values()]
 
     @staticmethod
-    def _edges(conn: sqlite3.Connection, run_id: str) -> list[EdgeRecord]:
+    def _edges(conn: sqlite3.Connection, run_id: str, span: tuple[int, int]) -> list[EdgeRecord]:
         """Every edge traversal of a run, inline ones and loose ones, in time order."""
         found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         for (text,) in conn.execute(
-            "SELECT edges FROM node_executions WHERE run_id = ? AND edges != ''", (run_id,)
+            "SELECT edges FROM node_executions WHERE row_no BETWEEN ? AND ? AND edges != ''", span
         ):
             for entry in _parse_list(text):
                 found.setdefault(tuple(entry[:5]), (run_id, *entry))
@@ -825,8 +919,7 @@ class SqliteProvenance:
         """Latest record of every node of the run, in the order they were first recorded."""
 
         def query(conn: sqlite3.Connection) -> list[NodeRecord]:
-            self._require_run(conn, run_id)
-            return self._latest_nodes(conn, run_id)
+            return self._latest_nodes(conn, self._run_range(conn, run_id))
 
         return await self._read(query)
 
@@ -834,11 +927,10 @@ class SqliteProvenance:
         """Every execution of one node in the run, oldest attempt first."""
 
         def query(conn: sqlite3.Connection) -> list[NodeRecord]:
-            self._require_run(conn, run_id)
             rows = conn.execute(
                 f"SELECT {_NODE_COLUMNS} FROM node_executions "
-                "WHERE run_id = ? AND label = ? ORDER BY attempt",
-                (run_id, label),
+                "WHERE row_no BETWEEN ? AND ? AND label = ? ORDER BY attempt",
+                (*self._run_range(conn, run_id), label),
             )
             return [_node_from_row(row) for row in rows]
 
@@ -851,11 +943,10 @@ class SqliteProvenance:
         """
 
         def query(conn: sqlite3.Connection) -> NodeRecord:
-            self._require_run(conn, run_id)
             row = conn.execute(
                 f"SELECT {_NODE_COLUMNS} FROM node_executions "
-                "WHERE run_id = ? AND label = ? ORDER BY attempt DESC LIMIT 1",
-                (run_id, label),
+                "WHERE row_no BETWEEN ? AND ? AND label = ? ORDER BY attempt DESC LIMIT 1",
+                (*self._run_range(conn, run_id), label),
             ).fetchone()
             if row is None:
                 raise NodeNotFoundError(f"run {run_id!r} has no execution of node {label!r}")
@@ -882,10 +973,9 @@ class SqliteProvenance:
         """
 
         def query(conn: sqlite3.Connection) -> list[NodeRecord]:
-            self._require_run(conn, run_id)
             return [
                 node
-                for node in self._latest_nodes(conn, run_id)
+                for node in self._latest_nodes(conn, self._run_range(conn, run_id))
                 if node.status.value not in _DONE_NODE
             ]
 
@@ -895,8 +985,7 @@ class SqliteProvenance:
         """Every value that travelled along an edge in the run, in time order."""
 
         def query(conn: sqlite3.Connection) -> list[EdgeRecord]:
-            self._require_run(conn, run_id)
-            return self._edges(conn, run_id)
+            return self._edges(conn, run_id, self._run_range(conn, run_id))
 
         return await self._read(query)
 
@@ -908,15 +997,16 @@ class SqliteProvenance:
         """
 
         def query(conn: sqlite3.Connection) -> list[NodeRecord]:
-            self._require_run(conn, run_id)
+            span = self._run_range(conn, run_id)
             row = conn.execute(
-                "SELECT max(attempt) FROM node_executions WHERE run_id = ? AND label = ?",
-                (run_id, label),
+                "SELECT max(attempt) FROM node_executions "
+                "WHERE row_no BETWEEN ? AND ? AND label = ?",
+                (*span, label),
             ).fetchone()
             if row[0] is None:
                 raise NodeNotFoundError(f"run {run_id!r} has no execution of node {label!r}")
             feeders: dict[tuple[str, int], set[tuple[str, int]]] = {}
-            for edge in self._edges(conn, run_id):
+            for edge in self._edges(conn, run_id, span):
                 feeders.setdefault((edge.downstream, edge.downstream_attempt), set()).add(
                     (edge.upstream, edge.upstream_attempt)
                 )
@@ -934,7 +1024,7 @@ class SqliteProvenance:
                 frontier = upper
             records = {}
             for node_row in conn.execute(
-                f"SELECT {_NODE_COLUMNS} FROM node_executions WHERE run_id = ?", (run_id,)
+                f"SELECT {_NODE_COLUMNS} FROM node_executions WHERE row_no BETWEEN ? AND ?", span
             ):
                 key = (node_row[1], node_row[2])
                 if key in seen:
@@ -968,16 +1058,10 @@ class SqliteProvenance:
                             ),
                         )
                     )
-            rows = conn.execute(
-                "SELECT run_id, label, attempt, history FROM node_executions "
-                f"WHERE run_id IN ({marks})",
-                run_ids,
-            )
+            rows = conn.execute(f"{_RUNS_NODES} WHERE r.run_id IN ({marks})", run_ids)
         else:
             rows = conn.execute(
-                "SELECT run_id, label, attempt, history FROM node_executions "
-                f"WHERE run_id IN ({marks}) AND label = ?",
-                (*run_ids, label),
+                f"{_RUNS_NODES} WHERE r.run_id IN ({marks}) AND n.label = ?", (*run_ids, label)
             )
         for run_id, node_label, attempt, text in rows:
             for status, at in _parse_list(text):
@@ -1004,7 +1088,7 @@ class SqliteProvenance:
         """
 
         def query(conn: sqlite3.Connection) -> list[StatusChange]:
-            self._require_run(conn, run_id)
+            self._run_range(conn, run_id)
             return self._history(conn, [run_id], label)
 
         return await self._read(query)
@@ -1131,8 +1215,17 @@ class SqliteProvenance:
                 conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids (run_id TEXT PRIMARY KEY)")
                 conn.execute("DELETE FROM purge_ids")
                 conn.execute(f"{purge_sql} INSERT INTO purge_ids SELECT run_id FROM doomed", params)
-                count = conn.execute("SELECT count(*) FROM purge_ids").fetchone()[0]
-                for table in ("node_executions", "edge_traversals", "run_data", "runs"):
+                count: int = conn.execute("SELECT count(*) FROM purge_ids").fetchone()[0]
+                conn.executemany(
+                    "DELETE FROM node_executions WHERE row_no BETWEEN ? AND ?",
+                    [
+                        (run_no << _schema.RUN_SHIFT, run_no << _schema.RUN_SHIFT | _RUN_MASK)
+                        for (run_no,) in conn.execute(
+                            "SELECT run_no FROM runs WHERE run_id IN (SELECT run_id FROM purge_ids)"
+                        )
+                    ],
+                )
+                for table in ("edge_traversals", "run_data", "runs"):
                     conn.execute(
                         f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM purge_ids)"
                     )
@@ -1150,6 +1243,7 @@ class SqliteProvenance:
         async with self._exclusive() as (conn, limiter):
             if conn is None:
                 raise StoreError(f"provenance store {str(self.path)!r} is closed")
+            self._run_rows.clear()  # a purged run's rows are gone
             try:
                 return await anyio.to_thread.run_sync(
                     self._retrying, lambda: delete(conn), limiter=limiter
