@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -80,3 +81,19 @@ def test_records_round_trip_and_statuses_are_strings() -> None:
     assert node.status == "completed"
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         run.status = RunStatus.COMPLETED  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [1, -3, 10**30, 2.5, -0.0, None, True, "", 'é\n"\u2028', [], {}, [1, {"b": 2, "a": [None]}]],
+)
+def test_dumps_is_compact_sorted_ascii_json(sample: object) -> None:
+    expected = json.dumps(sample, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    assert dumps(sample) == expected
+    assert loads(dumps(sample)) == sample
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {"a": object()}, [b"bytes"]])
+def test_dumps_refuses_what_json_cannot_hold(bad: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        dumps(bad)

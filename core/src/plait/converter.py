@@ -124,11 +124,34 @@ def structure(data: Any, as_type: Any, *, where: str = "value") -> Any:
 
 
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False)
+_encode_str: Final = json.encoder.encode_basestring_ascii
+
+
+def _unencodable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# ``JSONEncoder.encode`` builds a new C encoder on every call (half its cost for a small
+# value); this one is built once, with the same options. Given JSON-safe data (no cycles),
+# the text is the same.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_chunks: Any = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(None, _unencodable, _encode_str, None, ":", ",", True, False, False)
+)
 
 
 def dumps(data: Any) -> str:
     """JSON text of JSON-safe data, compact and deterministic."""
-    return _ENCODER.encode(data)
+    kind = type(data)
+    if kind is str:
+        return _encode_str(data)
+    if kind is int:
+        return int.__repr__(data)
+    if _chunks is None:
+        return _ENCODER.encode(data)
+    return "".join(_chunks(data, 0))
 
 
 def loads(text: str) -> Any:

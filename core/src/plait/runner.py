@@ -19,6 +19,7 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final, Self
 
 import anyio
@@ -628,7 +629,14 @@ class DagRunner:
     def _run_inline(self, state: _RunState, node: PlanNode) -> None:
         idx = node.index
         kwargs = self._kwargs(state, node)
-        started = self._node_started(state, node, kwargs, "inline") if state.recording else None
+        # An inline node is recorded once, when it has ended: the store learns when it
+        # started from ``started_at``. Unless hooks watch, no running record is even built.
+        started: NodeRecord | None = None
+        begun: tuple[datetime, dict[str, Any] | None] | None = None
+        if state.observing:
+            started = self._node_started(state, node, kwargs, "inline", buffered=False)
+        elif state.record_values:
+            begun = self._begin(state, node, kwargs)
         state.status[idx] = NodeStatus.RUNNING
         t0 = time.perf_counter()
         token = _CURRENT.set(kwargs.get(node.context_param) if node.context_param else None)
@@ -636,14 +644,39 @@ class DagRunner:
             assert node.call is not None
             value = node.call(**kwargs)
         except DagPause as exc:
+            if begun is not None:
+                started = self._running_record(state, node, *begun, "inline")
             self._node_paused(state, node, started, exc)
             return
         except Exception as exc:
+            if begun is not None:
+                started = self._running_record(state, node, *begun, "inline")
             self._node_failed(state, node, started, exc)
             return
         finally:
             _CURRENT.reset(token)
-        self._node_completed(state, node, started, value, t0, None)
+        if begun is not None:
+            begun_at, inputs = begun
+            state.status[idx] = NodeStatus.COMPLETED
+            state.prov.write_nodes(
+                (
+                    self._completed_record(
+                        state,
+                        node,
+                        state.attempts[idx],
+                        inputs,
+                        begun_at,
+                        "inline",
+                        _PID,
+                        value,
+                        t0,
+                        None,
+                    ),
+                )
+            )
+            state.mark_done(idx, value)
+        else:
+            self._node_completed(state, node, started, value, t0, None)
 
     async def _run_task(self, state: _RunState, node: PlanNode) -> None:
         if state.stopping:
@@ -737,55 +770,83 @@ class DagRunner:
 
     # ------------------------------------------------------------------ node records
     def _node_started(
-        self, state: _RunState, node: PlanNode, kwargs: dict[str, Any], where: str
+        self,
+        state: _RunState,
+        node: PlanNode,
+        kwargs: dict[str, Any],
+        where: str,
+        *,
+        buffered: bool = True,
     ) -> NodeRecord:
+        """The ``running`` record of a node: to the hooks, and unless ``buffered`` is false
+        to the provenance store."""
+        begun_at, inputs = self._begin(state, node, kwargs)
+        rec = self._running_record(state, node, begun_at, inputs, where)
+        if buffered and state.record_values:
+            state.prov.write_nodes((rec,))
+        if state.observing:
+            self.host.on_node_start(rec)
+        return rec
+
+    def _begin(
+        self, state: _RunState, node: PlanNode, kwargs: dict[str, Any]
+    ) -> tuple[datetime, dict[str, Any] | None]:
+        """A node starts: one attempt more, its inputs as JSON-safe data, and the edge
+        traversals that fed it to the store. Returns the moment and the inputs."""
         idx = node.index
         state.attempts[idx] += 1
         now = utcnow()
-        inputs = None
-        if state.record_values:
-            inputs = {}
-            for k, v in kwargs.items():
-                if k == node.context_param:
-                    continue
-                try:
-                    inputs[k] = to_json_safe(v, node.param_types.get(k), where=k)
-                except ConversionError:
-                    inputs[k] = f"<unstorable {type(v).__qualname__}>"
-        rec = NodeRecord(
+        if not state.record_values:
+            return now, None
+        inputs = {}
+        for k, v in kwargs.items():
+            if k == node.context_param:
+                continue
+            try:
+                inputs[k] = to_json_safe(v, node.param_types.get(k), where=k)
+            except ConversionError:
+                inputs[k] = f"<unstorable {type(v).__qualname__}>"
+        if node.bindings:
+            nodes = state.plan.nodes
+            attempts = state.attempts
+            run_id = state.run_id
+            state.prov.write_edges(
+                [
+                    EdgeRecord(
+                        run_id=run_id,
+                        upstream=nodes[u].label,
+                        downstream=node.label,
+                        parameter=param,
+                        traversed_at=now,
+                        upstream_attempt=attempts[u],
+                        downstream_attempt=attempts[idx],
+                    )
+                    for u, param, _c in node.bindings
+                ]
+            )
+        return now, inputs
+
+    @staticmethod
+    def _running_record(
+        state: _RunState,
+        node: PlanNode,
+        begun_at: datetime,
+        inputs: dict[str, Any] | None,
+        where: str,
+    ) -> NodeRecord:
+        return NodeRecord(
             run_id=state.run_id,
             label=node.label,
             status=NodeStatus.RUNNING,
-            updated_at=now,
+            updated_at=begun_at,
             node_type=node.kind,
-            attempt=state.attempts[idx],
+            attempt=state.attempts[node.index],
             inputs=inputs,
-            started_at=now,
+            started_at=begun_at,
             executor=where,
             host=_HOST,
             pid=_PID,
         )
-        if state.record_values:
-            state.prov.write_nodes((rec,))
-            if node.bindings:
-                nodes = state.plan.nodes
-                state.prov.write_edges(
-                    [
-                        EdgeRecord(
-                            run_id=state.run_id,
-                            upstream=nodes[u].label,
-                            downstream=node.label,
-                            parameter=param,
-                            traversed_at=now,
-                            upstream_attempt=state.attempts[u],
-                            downstream_attempt=state.attempts[idx],
-                        )
-                        for u, param, _c in node.bindings
-                    ]
-                )
-        if state.observing:
-            self.host.on_node_start(rec)
-        return rec
 
     def _ended(self, state: _RunState, rec: NodeRecord) -> None:
         if state.record_values:
@@ -804,35 +865,60 @@ class DagRunner:
     ) -> None:
         state.status[node.index] = NodeStatus.COMPLETED
         if started is not None:
-            duration = (time.perf_counter() - t0) * 1000.0
-            output, restorable = (
-                self._storable(node, value) if state.record_values else (None, False)
-            )
-            host, pid, worker = placement or (_HOST, started.pid, _LOOP_WORKER)
-            now = utcnow()
-            # built directly rather than with attrs.evolve: this runs once per node
             self._ended(
                 state,
-                NodeRecord(
-                    run_id=started.run_id,
-                    label=started.label,
-                    status=NodeStatus.COMPLETED,
-                    updated_at=now,
-                    node_type=started.node_type,
-                    attempt=started.attempt,
-                    inputs=started.inputs,
-                    output=output,
-                    restorable=restorable,
-                    started_at=started.started_at,
-                    finished_at=now,
-                    duration_ms=duration,
-                    executor=started.executor,
-                    host=host,
-                    pid=pid,
-                    worker=worker,
+                self._completed_record(
+                    state,
+                    node,
+                    started.attempt,
+                    started.inputs,
+                    started.started_at,
+                    started.executor,
+                    started.pid,
+                    value,
+                    t0,
+                    placement,
                 ),
             )
         state.mark_done(node.index, value)
+
+    def _completed_record(
+        self,
+        state: _RunState,
+        node: PlanNode,
+        attempt: int,
+        inputs: dict[str, Any] | None,
+        begun_at: datetime | None,
+        where: str | None,
+        pid: int | None,
+        value: Any,
+        t0: float,
+        placement: tuple[str, int, str] | None,
+    ) -> NodeRecord:
+        """The record of an execution that produced ``value`` (built directly rather than
+        with ``attrs.evolve``: this runs once per node)."""
+        duration = (time.perf_counter() - t0) * 1000.0
+        output, restorable = self._storable(node, value) if state.record_values else (None, False)
+        host, pid, worker = placement or (_HOST, pid, _LOOP_WORKER)
+        now = utcnow()
+        return NodeRecord(
+            run_id=state.run_id,
+            label=node.label,
+            status=NodeStatus.COMPLETED,
+            updated_at=now,
+            node_type=node.kind,
+            attempt=attempt,
+            inputs=inputs,
+            output=output,
+            restorable=restorable,
+            started_at=begun_at,
+            finished_at=now,
+            duration_ms=duration,
+            executor=where,
+            host=host,
+            pid=pid,
+            worker=worker,
+        )
 
     def _storable(self, node: PlanNode, value: Any) -> tuple[Any, bool]:
         if type(value) in JSON_SCALARS and value == value:

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import attrs
 import pytest
-from plait import Dag, DagPause, DagRunner
+from plait import Dag, DagPause, DagRunner, inline
 
 from plait_provenance_sqlite import SqliteProvenance
 
@@ -223,3 +223,45 @@ async def test_replay_reruns_descendants_only(tmp_path: Path) -> None:
         assert run.replay_of == original.run_id
         nodes = {n.label: n.status for n in await prov.get_node_executions(replayed.run_id)}
         assert nodes == {"a": "skipped", "b": "skipped", "c": "completed", "d": "completed"}
+
+
+@pytest.mark.anyio
+async def test_inline_nodes_are_recorded_once_with_their_whole_history(tmp_path: Path) -> None:
+    @inline
+    def source(x: int) -> int:
+        return x + 1
+
+    @inline
+    def double(source: int) -> int:
+        return source * 2
+
+    @inline
+    def explode(double: int) -> int:
+        raise ValueError(f"no {double}")
+
+    dag = Dag()
+    dag.node(source) >> dag.node(double) >> dag.node(explode)
+    path = tmp_path / "p.sqlite3"
+    result = await DagRunner(dag, provenance=SqliteProvenance(path)).run({"source": {"x": 1}})
+    assert result.status == "failed" and result.failed_node == "explode"
+    async with SqliteProvenance(path) as prov:
+        nodes = {n.label: n for n in await prov.get_node_executions(result.run_id)}
+        assert [(n.status, n.executor) for n in nodes.values()] == [
+            ("completed", "inline"),
+            ("completed", "inline"),
+            ("failed", "inline"),
+        ]
+        assert nodes["double"].inputs == {"source": 2} and nodes["double"].output == 4
+        assert nodes["explode"].error_type == "builtins.ValueError"
+        for label, node in nodes.items():
+            changes = await prov.status_history(result.run_id, label)
+            # one record was written, the running transition comes from started_at
+            assert [c.status for c in changes] == ["running", node.status]
+            assert changes[0].at == node.started_at and changes[1].at == node.updated_at
+            assert node.started_at is not None and node.finished_at is not None
+            assert node.started_at <= node.finished_at
+        edges = await prov.get_edge_traversals(result.run_id)
+        assert [(e.upstream, e.downstream, e.parameter) for e in edges] == [
+            ("source", "double", "source"),
+            ("double", "explode", "double"),
+        ]

@@ -15,7 +15,6 @@ import attrs
 import pytest
 
 from plait import NodeStatus, PluginHost, RunStatus, get_provenance
-from plait.converter import dumps
 from plait.errors import RunNotFoundError, StoreError
 from plait.protocols import ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, RunRecord
@@ -26,7 +25,6 @@ from plait_provenance_sqlite import (
     NodeNotFoundError,
     SqliteProvenance,
 )
-from plait_provenance_sqlite import store as store_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -205,12 +203,6 @@ async def test_later_record_of_an_execution_keeps_inputs_and_placement(db: Path)
             assert got.started_at == at(1)
             assert got.status == "completed"
             assert got.output == 2
-
-
-def test_json_text_matches_the_core_converter() -> None:
-    samples = [1, -3, 2.5, None, True, 'é\n"', [1, {"b": 2, "a": [None]}], {"z": 1, "a": 2}]
-    for sample in samples:
-        assert store_module._dumps(sample) == dumps(sample)
 
 
 @pytest.mark.anyio
