@@ -1,8 +1,10 @@
 """Composite nodes at run time: map and call nodes run their sub-DAG per element.
 
 Every element is a sub-run of the parent run (nsref ``"<parent>/<label>[<key>]"``), sharing
-the parent's backends, plugin host, limiter and pause state. :class:`_CompositeRun` picks the
-cheapest way to run the elements that keeps the records the run asked for.
+the parent's backends, plugin host, limiter and pause state. Its run data is its own (stored
+under its run id, given back when it resumes), starting from a copy of the parent's.
+:class:`_CompositeRun` picks the cheapest way to run the elements that keeps the records the
+run asked for.
 """
 
 from __future__ import annotations
@@ -129,8 +131,11 @@ class _CompositeRun:
         self.sink = plan.nodes[plan.sinks[0]]
         self.sub_runs = state.sub_runs or None
         self.todo: Sequence[int] = range(self.total)
-        #: restart: element -> (its sub-run, that sub-run's node records, its own sub-runs)
-        self.resume: dict[int, tuple[RunRecord, list[NodeRecord], dict[str, RunRecord]]] = {}
+        #: restart: element -> (its sub-run, that sub-run's node records, its run data, its
+        #: own sub-runs)
+        self.resume: dict[
+            int, tuple[RunRecord, list[NodeRecord], dict[str, Any], dict[str, RunRecord]]
+        ] = {}
         nodes = plan.nodes
         inline_only = all(n.fast_inline for n in nodes)
         lean = not state.recording and all(
@@ -238,8 +243,9 @@ class _CompositeRun:
                     where = f"run {prior.run_id} node {out.label!r} output"
                     self._completed(i, structure(out.output, sink.output_type, where=where))
                     continue
+            data = await prov.load_run_data(prior.run_id)
             children = await prov.list_runs(parent_run_id=prior.run_id)
-            self.resume[i] = (prior, records, {r.dag_nsref: r for r in children})
+            self.resume[i] = (prior, records, data, {r.dag_nsref: r for r in children})
             todo.append(i)
         self.todo = todo
 
@@ -407,7 +413,8 @@ class _CompositeRun:
         plan = self.plan
         inputs = self._inputs(i)
         st = _RunState(sub, plan, self._new_record(i, inputs), inputs, state.prov)
-        st.data = state.data
+        if state.data:
+            st.data.update(state.data)
         if st.record_values:
             st.prov.write_run(st.run)
         if st.observing:
@@ -446,16 +453,20 @@ class _CompositeRun:
         resume = self.resume.get(i)
         prefill: dict[int, tuple[Any, NodeRecord]] = {}
         attempts: dict[str, int] = {}
+        data: dict[str, Any] = {}
         children: dict[str, RunRecord] | None = None
         if resume is None:
             record = self._new_record(i, inputs)
         else:
-            prior, records, children = resume
+            prior, records, data, children = resume
             prefill = sub._restorable(plan, prior, records, rerun=set())
             attempts = {rec.label: rec.attempt for rec in records}
             record = resumed(prior)
         st = _RunState(sub, plan, record, inputs, prov)
-        st.data = state.data
+        if state.data:
+            st.data.update(state.data)
+        if data:
+            st.data.update(data)  # as DagRunner.restart gives a run its data back
         st.sub_runs = children
         for label, attempt in attempts.items():
             pn = plan.by_label.get(label)

@@ -280,3 +280,46 @@ async def test_paused_map_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert restarted.ok, restarted.error
     assert restarted.outputs["each"] == list(range(10))
     assert seen == Counter(range(10))  # nothing ran twice
+
+
+@pytest.mark.parametrize("inline_nodes", [True, False])
+async def test_resumed_element_gets_its_run_data_back(inline_nodes: bool, tmp_path: Path) -> None:
+    path = tmp_path / "prov.sqlite3"
+    stored: Counter[int] = Counter()
+    tokens: list[tuple[int, Any, Any]] = []
+    broken = {1}
+
+    def a(x: int, ctx: DagContext) -> int:
+        stored[x] += 1
+        ctx.set_data("token", f"t-{x}")
+        return x
+
+    def b(x: int, ctx: DagContext) -> int:
+        tokens.append((x, ctx.get_data("token"), ctx.get_data("batch")))
+        if x in broken:
+            raise Boom(f"bad element {x}")
+        return x
+
+    def src(n: int, ctx: DagContext) -> list[int]:
+        ctx.set_data("batch", "b-1")  # the parent run's data: elements read it too
+        return list(range(n))
+
+    sub = Dag("tokens")
+    wrap: Any = inline if inline_nodes else (lambda fn: fn)
+    sub.node(wrap(a)) >> sub.node(wrap(b))
+    dag = Dag("outer")
+    dag.node(inline(src), label="src") >> dag.map(sub, label="each")
+    first = await DagRunner(dag, provenance=SqliteProvenance(path), fail_fast=False).run(
+        source_inputs={"src": {"n": 3}}
+    )
+    assert first.status == "failed"
+    # every element sees the token its own first node stored, not a sibling's
+    assert sorted(tokens) == [(x, f"t-{x}", "b-1") for x in range(3)]
+
+    broken.clear()
+    tokens.clear()
+    restarted = await DagRunner(dag, provenance=SqliteProvenance(path)).restart(first.run_id)
+    assert restarted.ok, restarted.error
+    assert restarted.outputs["each"] == [0, 1, 2]
+    assert stored == Counter({0: 1, 1: 1, 2: 1})  # `a` of the failed element did not run again
+    assert tokens == [(1, "t-1", "b-1")]  # ... and what it stored came back from the store
