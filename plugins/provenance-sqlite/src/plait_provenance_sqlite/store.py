@@ -322,17 +322,20 @@ def _merge_rows(earlier: list[Any], later: list[Any]) -> list[Any]:
     return later
 
 
-@attrs.define
 class _Batch:
-    """Buffered writes, as records: they become rows (once per execution) at commit."""
+    """Buffered writes: run records, and node rows merged per execution (one per commit;
+    a plain class, as one is made for every commit)."""
 
-    runs: dict[str, RunRecord] = attrs.Factory(dict)
-    run_history: dict[str, list[str]] = attrs.Factory(dict)
-    # the row of each execution, merged from its records (see _merge_rows)
-    nodes: dict[_NodeKey, list[Any]] = attrs.Factory(dict)
-    node_history: dict[_NodeKey, list[str]] = attrs.Factory(dict)
-    edges: list[EdgeRecord] = attrs.Factory(list)
-    data: dict[tuple[str, str], tuple[Any, ...]] = attrs.Factory(dict)
+    __slots__ = ("data", "edges", "node_history", "nodes", "run_history", "runs")
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRecord] = {}
+        self.run_history: dict[str, list[str]] = {}
+        # the row of each execution, merged from its records (see _merge_rows)
+        self.nodes: dict[_NodeKey, list[Any]] = {}
+        self.node_history: dict[_NodeKey, list[str]] = {}
+        self.edges: list[EdgeRecord] = []
+        self.data: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.nodes or self.edges or self.data)
@@ -357,11 +360,13 @@ class _Batch:
         list[tuple[Any, ...]], list[tuple[_NodeKey, tuple[Any, ...]]], list[tuple[Any, ...]]
     ]:
         """Run rows, keyed node rows (history and edges inline) and left-over edge rows."""
-        run_history = self.run_history
-        run_rows = [
-            (*_run_row(run), ",".join(run_history.get(run_id, ())))
-            for run_id, run in self.runs.items()
-        ]
+        run_rows = []
+        if self.runs:
+            run_history = self.run_history
+            run_rows = [
+                (*_run_row(run), ",".join(run_history.get(run_id, ())))
+                for run_id, run in self.runs.items()
+            ]
         inline: dict[_NodeKey, list[str]] = {}
         loose = []
         nodes = self.nodes
