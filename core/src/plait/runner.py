@@ -696,6 +696,9 @@ class DagRunner:
         where = self._where(node)
         started = self._node_started(state, node, kwargs, where) if state.recording else None
         state.status[idx] = NodeStatus.RUNNING
+        if state.record_values:
+            # durable before the call: after a crash the store shows what was in flight
+            await state.prov.commit()
         ctx = kwargs.get(node.context_param) if node.context_param else None
         attempt = 0
         while True:

@@ -84,6 +84,18 @@ def test_kill_9_then_restart_runs_only_the_inflight_node_again(tmp_path: Path) -
     first.communicate()
     assert first.returncode == -signal.SIGKILL
 
+    async def crashed_state() -> tuple[str, list[tuple[str, str]]]:
+        async with SqliteProvenance(tmp_path / "prov.sqlite3") as prov:
+            (run,) = await prov.list_runs()
+            nodes = await prov.get_node_executions(run.run_id)
+            pending = [n.label for n in await prov.get_pending_nodes(run.run_id)]
+            assert pending == [f"n{k}"]  # what was in flight is on record
+            return run.status, [(n.label, n.status) for n in nodes]
+
+    status, nodes = anyio.run(crashed_state)
+    assert status == "running"  # its owner died: restart takes it over
+    assert nodes == [(f"n{i}", "completed") for i in range(k)] + [(f"n{k}", "running")]
+
     second = subprocess.run(
         [sys.executable, str(script), str(tmp_path), "restart", str(k)],
         capture_output=True,
