@@ -169,11 +169,14 @@ _NODE_UPDATE: Final = (
     + " WHERE row_no = ?23 AND ?1 = run_id AND ?2 = label AND ?3 = attempt"
 )
 # each run joined with the rows of its range
-_RUNS_NODES: Final = (
-    "SELECT n.run_id, n.label, n.attempt, n.history FROM runs AS r JOIN node_executions AS n "
+_RUN_RANGE_JOIN: Final = (
+    "FROM runs AS r JOIN node_executions AS n "
     f"ON n.row_no BETWEEN r.run_no << {_schema.RUN_SHIFT} "
     f"AND (r.run_no << {_schema.RUN_SHIFT}) | {_RUN_MASK}"
 )
+_RUNS_NODES: Final = f"SELECT n.run_id, n.label, n.attempt, n.history {_RUN_RANGE_JOIN}"
+#: run ids per query in ``IN (...)`` lists (SQLite's default limit is 999 parameters)
+_IN_CHUNK: Final = 500
 _EDGE_COLUMNS: Final = (
     "run_id, upstream, upstream_attempt, downstream, downstream_attempt, parameter, traversed_at"
 )
@@ -730,8 +733,15 @@ class SqliteProvenance:
         try:
             if run_rows:
                 conn.executemany(_RUN_UPSERT, run_rows)
+            known = self._run_rows
+            unknown = {key[0] for key, _row in node_rows if key[0] not in known}
+            if unknown:
+                self._load_run_rows(conn, unknown)
             for key, row in node_rows:
-                self._put_node(conn, self._rows_of(conn, key[0]), key, row)
+                rows = known.get(key[0])
+                if rows is None:
+                    raise _OrphanNodesError(key[0])
+                self._put_node(conn, rows, key, row)
             if loose_edges:
                 conn.executemany(_EDGE_INSERT, loose_edges)
             if batch.data:
@@ -748,21 +758,29 @@ class SqliteProvenance:
             if row[2] in _FINAL_RUN:  # a later write of the run reloads its rows
                 self._run_rows.pop(row[0], None)
 
-    def _rows_of(self, conn: sqlite3.Connection, run_id: str) -> _RunRows:
-        """The row numbers of ``run_id``'s executions, loaded on first use (in a transaction)."""
-        rows = self._run_rows.get(run_id)
-        if rows is None:
-            found = conn.execute("SELECT run_no FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if found is None:
-                raise _OrphanNodesError(run_id)
-            base = found[0] << _schema.RUN_SHIFT
-            known = conn.execute(
-                "SELECT label, attempt, row_no FROM node_executions WHERE row_no BETWEEN ? AND ?",
-                (base, base | _RUN_MASK),
-            )
-            rows = _RunRows(base, {(label, attempt): row_no for label, attempt, row_no in known})
-            self._run_rows[run_id] = rows
-        return rows
+    def _load_run_rows(self, conn: sqlite3.Connection, run_ids: set[str]) -> None:
+        """Learn where the executions of these runs live (inside the write transaction).
+
+        Two queries per 500 runs, however many runs (a map's elements are sub-runs). A run
+        with no run record stays unknown.
+        """
+        ordered = sorted(run_ids)
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            loaded = {
+                run_id: _RunRows(run_no << _schema.RUN_SHIFT, {})
+                for run_id, run_no in conn.execute(
+                    f"SELECT run_id, run_no FROM runs WHERE run_id IN ({marks})", chunk
+                )
+            }
+            for run_id, label, attempt, row_no in conn.execute(
+                f"SELECT r.run_id, n.label, n.attempt, n.row_no {_RUN_RANGE_JOIN} "
+                f"WHERE r.run_id IN ({marks})",
+                chunk,
+            ):
+                loaded[run_id].by_execution[label, attempt] = row_no
+            self._run_rows.update(loaded)
 
     @staticmethod
     def _put_node(
