@@ -521,6 +521,24 @@ def print_report(results: Sequence[Measurement], targets: Sequence[dict[str, Any
     console.print(tt)
 
 
+def markdown(results: Sequence[Measurement], targets: Sequence[dict[str, Any]]) -> str:
+    """The results and the targets as the Markdown tables of ``bench/README.md``."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|---|---|" + "---:|" * 7 + "---|"]
+    previous = None
+    for m, row in zip(results, rows(results), strict=True):
+        if (m.case, m.size) == previous:
+            row[0] = ""
+        previous = (m.case, m.size)
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "| target | measured | status |", "|---|---|---|"]
+    for t in targets:
+        status = _met(t["met"])
+        lines.append(
+            f"| {t['target']} | {t['shown']} | {status if t['met'] else f'**{status}**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _met(met: bool | None) -> str:
     return "not measured" if met is None else ("met" if met else "NOT MET")
 
@@ -559,6 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5)")
     ap.add_argument("--cap", type=float, default=60.0, help="seconds before a run is cut off")
     ap.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    ap.add_argument(
+        "--markdown", action="store_true", help="also print the tables as Markdown (README)"
+    )
     args = ap.parse_args(argv)
     only = [k for k in args.only.split(",") if k]
     unknown = sorted(set(only) - set(CASE_KEYS))
@@ -580,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["loadavg_end"] = os.getloadavg()
     targets = evaluate_targets(results)
     print_report(results, targets)
+    if args.markdown:
+        print(markdown(results, targets))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "environment": env,

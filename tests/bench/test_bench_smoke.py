@@ -102,3 +102,15 @@ def test_main_writes_json_and_evaluates_targets(tmp_path: Path) -> None:
     assert [r["size"] for r in payload["results"]] == [1_000, 10_000]
     assert all(r["lib"] == "plait" and r["per_unit_us"] > 0 for r in payload["results"])
     assert {t["target"] for t in payload["targets"]} >= {"chain 1,000: <= 10 us per node"}
+
+
+def test_markdown_tables_hold_every_measurement_and_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "latest.json"
+    argv = ["--quick", "--only", "scale", "--reps", "1", "--output", str(out), "--markdown"]
+    assert bench.main(argv) == 0
+    text = capsys.readouterr().out
+    table = [line for line in text.splitlines() if line.startswith("| scaling")]
+    assert len(table) == 2 and all(line.count("|") == len(bench.HEADER) + 1 for line in table)
+    assert "| chain 10k -> 100k run time: <= 12x |" in text
