@@ -1,12 +1,16 @@
 """``SqliteProvenance``: plait's provenance store in one SQLite file.
 
 Write path: the runner's ``write_*`` calls only append to in-memory buffers (under a
-``threading.Lock``, since run data can be written from worker threads). :meth:`commit`
-writes the whole buffer in one ``BEGIN IMMEDIATE`` transaction with ``executemany``. When
-the database is free that transaction runs right on the event loop (it is small, and a thread
-hop would cost more than the write); when another process holds the write lock, the commit
-moves to a worker thread that waits with SQLite's busy handler and retries with backoff, so
-the event loop never waits for another process.
+``threading.Lock``, since run data can be written from worker threads); a node record becomes
+its row right away, merged with earlier records of the same execution. :meth:`commit` writes
+the whole buffer in one transaction: the commit after a node is a single ``INSERT`` (or
+``UPDATE``) of about one page, as the schema (version 3, see ``_schema``) gives each run a
+range of row numbers at the end of the table. When the database is free that transaction
+runs right on the event loop (it is small, and a thread hop would cost more than the write);
+when another process holds the write lock, the commit moves to a worker thread that waits
+with SQLite's busy handler and retries with backoff, so the event loop never waits for
+another process. Every :data:`CHECKPOINT_EVERY` commits the WAL is checkpointed on a worker
+thread.
 
 Reads run on a worker thread (a capacity limiter of our own), inside one read transaction
 so multi-statement queries see one snapshot. Queries first commit this backend's own
