@@ -313,3 +313,55 @@ def sqlite_cache_misses(calls: int) -> Any:
 def sqlite_cache_hits(calls: int) -> Any:
     floor = _RawSqlite()
     return cache_hits(floor.make, calls, floor.close)
+
+
+# ---------------------------------------------------------------------------- commit floor
+@asynccontextmanager
+async def sqlite_commit_floor(n: int) -> AsyncIterator[Run]:
+    """The floor of a chain recorded one commit per node: ``v + 1`` and one autocommitted
+    ``INSERT`` of a node-sized row (JSON inputs, output, times, history), in raw ``sqlite3``
+    with WAL and ``synchronous=NORMAL``, as plait's store. No checkpoints at all (plait's
+    store checkpoints every 4,000 commits), no records, no hooks: what one durable row per
+    node costs by itself on this machine."""
+    with tempfile.TemporaryDirectory(prefix="floor-bench-") as tmp:
+        conn = sqlite3.connect(Path(tmp) / "floor.sqlite3", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(
+            "CREATE TABLE nodes (row_no INTEGER PRIMARY KEY, run_id TEXT, label TEXT, "
+            "status TEXT, inputs TEXT, output TEXT, started_at INTEGER, finished_at INTEGER, "
+            "history TEXT)"
+        )
+        runs = 0
+
+        async def once() -> None:
+            nonlocal runs
+            runs += 1
+            run_id = f"{runs:032x}"
+            base = runs << 32
+            v = -1
+            for i in range(n):  # n0 returns its input 0, every later node v + 1
+                t0 = time.time_ns() // 1000
+                v = v + 1
+                t1 = time.time_ns() // 1000
+                conn.execute(
+                    "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        base + i,
+                        run_id,
+                        f"n{i}",
+                        "completed",
+                        json.dumps({"v": v - 1} if i else {"x": 0}),
+                        json.dumps(v),
+                        t0,
+                        t1,
+                        f'["running",{t0}],["completed",{t1}]',
+                    ),
+                )
+            assert v == n - 1
+
+        try:
+            yield once
+        finally:
+            conn.close()

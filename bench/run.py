@@ -142,6 +142,7 @@ def build_cases(quick: bool = False, only: Sequence[str] = ()) -> list[Case]:
             "node",
             ("plait", partial(pc.plait_chain, n, sqlite=True)),
             ("lythonic", partial(peers.lythonic_chain, n, sqlite=True)),
+            ("commit floor", partial(peers.sqlite_commit_floor, n)),
         )
     add(
         "fanout",
