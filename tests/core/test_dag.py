@@ -82,6 +82,17 @@ def test_cycle_is_named() -> None:
     assert cycle == "cycle: a -> b -> c -> a"
 
 
+def test_cycle_is_named_when_a_node_downstream_of_it_comes_first() -> None:
+    dag = Dag()
+    after = dag.node(use_int, label="after")  # the lowest index among the unordered nodes
+    a = dag.node(use_int, label="a")
+    b = dag.node(use_int, label="b")
+    a >> b >> a
+    b >> after
+    (cycle,) = [p for p in problems(dag) if p.startswith("cycle")]
+    assert cycle == "cycle: a -> b -> a"
+
+
 def test_self_loop_is_a_cycle() -> None:
     dag = Dag()
     a = dag.node(use_int)

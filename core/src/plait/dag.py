@@ -651,12 +651,28 @@ def _topological(
                 ready.append(s)
     if len(order) < len(pnodes):
         left = {i for i, d in enumerate(indeg) if d > 0}
-        problems.append("cycle: " + " -> ".join(pnodes[i].label for i in _find_cycle(left, succ)))
+        cycle = _find_cycle(left, succ, preds)
+        problems.append("cycle: " + " -> ".join(pnodes[i].label for i in cycle))
     return order
 
 
-def _find_cycle(left: set[int], succ: list[list[int]]) -> list[int]:
-    """One cycle inside ``left`` (nodes that Kahn's algorithm could not order)."""
+def _find_cycle(left: set[int], succ: list[list[int]], preds: list[set[int]]) -> list[int]:
+    """One cycle inside ``left`` (nodes that Kahn's algorithm could not order).
+
+    ``left`` also holds nodes that are only downstream of a cycle; they are dropped first,
+    so that the walk along successors cannot run into a node without one.
+    """
+    left = set(left)
+    onward = {i: sum(1 for s in succ[i] if s in left) for i in left}
+    dead = [i for i, n in onward.items() if n == 0]
+    while dead:
+        i = dead.pop()
+        left.discard(i)
+        for p in preds[i]:
+            if p in left:
+                onward[p] -= 1
+                if onward[p] == 0:
+                    dead.append(p)
     start = min(left)
     path: list[int] = []
     pos: dict[int, int] = {}
