@@ -180,6 +180,172 @@ async def test_max_concurrency_bounds_nodes_in_flight() -> None:
     assert peak == 3
 
 
+async def test_a_chain_of_thread_nodes_runs_each_node_once_in_order(
+    host: PluginHost, recorder: Recorder
+) -> None:
+    n = 150  # longer than the scheduler's checkpoint interval
+    loop_thread = threading.get_ident()
+    calls: list[int] = []
+
+    def step(v: int) -> int:
+        assert threading.get_ident() != loop_thread
+        calls.append(v)
+        return v + 1
+
+    dag = Dag()
+    prev = dag.node(one)
+    for i in range(n):
+        prev = prev >> dag.node(step, label=f"s{i}")
+    result = await DagRunner(dag, host=host).run()
+    assert result.status == "completed", result.error
+    assert result.outputs == {f"s{n - 1}": n + 1}
+    assert calls == list(range(1, n + 1))
+    labels = ["one", *(f"s{i}" for i in range(n))]
+    assert [r.label for r in recorder.started] == labels
+    assert [r.label for r in recorder.finished] == labels
+    assert {r.status for r in recorder.finished} == {"completed"}
+    assert {r.attempt for r in recorder.finished} == {1}
+
+
+@pytest.mark.parametrize("kind", ["thread", "async"])
+async def test_a_thread_node_fanning_out_runs_its_branches_concurrently(kind: str) -> None:
+    """The task that ran the source runs one branch itself; the others still run at once."""
+    width = 6
+    barrier = threading.Barrier(width, timeout=5)
+    started = 0
+    all_started = anyio.Event()
+
+    def src(x: int) -> int:  # on the thread executor, like its branches
+        return x
+
+    def thread_branch(v: int) -> int:
+        barrier.wait()  # raises BrokenBarrierError unless all run at once
+        return v
+
+    async def async_branch(v: int) -> int:
+        nonlocal started
+        started += 1
+        if started == width:
+            all_started.set()
+        await all_started.wait()  # a sequential runner deadlocks here
+        return v
+
+    def total(xs: list[int]) -> int:
+        return sum(xs)
+
+    branch = thread_branch if kind == "thread" else async_branch
+    dag = Dag()
+    source = dag.node(src)
+    sink = dag.node(total)
+    for i in range(width):
+        source >> dag.node(branch, label=f"b{i}") >> sink
+    with anyio.fail_after(10):
+        result = await DagRunner(dag, executor="thread").run(source_inputs={"src": {"x": 2}})
+    assert result.status == "completed", result.error
+    assert result.outputs == {"total": 2 * width}
+
+
+async def test_max_concurrency_one_bounds_thread_chains_and_fan_outs() -> None:
+    """Thread nodes, and async ones that hold their slot across checkpoints, in chains that
+    fan out from a thread node: one node at a time, also the one a finishing task runs."""
+    lock = threading.Lock()
+    in_flight = peak = runs = 0
+
+    def enter() -> None:
+        nonlocal in_flight, peak, runs
+        with lock:
+            in_flight += 1
+            runs += 1
+            peak = max(peak, in_flight)
+
+    def leave() -> None:
+        nonlocal in_flight
+        with lock:
+            in_flight -= 1
+
+    def on_thread(v: int) -> int:
+        enter()
+        leave()
+        return v + 1
+
+    async def on_loop(v: int) -> int:
+        enter()
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        leave()
+        return v + 1
+
+    dag = Dag()
+    src = dag.node(on_thread, label="src")
+    for i in range(5):
+        (
+            src
+            >> dag.node(on_loop, label=f"a{i}")
+            >> dag.node(on_thread, label=f"b{i}")
+            >> dag.node(on_loop, label=f"c{i}")
+        )
+    with anyio.fail_after(10):
+        result = await DagRunner(dag, max_concurrency=1).run(source_inputs={"src": {"v": 0}})
+    assert result.status == "completed", result.error
+    assert result.outputs == {f"c{i}": 4 for i in range(5)}
+    assert runs == 16
+    assert peak == 1
+
+
+async def test_max_concurrency_two_runs_two_thread_nodes_at_once_not_three() -> None:
+    width = 8  # even: the nodes meet in pairs
+    pair = threading.Barrier(2, timeout=5)
+    lock = threading.Lock()
+    in_flight = peak = 0
+
+    def src(x: int) -> int:
+        return x
+
+    def branch(v: int) -> int:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        pair.wait()  # raises BrokenBarrierError unless two run at once
+        with lock:
+            in_flight -= 1
+        return v
+
+    dag = Dag()
+    source = dag.node(src)
+    for i in range(width):
+        source >> dag.node(branch, label=f"b{i}")
+    with anyio.fail_after(10):
+        result = await DagRunner(dag, max_concurrency=2).run(source_inputs={"src": {"x": 1}})
+    assert result.status == "completed", result.error
+    assert peak == 2
+
+
+async def test_a_chain_of_async_nodes_that_never_await_lets_a_sibling_run() -> None:
+    sibling_ran = False
+    seen: list[bool] = []
+
+    async def step(v: int) -> int:
+        seen.append(sibling_ran)
+        return v + 1
+
+    async def sibling(v: int) -> int:
+        nonlocal sibling_ran
+        sibling_ran = True
+        return v
+
+    dag = Dag()
+    src = dag.node(one)
+    prev = src
+    for i in range(300):
+        prev = prev >> dag.node(step, label=f"s{i}")
+    src >> dag.node(sibling)
+    result = await dag()
+    assert result.status == "completed", result.error
+    assert len(seen) == 300
+    assert seen[-1]  # the chain checkpoints: the sibling ran before the chain ended
+
+
 # ---------------------------------------------------------------------------- failure
 async def test_fail_fast_cancels_a_blocked_sibling(host: PluginHost, recorder: Recorder) -> None:
     async def stuck(v: int) -> int:

@@ -581,14 +581,19 @@ class DagRunner:
         )
 
     # ------------------------------------------------------------------ scheduling
-    async def _drain(self, state: _RunState) -> None:
-        """Start every ready node: fast inline nodes right here, others as tasks."""
+    async def _drain(self, state: _RunState, *, keep: bool = False) -> PlanNode | None:
+        """Start every ready node: fast inline nodes right here, others as tasks.
+
+        With ``keep``, the first node that needs a task of its own is returned instead of
+        started: the calling task (one whose node has just finished) runs it next.
+        """
         ready = state.ready
         nodes = state.plan.nodes
         tg = state.tg
         assert tg is not None
         inline_ok = self._limiter is None
         since_checkpoint = 0
+        kept: PlanNode | None = None
         while ready and not state.stopping:
             idx = ready.popleft()
             node = nodes[idx]
@@ -600,8 +605,11 @@ class DagRunner:
                 if since_checkpoint >= _CHECKPOINT_EVERY:
                     since_checkpoint = 0
                     await anyio.lowlevel.checkpoint()
+            elif keep and kept is None:
+                kept = node
             else:
                 tg.start_soon(self._run_task, state, node, name=f"plait node {node.label}")
+        return kept
 
     def _kwargs(self, state: _RunState, node: PlanNode) -> dict[str, Any]:
         values = state.values
@@ -679,16 +687,28 @@ class DagRunner:
             self._node_completed(state, node, started, value, t0, None)
 
     async def _run_task(self, state: _RunState, node: PlanNode) -> None:
-        if state.stopping:
-            return
-        if self._limiter is not None and not isinstance(node.node, _Composite):
-            async with self._limiter:
-                if not state.stopping:  # pause() or a failure may come while we wait
-                    await self._run_node(state, node)
-        else:
-            await self._run_node(state, node)
-        if not state.stopping:
-            await self._drain(state)
+        """Run ``node``, then start what it made ready. Of those, the first that needs a task
+        is run by this one, not a new one: a chain runs in one task, while a fan-out's other
+        branches get tasks of their own and run concurrently."""
+        limiter = self._limiter
+        ran = 0
+        next_node: PlanNode | None = node
+        while next_node is not None:
+            node = next_node
+            if ran == _CHECKPOINT_EVERY:
+                # a chain of nodes that never await (async ones, say) still lets others run
+                ran = 0
+                await anyio.lowlevel.checkpoint()
+            if state.stopping:
+                return
+            ran += 1
+            if limiter is not None and not isinstance(node.node, _Composite):
+                async with limiter:
+                    if not state.stopping:  # pause() or a failure may come while we wait
+                        await self._run_node(state, node)
+            else:
+                await self._run_node(state, node)
+            next_node = await self._drain(state, keep=True)  # starts nothing once stopping
 
     async def _run_node(self, state: _RunState, node: PlanNode) -> None:
         idx = node.index
