@@ -22,6 +22,7 @@ from plait import (
     inline,
 )
 from plait.errors import BackendNotFoundError, InputError, NodeTimeoutError
+from plait.pickling import callable_name
 from plait.plugins import PluginHost
 from plait.records import BackendInfo, RunStatus
 
@@ -632,6 +633,37 @@ async def test_runner_executor_instance_serves_nodes_that_name_it() -> None:
     result = await DagRunner(dag, executor=ex).run()
     assert result.status == "completed", result.error
     assert ex.calls == 2
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_an_executor_is_handed_a_call_that_names_the_node_function(
+    observed: bool, host: PluginHost
+) -> None:
+    """With nothing recording where a node ran, the runner does not ask; the call it hands
+    the executor still names the node function (executors name it in their errors)."""
+    if observed:
+        host.register(Recorder(), name="recorder")
+    names: list[str] = []
+
+    class Naming:
+        name = "naming"
+
+        async def run(self, fn: Any, /) -> Any:
+            names.append(callable_name(fn))
+            return fn()
+
+        async def aclose(self) -> None:
+            return None
+
+    def double(v: int) -> int:
+        return 2 * v
+
+    dag = Dag()
+    dag.node(one) >> dag.node(double) >> dag.node(double, label="again")
+    result = await DagRunner(dag, executor=Naming(), host=host).run()
+    assert result.status == "completed", result.error
+    assert result.outputs == {"again": 4}
+    assert names == [callable_name(double)] * 2
 
 
 async def test_async_with_keeps_backends_open_across_runs() -> None:

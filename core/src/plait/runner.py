@@ -85,6 +85,12 @@ def _placed_call(
     return value, (socket.gethostname(), os.getpid(), threading.current_thread().name)
 
 
+def _plain_call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Runs where the executor puts it, when nothing records where that was. (Same shape as
+    :func:`_placed_call`: executors name the node function in their errors from it.)"""
+    return fn(**kwargs)
+
+
 def _error_fields(exc: BaseException) -> dict[str, Any]:
     return {
         "error_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
@@ -713,8 +719,9 @@ class DagRunner:
     async def _run_node(self, state: _RunState, node: PlanNode) -> None:
         idx = node.index
         kwargs = self._kwargs(state, node)
-        where = self._where(node)
-        started = self._node_started(state, node, kwargs, where) if state.recording else None
+        started = None
+        if state.recording:
+            started = self._node_started(state, node, kwargs, self._where(node))
         state.status[idx] = NodeStatus.RUNNING
         if state.record_values:
             # durable before the call: after a crash the store shows what was in flight
@@ -784,6 +791,8 @@ class DagRunner:
             if node.inline:
                 return node.call(**kwargs), None
             executor = self._executor(node.executor)
+            if not state.recording:  # no record to say where it ran: do not ask
+                return await executor.run(functools.partial(_plain_call, node.call, kwargs)), None
             result: tuple[Any, tuple[str, int, str]] = await executor.run(
                 functools.partial(_placed_call, node.call, kwargs)
             )
