@@ -17,13 +17,17 @@ def double(x: int) -> int:
         ("name", ((), "name")),
         ("a:name", (("a",), "name")),
         ("a.b.c:name", (("a", "b", "c"), "name")),
+        ("_", ((), "_")),
+        ("n0_x", ((), "n0_x")),
     ],
 )
 def test_parse_nsref(nsref: str, expected: tuple[tuple[str, ...], str]) -> None:
     assert parse_nsref(nsref) == expected
 
 
-@pytest.mark.parametrize("bad", ["", ":x", "a::b", "a.:x", "a.b:", "a b:c", "1a:x", "a:b:c", "a.b"])
+@pytest.mark.parametrize(
+    "bad", ["", ":x", "a::b", "a.:x", "a.b:", "a b:c", "1a:x", "a:b:c", "a.b", "1a", "café", "a:é"]
+)
 def test_malformed_nsrefs_are_named(bad: str) -> None:
     with pytest.raises(NsrefError) as info:
         Namespace().register(double, nsref=bad)
@@ -48,6 +52,16 @@ def test_register_get_and_dot_access() -> None:
 def test_default_nsref_is_the_function_name() -> None:
     ns = Namespace()
     assert ns.register(double).nsref == "double"
+
+
+def test_contains_names_leaves_only() -> None:
+    ns = Namespace()
+    ns.register(double)
+    ns.register(double, nsref="math:twice")
+    assert "double" in ns and "math:twice" in ns
+    assert "math" not in ns  # a branch, not a registered callable
+    assert "twice" not in ns and "math:double" not in ns
+    assert "café" not in ns and "a b" not in ns and "" not in ns and 3 not in ns
 
 
 def test_duplicates_and_missing_are_clear() -> None:

@@ -364,16 +364,18 @@ class Dag:
     ) -> DagNode:
         """Add a node. A plain callable is registered in the Dag's namespace; a Dag becomes
         a :class:`CallNode`. ``executor`` picks the executor for a sync callable by name."""
-        options: dict[str, Any] = {
-            "executor": executor,
-            "retries": retries,
-            "retry_backoff": retry_backoff,
-            "timeout": timeout,
-        }
         if isinstance(target, Dag):
             label = label or target.nsref
             self._check_label(label)
-            node: DagNode = CallNode(self, label, target, **options)
+            node: DagNode = CallNode(
+                self,
+                label,
+                target,
+                executor=executor,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                timeout=timeout,
+            )
         else:
             if isinstance(target, NamespaceNode):
                 nsnode = target
@@ -390,7 +392,15 @@ class Dag:
                     localns = dict(sys._getframe(1).f_locals)
                 nsnode = self.namespace.register(target, self._free_nsref(label), localns=localns)
             self._check_label(label)
-            node = DagNode(self, label, nsnode, **options)
+            node = DagNode(
+                self,
+                label,
+                nsnode,
+                executor=executor,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                timeout=timeout,
+            )
         self._nodes[label] = node
         self._plan = None
         return node
@@ -431,9 +441,12 @@ class Dag:
             )
 
     def _free_nsref(self, label: str) -> str:
-        base = _NOT_IDENT.sub("_", label)
-        if base[0].isdigit():
-            base = f"_{base}"
+        if type(label) is str and label.isascii() and label.isidentifier():
+            base = label  # nothing to replace: the common case, without the regex
+        else:
+            base = _NOT_IDENT.sub("_", label)
+            if base[0].isdigit():
+                base = f"_{base}"
         nsref, n = base, 1
         while nsref in self.namespace:
             n += 1

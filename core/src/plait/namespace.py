@@ -16,6 +16,8 @@ _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def parse_nsref(nsref: str) -> tuple[tuple[str, ...], str]:
     """Split ``"a.b:name"`` into ``(("a", "b"), "name")``. ``"name"`` has no branches."""
+    if type(nsref) is str and nsref.isascii() and nsref.isidentifier():
+        return (), nsref  # a bare leaf: what every node of a Dag registers under
     if not isinstance(nsref, str):
         raise NsrefError(f"nsref must be a string like 'a.b:name', got {type(nsref).__name__}")
     branch_part, colon, leaf = nsref.rpartition(":")
@@ -130,6 +132,8 @@ class Namespace:
             raise NsrefError(f"nothing is registered at nsref {nsref!r}") from None
 
     def __contains__(self, nsref: object) -> bool:
+        if type(nsref) is str and nsref.isascii() and nsref.isidentifier():
+            return nsref in self._leaves  # a bare leaf (no branches)
         if not isinstance(nsref, str):
             return False
         try:
