@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from plait import Dag, DagContext, DagValidationError, inline
@@ -158,6 +160,42 @@ def test_unknown_label_from_another_dag() -> None:
     dag = Dag("mine")
     dag.connect(foreign, dag.node(use_int))
     assert any("node 'make_int' is not in DAG 'mine'" in p for p in problems(dag))
+
+
+def test_edges_in_the_order_added_each_once() -> None:
+    other = Dag("other")
+    foreign = other.node(make_int)
+    dag = Dag()
+    a, b, c = dag.node(make_int), dag.node(use_int), dag.node(use_two)
+    a >> b >> c
+    c.bind(a=a)
+    a >> b  # the same edge again
+    c.after(a)
+    dag.connect(foreign, c)
+    got = [(e.upstream, e.downstream, e.param, e.order_only) for e in dag.edges]
+    assert got == [
+        (a, b, None, False),
+        (b, c, None, False),
+        (a, c, "a", False),
+        (a, c, None, True),
+        (foreign, c, None, False),
+    ]
+    assert repr(dag) == "<Dag 'dag': 3 nodes, 5 edges>"
+
+
+def test_a_chain_leaves_the_collector_its_nodes_only() -> None:
+    """Issue 7: each node leaves the cyclic GC two objects to track (the DagNode and its
+    NamespaceNode) and its edge none, so building a large DAG does not slow down as the
+    collector's full passes over it grow."""
+    dag = Dag()
+    prev = dag.node(use_int, label="n0")
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(1, 1001):
+        prev = prev >> dag.node(use_int, label=f"n{i}")
+    gc.collect()
+    assert len(gc.get_objects()) - before <= 2 * 1000 + 100
+    assert len(dag.edges) == 1000
 
 
 def test_duplicate_label() -> None:

@@ -340,6 +340,10 @@ def _map_elem(tp: Any) -> tuple[str, Any] | None:
     return None
 
 
+#: An edge as a Dag stores it: (upstream label, downstream label, param, order_only).
+_EdgeKey = tuple[str, str, str | None, bool]
+
+
 class Dag:
     """A directed acyclic graph of callables. Use ``with Dag() as dag:`` to validate on exit."""
 
@@ -347,8 +351,12 @@ class Dag:
         self.nsref = nsref
         self.namespace = namespace if namespace is not None else Namespace()
         self._nodes: dict[str, DagNode] = {}
-        self._edges: list[Edge] = []
-        self._edge_keys: set[tuple[str, str, str | None, bool]] = set()
+        #: Edges in the order they were added, by key. The value is None for an edge between
+        #: two of this Dag's nodes (they are found by label), and the :class:`Edge` itself for
+        #: one naming a node from elsewhere, which validation reports. A key holds only
+        #: strings, None and a bool, so the garbage collector soon stops tracking it: a large
+        #: Dag costs the collector its nodes and no more (issue 7).
+        self._edges: dict[_EdgeKey, Edge | None] = {}
         self._plan: Plan | None = None
 
     # ------------------------------------------------------------------ building
@@ -466,12 +474,17 @@ class Dag:
             if not isinstance(end, DagNode):
                 raise TypeError(f"edges connect DagNodes, got {end!r}")
         key = (upstream.label, downstream.label, param, order_only)
-        if key in self._edge_keys:
+        if key in self._edges:
             return downstream
-        self._edge_keys.add(key)
-        self._edges.append(Edge(upstream, downstream, param, order_only))
+        if self._holds(upstream) and self._holds(downstream):
+            self._edges[key] = None
+        else:
+            self._edges[key] = Edge(upstream, downstream, param, order_only)
         self._plan = None
         return downstream
+
+    def _holds(self, node: DagNode) -> bool:
+        return node.dag is self and self._nodes.get(node.label) is node
 
     def __enter__(self) -> Self:
         return self
@@ -487,7 +500,12 @@ class Dag:
 
     @property
     def edges(self) -> list[Edge]:
-        return list(self._edges)
+        """The edges in the order they were added (records made for this call)."""
+        nodes = self._nodes
+        return [
+            Edge(nodes[key[0]], nodes[key[1]], key[2], key[3]) if edge is None else edge
+            for key, edge in self._edges.items()
+        ]
 
     def __getitem__(self, label: str) -> DagNode:
         try:
@@ -541,10 +559,10 @@ class Dag:
             text = label.replace('"', "#quot;")
             shape = f'[["{text}"]]' if isinstance(node, _Composite) else f'["{text}"]'
             lines.append(f"    {ids[label]}{shape}")
-        for e in self._edges:
-            arrow = "-.->" if e.order_only else "-->"
-            tag = f"|{e.param}|" if e.param else ""
-            lines.append(f"    {ids[e.upstream.label]} {arrow}{tag} {ids[e.downstream.label]}")
+        for upstream, downstream, param, order_only in self._edges:
+            arrow = "-.->" if order_only else "-->"
+            tag = f"|{param}|" if param else ""
+            lines.append(f"    {ids[upstream]} {arrow}{tag} {ids[downstream]}")
         if statuses:
             for status, colour in _STATUS_COLOURS.items():
                 lines.append(f"    classDef {status} fill:{colour}")
@@ -566,14 +584,14 @@ class Dag:
                 colour = _STATUS_COLOURS.get(statuses[label], "#ffffff")
                 attrs_.append(f'style=filled, fillcolor="{colour}"')
             lines.append(f"    {q(label)} [{', '.join(attrs_)}];")
-        for e in self._edges:
+        for upstream, downstream, param, order_only in self._edges:
             extra = []
-            if e.param:
-                extra.append(f"label={q(e.param)}")
-            if e.order_only:
+            if param:
+                extra.append(f"label={q(param)}")
+            if order_only:
                 extra.append("style=dashed")
             tail = f" [{', '.join(extra)}]" if extra else ""
-            lines.append(f"    {q(e.upstream.label)} -> {q(e.downstream.label)}{tail};")
+            lines.append(f"    {q(upstream)} -> {q(downstream)}{tail};")
         lines.append("}")
         return "\n".join(lines) + "\n"
 
@@ -614,32 +632,31 @@ def _compile(dag: Dag) -> Plan:
     labels = list(dag._nodes)
     index = {label: i for i, label in enumerate(labels)}
     pnodes = [PlanNode(i, dag._nodes[label]) for i, label in enumerate(labels)]
-    incoming: list[list[Edge]] = [[] for _ in pnodes]
+    #: per node, its incoming edges: (upstream index, param, order_only)
+    incoming: list[list[tuple[int, str | None, bool]]] = [[] for _ in pnodes]
     succ: list[list[int]] = [[] for _ in pnodes]
     preds: list[set[int]] = [set() for _ in pnodes]
-    for e in dag._edges:
-        bad = False
-        for end in (e.upstream, e.downstream):
-            if end.dag is not dag or dag._nodes.get(end.label) is not end:
-                problems.append(
-                    f"edge {e.upstream.label!r} -> {e.downstream.label!r}: node {end.label!r} "
-                    f"is not in DAG {dag.nsref!r} (unknown label)"
-                )
-                bad = True
-        if bad:
+    for (up_label, down_label, param, order_only), e in dag._edges.items():
+        if e is not None:  # an end is not one of this Dag's nodes
+            for end in (e.upstream, e.downstream):
+                if not dag._holds(end):
+                    problems.append(
+                        f"edge {e.upstream.label!r} -> {e.downstream.label!r}: node "
+                        f"{end.label!r} is not in DAG {dag.nsref!r} (unknown label)"
+                    )
             continue
-        u, d = index[e.upstream.label], index[e.downstream.label]
+        u, d = index[up_label], index[down_label]
         if u == d:
-            problems.append(f"cycle: {e.upstream.label} -> {e.upstream.label}")
+            problems.append(f"cycle: {up_label} -> {up_label}")
             continue
-        incoming[d].append(e)
+        incoming[d].append((u, param, order_only))
         if u not in preds[d]:
             preds[d].add(u)
             succ[u].append(d)
 
     order = _topological(pnodes, succ, preds, problems)
     for i in order:
-        _wire(pnodes[i], incoming[i], index, pnodes, problems)
+        _wire(pnodes[i], incoming[i], pnodes, problems)
     for p in pnodes:
         p.successors = tuple(succ[p.index])
         p.upstreams = tuple(sorted(preds[p.index]))
@@ -703,8 +720,7 @@ def _describe_params(params: Sequence[ParamInfo]) -> str:
 
 def _wire(
     pn: PlanNode,
-    edges: list[Edge],
-    index: dict[str, int],
+    edges: list[tuple[int, str | None, bool]],
     pnodes: list[PlanNode],
     problems: list[str],
 ) -> None:
@@ -752,29 +768,29 @@ def _wire(
 
     assigned: dict[str, list[tuple[int, bool]]] = {}
     explicit: set[str] = set()
-    implicit: list[Edge] = []
-    for e in edges:
-        if e.order_only:
+    implicit: list[int] = []
+    for u, bound, order_only in edges:
+        if order_only:
             continue
-        if e.param is None:
-            implicit.append(e)
+        if bound is None:
+            implicit.append(u)
             continue
-        if e.param not in by_name:
-            ctx_note = " (it is the DagContext parameter)" if e.param == pn.context_param else ""
+        if bound not in by_name:
+            ctx_note = " (it is the DagContext parameter)" if bound == pn.context_param else ""
             problems.append(
-                f"edge {e.upstream.label!r} -> {label!r}: node {label!r} has no parameter "
-                f"{e.param!r}{ctx_note} (parameters: {_describe_params(params)})"
+                f"edge {pnodes[u].label!r} -> {label!r}: node {label!r} has no parameter "
+                f"{bound!r}{ctx_note} (parameters: {_describe_params(params)})"
             )
             continue
-        explicit.add(e.param)
-        collect = _list_elem(by_name[e.param].annotation) not in (None,) and (
-            pnodes[index[e.upstream.label]].output_type != by_name[e.param].annotation
+        explicit.add(bound)
+        collect = _list_elem(by_name[bound].annotation) not in (None,) and (
+            pnodes[u].output_type != by_name[bound].annotation
         )
-        assigned.setdefault(e.param, []).append((index[e.upstream.label], collect))
+        assigned.setdefault(bound, []).append((u, collect))
 
     free = [p for p in params if p.name not in explicit]
-    for e in implicit:
-        up = pnodes[index[e.upstream.label]]
+    for u in implicit:
+        up = pnodes[u]
         out = up.output_type
         target = _match(out, free, assigned, isinstance(node, MapNode))
         if target is None:
@@ -823,11 +839,11 @@ def _wire(
     pn.bindings = tuple(bindings)
 
     unfed = [p for p in params if p.name not in assigned]
-    has_upstream = any(not e.order_only for e in edges) or bool(edges)
+    has_upstream = any(not order_only for _u, _p, order_only in edges) or bool(edges)
     if has_upstream:
         for p in unfed:
             if p.required:
-                ups = ", ".join(sorted({repr(e.upstream.label) for e in edges}))
+                ups = ", ".join(sorted({repr(pnodes[u].label) for u, _p, _o in edges}))
                 problems.append(
                     f"node {label!r}: required parameter {p.describe()} is fed by nothing "
                     f"(upstreams: {ups}); add an edge, bind one, or give it a default"
