@@ -198,6 +198,56 @@ def test_a_chain_leaves_the_collector_its_nodes_only() -> None:
     assert len(dag.edges) == 1000
 
 
+def loose(x):  # type: ignore[no-untyped-def]  # unannotated on purpose
+    return x
+
+
+def test_nodes_of_one_callable_are_each_wired_by_their_own_upstream() -> None:
+    dag = Dag()
+    i, s = dag.node(make_int), dag.node(make_str)
+    i >> dag.node(use_int, label="exact")
+    i >> dag.node(loose, label="loose") >> dag.node(use_int, label="after_loose")
+    s >> dag.node(loose, label="loose_str")
+    i >> dag.node(collect, label="one_into_list")
+    i >> dag.node(collect, label="another_into_list")
+    plan = dag.plan()
+    bindings = {n.label: n.bindings for n in plan.nodes if n.bindings}
+    assert bindings == {
+        "exact": ((0, "v", False),),
+        "loose": ((0, "x", False),),
+        "after_loose": ((3, "v", False),),
+        "loose_str": ((1, "x", False),),
+        "one_into_list": ((0, "xs", True),),
+        "another_into_list": ((0, "xs", True),),
+    }
+    ints = {plan.by_label[label].param_types["v"] for label in ("exact", "after_loose")}
+    assert ints == {int}
+    shared = plan.by_label["exact"].param_types
+    assert shared is plan.by_label["after_loose"].param_types  # one callable, one mapping
+    with pytest.raises(TypeError):
+        shared["v"] = str  # type: ignore[index]
+
+    bad = Dag("bad")
+    i, s = bad.node(make_int), bad.node(make_str)
+    i >> bad.node(use_int, label="fine")
+    s >> bad.node(use_int, label="wrong_type")
+    i >> bad.node(use_two, label="two_ints")
+    assert sorted(problems(bad)) == [
+        "edge 'make_int' -> 'two_ints': 'make_int' returns int, which matches several "
+        "parameters of 'two_ints': a: int, b: int; bind it explicitly with "
+        "two_ints.bind(a=make_int)",
+        "edge 'make_str' -> 'wrong_type': 'make_str' returns str, which fits no parameter of "
+        "'wrong_type' (v: int); bind it with wrong_type.bind(param=make_str) or make it "
+        "ordering-only with wrong_type.after(make_str)",
+        "node 'two_ints': required parameter a: int is fed by nothing (upstreams: "
+        "'make_int'); add an edge, bind one, or give it a default",
+        "node 'two_ints': required parameter b: int is fed by nothing (upstreams: "
+        "'make_int'); add an edge, bind one, or give it a default",
+        "node 'wrong_type': required parameter v: int is fed by nothing (upstreams: "
+        "'make_str'); add an edge, bind one, or give it a default",
+    ]
+
+
 def test_duplicate_label() -> None:
     dag = Dag()
     dag.node(make_int)

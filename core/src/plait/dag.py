@@ -14,6 +14,7 @@ import sys
 import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Self
 
 from plait.errors import DagValidationError, DuplicateNameError, InputError
@@ -198,6 +199,9 @@ class MapNode(_Composite):
         self.max_concurrency = max_concurrency
 
 
+_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
+
+
 class PlanNode:
     """A node as the runner sees it: integer indices, bindings, resolved types."""
 
@@ -241,7 +245,9 @@ class PlanNode:
         self.bindings: tuple[tuple[int, str, bool], ...] = ()
         #: parameters fed by run inputs (source nodes) - data params nothing else feeds
         self.input_params: tuple[ParamInfo, ...] = ()
-        self.param_types: dict[str, Any] = {}
+        #: parameter name -> annotation; read-only, and shared by the plan nodes of one
+        #: callable (a 100,000-node chain of one function holds one)
+        self.param_types: Mapping[str, Any] = _NO_PARAMS
         self.context_param: str | None = None
         self.context_type: Any = None
         self.output_type: Any = EMPTY
@@ -629,9 +635,8 @@ def _gc_paused() -> Iterator[None]:
 
 def _compile(dag: Dag) -> Plan:
     problems: list[str] = []
-    labels = list(dag._nodes)
-    index = {label: i for i, label in enumerate(labels)}
-    pnodes = [PlanNode(i, dag._nodes[label]) for i, label in enumerate(labels)]
+    index = {label: i for i, label in enumerate(dag._nodes)}
+    pnodes = [PlanNode(i, node) for i, node in enumerate(dag._nodes.values())]
     #: per node, its incoming edges: (upstream index, param, order_only)
     incoming: list[list[tuple[int, str | None, bool]]] = [[] for _ in pnodes]
     succ: list[list[int]] = [[] for _ in pnodes]
@@ -650,17 +655,20 @@ def _compile(dag: Dag) -> Plan:
             problems.append(f"cycle: {up_label} -> {up_label}")
             continue
         incoming[d].append((u, param, order_only))
-        if u not in preds[d]:
-            preds[d].add(u)
+        ups = preds[d]
+        if u not in ups:
+            ups.add(u)
             succ[u].append(d)
 
     order = _topological(pnodes, succ, preds, problems)
-    for i in order:
-        _wire(pnodes[i], incoming[i], pnodes, problems)
-    for p in pnodes:
-        p.successors = tuple(succ[p.index])
-        p.upstreams = tuple(sorted(preds[p.index]))
-        p.n_upstream = len(preds[p.index])
+    shapes: dict[tuple[int, int, int], _Shape] = {}
+    for i in order:  # every node, unless there is a cycle (a problem: no plan then)
+        pn = pnodes[i]
+        ups = preds[i]
+        pn.successors = tuple(succ[i])
+        pn.upstreams = tuple(sorted(ups)) if len(ups) > 1 else tuple(ups)
+        pn.n_upstream = len(ups)
+        _wire(pn, incoming[i], pnodes, shapes, problems)
     if problems:
         raise DagValidationError(problems, dag=dag.nsref)
     return Plan(dag, pnodes, order)
@@ -718,14 +726,81 @@ def _describe_params(params: Sequence[ParamInfo]) -> str:
     return ", ".join(p.describe() for p in params) or "no parameters"
 
 
+class _Shape:
+    """What wiring needs from a callable's :class:`CallableInfo`, worked out once per compile
+    for all the nodes of one callable (a 100,000-node chain of one function has one)."""
+
+    __slots__ = (
+        "by_name",
+        "context_param",
+        "context_type",
+        "fits",
+        "hint_error",
+        "inline",
+        "is_async",
+        "output_type",
+        "param_types",
+        "params",
+    )
+
+    def __init__(self, info: CallableInfo) -> None:
+        self.hint_error = info.hint_error
+        self.params = info.data_params
+        self.param_types = MappingProxyType({p.name: p.annotation for p in self.params})
+        self.by_name = {p.name: p for p in self.params}
+        ctx = info.context_param
+        self.context_param = None if ctx is None else ctx.name
+        ann = None if ctx is None else ctx.annotation
+        if typing.get_origin(ann) is typing.Annotated:
+            ann = typing.get_args(ann)[0]
+        self.context_type = ann
+        self.output_type = info.return_type
+        self.is_async = info.is_async
+        self.inline = info.inline and not info.is_async
+        #: id(upstream output type) -> (that type, kept so the id stays its own; parameter;
+        #: collect): where the only edge into a node puts a value of that type, when that
+        #: leaves no required parameter unfed (parameter None otherwise)
+        self.fits: dict[int, tuple[Any, str | None, bool]] = {}
+
+    def fit(self, out: Any) -> tuple[Any, str | None, bool]:
+        """Where a node of this shape takes ``out`` when nothing else feeds it."""
+        fit = self.fits.get(id(out))
+        if fit is None:
+            target = _match(out, list(self.params), {}, is_map=False)
+            fit = (out, None, False)
+            if isinstance(target, tuple):
+                param, collect = target
+                if not any(p.required and p is not param for p in self.params):
+                    fit = (out, param.name, collect)
+            self.fits[id(out)] = fit
+        return fit
+
+
+def _shape_of(node: DagNode, shapes: dict[tuple[int, int, int], _Shape]) -> _Shape:
+    """The node's shape; nodes sharing a callable, its local names and its call share one.
+
+    Those three are all :attr:`NamespaceNode.info` reads, and the nodes keep them alive
+    while compiling, so their ids are a sound key.
+    """
+    nsnode = node.nsnode
+    assert nsnode is not None
+    key = (id(nsnode.fn), id(nsnode.localns), id(nsnode.call))
+    shape = shapes.get(key)
+    if shape is None:
+        shape = shapes[key] = _Shape(nsnode.info)
+    return shape
+
+
 def _wire(
     pn: PlanNode,
     edges: list[tuple[int, str | None, bool]],
     pnodes: list[PlanNode],
+    shapes: dict[tuple[int, int, int], _Shape],
     problems: list[str],
 ) -> None:
     node = pn.node
     label = node.label
+    shape: _Shape | None = None
     if isinstance(node, _Composite):
         try:
             sub_in = node.sub_input()
@@ -745,26 +820,33 @@ def _wire(
             params = (sub_in,) if sub_in else ()
         pn.output_type = sub_out
         pn.is_async = True
+        pn.param_types = MappingProxyType({p.name: p.annotation for p in params})
+        by_name = {p.name: p for p in params}
     else:
-        info = node.info
-        if info.hint_error:
-            problems.append(f"node {label!r}: {info.hint_error}")
+        shape = _shape_of(node, shapes)
+        if shape.hint_error:
+            problems.append(f"node {label!r}: {shape.hint_error}")
             return
-        params = info.data_params
-        ctx = info.context_param
-        if ctx is not None:
-            pn.context_param = ctx.name
-            ann = ctx.annotation
-            pn.context_type = (
-                typing.get_args(ann)[0] if typing.get_origin(ann) is typing.Annotated else ann
-            )
-        pn.output_type = info.return_type
+        params = shape.params
+        by_name = shape.by_name
+        pn.context_param = shape.context_param
+        pn.context_type = shape.context_type
+        pn.output_type = shape.output_type
         pn.call = node.call
-        pn.is_async = info.is_async
-        pn.inline = info.inline and not info.is_async
-        pn.fast_inline = pn.inline and node.retries == 0 and node.timeout is None
-    pn.param_types = {p.name: p.annotation for p in params}
-    by_name = {p.name: p for p in params}
+        pn.is_async = shape.is_async
+        pn.inline = shape.inline
+        pn.fast_inline = shape.inline and node.retries == 0 and node.timeout is None
+        pn.param_types = shape.param_types
+        if len(edges) == 1:
+            # the common case, one edge by type and a required parameter for it: no problems
+            # possible, and the same answer for every node of this shape (see _Shape.fit)
+            u, bound, order_only = edges[0]
+            if bound is None and not order_only:
+                _out, name, collect = shape.fit(pnodes[u].output_type)
+                if name is not None:
+                    pn.bindings = ((u, name, collect),)
+                    pn.input_params = ()
+                    return
 
     assigned: dict[str, list[tuple[int, bool]]] = {}
     explicit: set[str] = set()
@@ -789,10 +871,11 @@ def _wire(
         assigned.setdefault(bound, []).append((u, collect))
 
     free = [p for p in params if p.name not in explicit]
+    is_map = isinstance(node, MapNode)
     for u in implicit:
         up = pnodes[u]
         out = up.output_type
-        target = _match(out, free, assigned, isinstance(node, MapNode))
+        target = _match(out, free, assigned, is_map)
         if target is None:
             if not params:
                 continue  # a node without parameters only waits for its upstream
@@ -824,25 +907,23 @@ def _wire(
                 "upstream to its own parameter"
             )
         bindings.extend((u, name, c) for u, c in feeds)
-    if isinstance(node, MapNode) and len(assigned) == 1:
+    if is_map and len(assigned) == 1:
         (feeds,) = assigned.values()
-        shape = _map_elem(pnodes[feeds[0][0]].output_type)
-        if shape is not None and shape[0] == "dict":
+        mapped = _map_elem(pnodes[feeds[0][0]].output_type)
+        if mapped is not None and mapped[0] == "dict":
             keys = typing.get_args(pnodes[feeds[0][0]].output_type)
             key_t = keys[0] if keys else Any
             out = pn.output_type
             pn.output_type = EMPTY if _is_loose(out) else _dict_of(key_t, out)
         elif not _is_loose(pn.output_type):
             pn.output_type = _list_of(pn.output_type)
-    elif isinstance(node, MapNode) and not _is_loose(pn.output_type):
+    elif is_map and not _is_loose(pn.output_type):
         pn.output_type = _list_of(pn.output_type)
     pn.bindings = tuple(bindings)
 
-    unfed = [p for p in params if p.name not in assigned]
-    has_upstream = any(not order_only for _u, _p, order_only in edges) or bool(edges)
-    if has_upstream:
-        for p in unfed:
-            if p.required:
+    if edges:
+        for p in params:
+            if p.required and p.name not in assigned:
                 ups = ", ".join(sorted({repr(pnodes[u].label) for u, _p, _o in edges}))
                 problems.append(
                     f"node {label!r}: required parameter {p.describe()} is fed by nothing "
@@ -850,7 +931,7 @@ def _wire(
                 )
         pn.input_params = ()
     else:
-        pn.input_params = tuple(unfed)
+        pn.input_params = tuple(p for p in params if p.name not in assigned)
 
 
 def _match(
