@@ -236,6 +236,7 @@ async def measure_case(
             if s.lib in skip:
                 m.capped, m.note = True, f"capped at a smaller size (> {cap:.0f} s)"
                 continue
+            gc.collect()  # the previous case's garbage is not collected inside this build
             t0 = time.perf_counter()
             try:
                 runs[s.lib] = await stack.enter_async_context(s.setup())
