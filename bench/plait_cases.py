@@ -178,6 +178,41 @@ async def bare_to_thread(n: int) -> AsyncIterator[Run]:
     yield once
 
 
+class _FloorNode:
+    __slots__ = ("fn", "label", "successors", "value")
+
+    def __init__(self, fn: Callable[..., Any], label: str) -> None:
+        self.fn = fn
+        self.label = label
+        self.successors: tuple[_FloorNode, ...] = ()
+        self.value: Any = None
+
+
+@asynccontextmanager
+async def build_floor(n: int) -> AsyncIterator[Run]:
+    """The floor for building a graph of ``n`` nodes in CPython, without plait: one slotted
+    object per node, registered by label, one edge key per edge (its setup is the build).
+    The run walks the chain calling ``v + 1``: the floor of a run."""
+    nodes: dict[str, _FloorNode] = {}
+    edges: dict[tuple[str, str], None] = {}
+    prev = nodes["n0"] = _FloorNode(chain_src, "n0")
+    for i in range(1, n):
+        node = nodes[f"n{i}"] = _FloorNode(chain_step, f"n{i}")
+        edges[prev.label, node.label] = None
+        prev.successors = (node,)
+        prev = node
+
+    async def once() -> None:
+        node = nodes["n0"]
+        v = node.fn(0)
+        while node.successors:
+            (node,) = node.successors
+            v = node.fn(v)
+        assert v == n - 1
+
+    yield once
+
+
 def _plait_cached(directory: Path) -> Callable[..., Any]:
     from plait.cache import cached
 

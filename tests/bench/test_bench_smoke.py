@@ -99,8 +99,13 @@ def test_main_writes_json_and_evaluates_targets(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     assert bench.main(["--quick", "--only", "scale", "--reps", "1", "--output", str(out)]) == 0
     payload = json.loads(out.read_text())
-    assert [r["size"] for r in payload["results"]] == [1_000, 10_000]
-    assert all(r["lib"] == "plait" and r["per_unit_us"] > 0 for r in payload["results"])
+    assert [(r["size"], r["lib"]) for r in payload["results"]] == [
+        (1_000, "plait"),
+        (1_000, "build floor"),
+        (10_000, "plait"),
+        (10_000, "build floor"),
+    ]
+    assert all(r["per_unit_us"] > 0 and r["build_s"] > 0 for r in payload["results"])
     assert {t["target"] for t in payload["targets"]} >= {"chain 1,000: <= 10 us per node"}
 
 
