@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 
+import anyio
 import pytest
 
-from plait import Dag, DagContext, DagValidationError, inline
+from plait import Dag, DagContext, DagRunner, DagValidationError, inline
 from plait.errors import DuplicateNameError, InputError, PlaitError
 
 
@@ -328,3 +330,35 @@ def test_map_over_sub_dag_must_have_one_source_and_sink() -> None:
     dag.node(make_int) >> dag.map(sub, label="each")
     found = problems(dag)
     assert any("sub-DAG 'sub' must have exactly one source node, it has 2" in p for p in found)
+
+
+class _Scale:
+    """A callable object: its parameters and types come from its class's ``__call__``."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __call__(self, x: int) -> int:
+        return x * self.k
+
+
+def _three() -> int:
+    return 3
+
+
+def _add(x: int, y: int) -> float:
+    return x + y
+
+
+def test_callable_objects_and_partials_are_wired_by_their_annotations() -> None:
+    dag = Dag()
+    src = dag.node(_three)
+    src >> dag.node(_Scale(2), label="scale")
+    src >> dag.node(functools.partial(_add, 10), label="plus")
+    plan = dag.plan()
+    by_label = {n.label: n for n in plan.nodes}
+    assert dict(by_label["scale"].param_types) == {"x": int}
+    assert dict(by_label["plus"].param_types) == {"y": int}
+    assert by_label["scale"].output_type is int and by_label["plus"].output_type is float
+    result = anyio.run(DagRunner(dag).run)
+    assert result.outputs == {"scale": 6, "plus": 13.0}

@@ -7,6 +7,7 @@ inspects it once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import typing
 import weakref
@@ -125,14 +126,31 @@ def describe(fn: Callable[..., Any], localns: dict[str, Any] | None = None) -> C
     return info
 
 
+def _annotated(target: Any) -> Any:
+    """What holds the annotations of ``target``: itself, or for a callable object its
+    class's ``__call__``, for a ``functools.partial`` its function."""
+    if isinstance(target, functools.partial):
+        return _annotated(inspect.unwrap(target.func))
+    if (
+        inspect.isfunction(target)
+        or inspect.ismethod(target)
+        or inspect.isclass(target)
+        or inspect.ismodule(target)
+        or inspect.isbuiltin(target)
+    ):
+        return target
+    return getattr(type(target), "__call__", target)  # noqa: B004 - callable objects
+
+
 def _describe(fn: Callable[..., Any], localns: dict[str, Any] | None) -> CallableInfo:
     target = inspect.unwrap(fn)
     name = getattr(target, "__name__", None) or type(target).__name__
     sig = inspect.signature(target)
     hint_error = None
     try:
-        names = {**(localns or {}), **_closure_namespace(target)}
-        hints = typing.get_type_hints(target, localns=names, include_extras=True)
+        source = _annotated(target)
+        names = {**(localns or {}), **_closure_namespace(source)}
+        hints = typing.get_type_hints(source, localns=names, include_extras=True)
     except Exception as exc:  # NameError for an undefined forward reference, mostly
         hints = {}
         hint_error = f"cannot resolve type hints of {name}: {exc}"
