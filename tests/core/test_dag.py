@@ -362,3 +362,12 @@ def test_callable_objects_and_partials_are_wired_by_their_annotations() -> None:
     assert by_label["scale"].output_type is int and by_label["plus"].output_type is float
     result = anyio.run(DagRunner(dag).run)
     assert result.outputs == {"scale": 6, "plus": 13.0}
+
+
+def test_drawing_a_dag_with_an_edge_to_another_dags_node_names_it() -> None:
+    one, two = Dag("one"), Dag("two")
+    one.node(_three) >> two.node(_Scale(2), label="scale")
+    for draw in (one.to_mermaid, one.to_dot):
+        with pytest.raises(DagValidationError, match=r"'scale' is not in DAG 'one'"):
+            draw()
+    assert "scale" in two.to_mermaid()  # the other Dag draws its own node

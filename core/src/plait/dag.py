@@ -557,8 +557,28 @@ class Dag:
         return await DagRunner(self).run(source_inputs=inputs)
 
     # ------------------------------------------------------------------ rendering
+    def _foreign_edge_problems(self, edge: Edge) -> list[str]:
+        return [
+            f"edge {edge.upstream.label!r} -> {edge.downstream.label!r}: node "
+            f"{end.label!r} is not in DAG {self.nsref!r} (unknown label)"
+            for end in (edge.upstream, edge.downstream)
+            if not self._holds(end)
+        ]
+
+    def _check_drawable(self) -> None:
+        """A drawing needs both ends of every edge: refuse edges to another Dag's nodes."""
+        problems = [
+            problem
+            for edge in self._edges.values()
+            if edge is not None
+            for problem in self._foreign_edge_problems(edge)
+        ]
+        if problems:
+            raise DagValidationError(problems, dag=self.nsref)
+
     def to_mermaid(self, statuses: dict[str, str] | None = None) -> str:
         """A Mermaid flowchart; ``statuses`` (label -> status) colours the nodes."""
+        self._check_drawable()
         ids = {label: f"n{i}" for i, label in enumerate(self._nodes)}
         lines = ["flowchart TD"]
         for label, node in self._nodes.items():
@@ -579,6 +599,7 @@ class Dag:
 
     def to_dot(self, statuses: dict[str, str] | None = None) -> str:
         """A Graphviz digraph; ``statuses`` (label -> status) colours the nodes."""
+        self._check_drawable()
 
         def q(s: str) -> str:
             return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -643,12 +664,7 @@ def _compile(dag: Dag) -> Plan:
     preds: list[set[int]] = [set() for _ in pnodes]
     for (up_label, down_label, param, order_only), e in dag._edges.items():
         if e is not None:  # an end is not one of this Dag's nodes
-            for end in (e.upstream, e.downstream):
-                if not dag._holds(end):
-                    problems.append(
-                        f"edge {e.upstream.label!r} -> {e.downstream.label!r}: node "
-                        f"{end.label!r} is not in DAG {dag.nsref!r} (unknown label)"
-                    )
+            problems.extend(dag._foreign_edge_problems(e))
             continue
         u, d = index[up_label], index[down_label]
         if u == d:
