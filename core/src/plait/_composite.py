@@ -27,7 +27,7 @@ from plait.runner import (
     _HOST,
     _NOT_DONE,
     DagRunner,
-    _placed_call,
+    _plain_call,
     _RunState,
     resumed,
 )
@@ -387,8 +387,8 @@ class _CompositeRun:
         if pn.is_async:
             return await call(**kwargs)
         executor = self.runner._executor(pn.executor)
-        value, _where = await executor.run(functools.partial(_placed_call, call, kwargs))
-        return value
+        # nothing records where an element node ran: no placement to look up in the worker
+        return await executor.run(functools.partial(_plain_call, call, kwargs))
 
     def _new_record(self, i: int, inputs: dict[str, dict[str, Any]]) -> RunRecord:
         state = self.state
