@@ -43,6 +43,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from plait import defaults
 from plait.converter import loads, structure, to_json_safe
 from plait.errors import CacheKeyError, ConversionError, NsrefError, PlaitWarning, TtlError
 from plait.records import CacheStats
@@ -363,7 +364,7 @@ def _resolve_backend(
     backend: str | CacheBackend | None, db_path: str | Path | None, host: PluginHost | None
 ) -> CacheBackend:
     if backend is None or isinstance(backend, str):
-        name = backend or os.environ.get("PLAIT_CACHE") or "sqlite"
+        name = defaults.cache_name(backend)
         return _REGISTRY.get(name, db_path, host)
     backend.open()
     return backend

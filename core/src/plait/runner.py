@@ -27,6 +27,7 @@ import anyio.abc
 import anyio.lowlevel
 import attrs
 
+from plait import defaults
 from plait.context import _CURRENT, DagContext
 from plait.converter import JSON_SCALARS, dumps, loads, structure, to_json_safe
 from plait.dag import Dag, Plan, PlanNode, _Composite
@@ -177,12 +178,10 @@ class DagRunner:
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
         self.host = host or default_host()
-        self._provenance_spec = provenance or os.environ.get("PLAIT_PROVENANCE") or None
+        self._provenance_spec = provenance or defaults.provenance_name()
         self._provenance_options = dict(provenance_options or {})
         self._provenance: ProvenanceBackend | None = None
-        self._executor_spec: Executor | str = (
-            executor or os.environ.get("PLAIT_EXECUTOR") or "thread"
-        )
+        self._executor_spec: Executor | str = executor or defaults.executor_name()
         self._executors: dict[str, Executor] = {}
         self._owned_executors: list[Executor] = []
         self.cache = cache

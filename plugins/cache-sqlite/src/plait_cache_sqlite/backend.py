@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from plait import defaults
 from plait.errors import StoreError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteCache"]
@@ -84,10 +85,9 @@ _new_entry = tuple.__new__  # builds an Entry from a row without NamedTuple's ov
 
 
 def default_path() -> Path:
-    """``platformdirs.user_cache_dir("plait")/cache.sqlite3``, computed when called."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("plait")) / "cache.sqlite3"
+    """``platformdirs.user_cache_dir("plait")/cache.sqlite3``, computed when called
+    (:func:`plait.defaults.cache_path`)."""
+    return defaults.cache_path()
 
 
 class SqliteCache:
