@@ -9,10 +9,16 @@ from pathlib import Path
 import pytest
 
 import plait
-from plait import hookimpl, hookspecs
-from plait.errors import BackendError, BackendNotFoundError, DuplicateBackendError
+from plait import Dag, DagRunner, hookimpl, hookspecs
+from plait.errors import (
+    BackendError,
+    BackendNotFoundError,
+    DuplicateBackendError,
+    PlaitWarning,
+    PluginHookError,
+)
 from plait.plugins import PluginHost
-from plait.records import BackendInfo
+from plait.records import BackendInfo, NodeRecord
 
 
 def install_fake_distribution(root: Path, name: str, module: str, source: str) -> None:
@@ -142,3 +148,133 @@ def test_core_never_imports_a_plugin() -> None:
             "plait_dask",
         ):
             assert f"import {plugin}" not in text and f"from {plugin}" not in text, path
+
+
+def test_misspelled_hookimpl_is_an_error_naming_it(host: PluginHost) -> None:
+    class Typo:
+        @hookimpl
+        def plait_on_node_finsh(self, node: object) -> None:  # misspelled
+            pass
+
+    with pytest.raises(PluginHookError) as info:
+        host.register(Typo(), name="typo")
+    msg = str(info.value)
+    assert "plugin 'typo'" in msg and "plait_on_node_finsh" in msg
+    assert "did you mean plait_on_node_finish?" in msg
+    assert info.value.plugin == "typo" and info.value.hooks == ("plait_on_node_finsh",)
+    assert isinstance(info.value, TypeError)
+    assert "typo" not in {p.name for p in host.plugins()}  # left unregistered
+    assert not host.observes("plait_on_node_finish")
+
+
+def test_hookimpl_with_a_parameter_the_spec_lacks_names_the_hook(host: PluginHost) -> None:
+    class WrongArg:
+        @hookimpl
+        def plait_on_node_start(self, nod: object) -> None:
+            pass
+
+    with pytest.raises(PluginHookError, match=r"plugin 'wrong'.*plait_on_node_start"):
+        host.register(WrongArg(), name="wrong")
+
+
+def test_misspelled_hook_in_an_entry_point_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_fake_distribution(
+        tmp_path,
+        "plait-typo",
+        "plait_typo_fixture",
+        """
+        from plait import hookimpl
+
+        @hookimpl
+        def plait_on_run_finnish(run):
+            pass
+        """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginHookError, match=r"plugin 'typo'.*plait_on_run_finnish"):
+        PluginHost().plugins()
+    monkeypatch.setenv("PLAIT_STRICT_PLUGINS", "0")
+    host = PluginHost()
+    infos = {p.name: p for p in host.plugins()}
+    assert "did you mean plait_on_run_finish?" in (infos["typo"].error or "")
+    assert "thread" in host.backends("executor")  # the others still load
+
+
+def test_wrapper_on_a_lifecycle_hook_is_refused(host: PluginHost) -> None:
+    class Wraps:
+        @hookimpl(wrapper=True)
+        def plait_on_run_start(self, run: object) -> object:
+            return (yield)
+
+    with pytest.raises(PluginHookError, match="plait_on_run_start as a wrapper"):
+        host.register(Wraps(), name="wraps")
+
+
+def test_observing_is_known_per_hook(host: PluginHost) -> None:
+    assert not host.observing
+    assert not host.observes("plait_on_run_finish")
+
+    class Finish:
+        @hookimpl
+        def plait_on_run_finish(self) -> None:  # takes fewer parameters than the spec
+            pass
+
+    name = host.register(Finish())
+    assert host.observing and host.observes("plait_on_run_finish")
+    assert not host.observes("plait_on_node_start")
+    host.unregister(name)
+    assert not host.observing and not host.observes("plait_on_run_finish")
+    with pytest.raises(ValueError, match="plait_register_executors"):
+        host.observes("plait_register_executors")
+
+
+@pytest.mark.anyio
+async def test_a_raising_observer_is_reported_once_and_the_run_goes_on(
+    host: PluginHost,
+) -> None:
+    class Faulty:
+        calls = 0
+
+        @hookimpl
+        def plait_on_node_finish(self, node: NodeRecord) -> None:
+            Faulty.calls += 1
+            raise RuntimeError(f"metrics server down at {node.label}")
+
+    class Healthy:
+        def __init__(self) -> None:
+            self.finished: list[str] = []
+
+        @hookimpl
+        def plait_on_node_finish(self, node: NodeRecord) -> None:
+            self.finished.append(node.label)
+
+    healthy = Healthy()
+    host.register(healthy, name="healthy")
+    host.register(Faulty(), name="faulty-metrics")  # called first: last registered
+
+    def one() -> int:
+        return 1
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    def triple(x: int) -> int:
+        return 3 * x
+
+    with Dag("observed-faulty") as dag:
+        dag.node(one) >> dag.node(double) >> dag.node(triple)
+
+    with pytest.warns(PlaitWarning) as caught:
+        result = await DagRunner(dag, host=host, executor="inline").run()
+    assert result.ok and result.outputs == {"triple": 6}
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "plugin 'faulty-metrics'" in message and "plait_on_node_finish" in message
+    assert "RuntimeError: metrics server down at one" in message
+    assert Faulty.calls == 1
+    assert healthy.finished == ["one", "double", "triple"]  # the others still hear every event
+    assert host.disabled == {
+        ("faulty-metrics", "plait_on_node_finish"): "RuntimeError: metrics server down at one"
+    }

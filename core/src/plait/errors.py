@@ -27,6 +27,7 @@ __all__ = [
     "NsrefError",
     "PlaitError",
     "PlaitWarning",
+    "PluginHookError",
     "RestartError",
     "RunNotFoundError",
     "StoreError",
@@ -72,6 +73,17 @@ class DuplicateBackendError(PlaitError, ValueError):
 
 class BackendError(PlaitError, RuntimeError):
     """A backend could not be created or used."""
+
+
+class PluginHookError(PlaitError, TypeError):
+    """A plugin implements a hook plait does not specify (a misspelled name), or implements
+    one with parameters its specification lacks. ``plugin`` names the plugin, ``hooks`` the
+    offending hook implementations."""
+
+    def __init__(self, message: str, *, plugin: str, hooks: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.hooks: tuple[str, ...] = tuple(hooks)
 
 
 class ExecutorError(PlaitError, RuntimeError):

@@ -9,20 +9,40 @@ Environment:
 - ``PLAIT_LOAD_PLUGINS``: if set, only these entry-point names are loaded.
 - ``PLAIT_STRICT_PLUGINS=1``: a plugin that fails to load raises instead of being reported
   (the test suite sets it).
+
+A hook implementation whose name matches no hookspec (a misspelled hook) or whose parameters
+the spec lacks is a :class:`~plait.errors.PluginHookError` naming the plugin and the hook:
+raised by :meth:`PluginHost.register`, and for an entry-point plugin reported like a plugin
+that failed to import (raised under ``PLAIT_STRICT_PLUGINS=1``).
+
+Lifecycle hooks are observers: each implementation is called on its own, and one that raises
+is reported once (a :class:`~plait.errors.PlaitWarning` naming the plugin and the hook) and
+not called for that hook again by this host; the run goes on. :meth:`PluginHost.observes`
+says whether anyone implements a lifecycle hook, so the runner builds no payload for nobody.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.metadata as metadata
 import os
 import traceback
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
 
 from plait import hookspecs
-from plait.errors import BackendError, BackendNotFoundError, DuplicateBackendError, PlaitError
+from plait.errors import (
+    BackendError,
+    BackendNotFoundError,
+    DuplicateBackendError,
+    PlaitError,
+    PlaitWarning,
+    PluginHookError,
+)
 from plait.records import BackendInfo, BackendKind, MapProgress, NodeRecord, PluginInfo, RunRecord
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginHost", "default_host"]
@@ -55,6 +75,9 @@ _LIFECYCLE_HOOKS = (
     "plait_on_run_finish",
 )
 
+#: One observer of one lifecycle hook: plugin name, function, the parameters it takes.
+_Observer = tuple[str, Callable[..., object], tuple[str, ...]]
+
 
 def _env_names(var: str) -> set[str] | None:
     raw = os.environ.get(var)
@@ -78,6 +101,8 @@ class PluginHost:
         self._infos: dict[str, PluginInfo] = {}
         self._backends: dict[BackendKind, dict[str, BackendInfo]] | None = None
         self._observing: bool | None = None
+        self._observers: dict[str, tuple[_Observer, ...]] = {}
+        self._disabled: dict[tuple[str, str], str] = {}
         from plait import _builtin  # the core's own backends (null provenance)
 
         self._register(_builtin, "plait-core", distribution="plait")
@@ -127,18 +152,71 @@ class PluginHost:
                     error=traceback.format_exc(),
                 )
                 continue
-            self._register(plugin, ep.name, distribution=dist, version=version)
+            try:
+                self._register(plugin, ep.name, distribution=dist, version=version)
+            except PluginHookError as exc:
+                if strict:
+                    raise
+                self._infos[ep.name] = PluginInfo(
+                    name=ep.name, distribution=dist, version=version, error=str(exc)
+                )
 
     def _register(
         self, plugin: object, name: str, *, distribution: str | None, version: str | None = None
     ) -> None:
-        self._pm.register(plugin, name=name)
+        """Register ``plugin`` and check its hooks; a bad hook leaves it unregistered."""
+        try:
+            self._pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginHookError(f"plugin {name!r}: {_first_line(str(exc))}", plugin=name) from exc
+        try:
+            self._check_hooks(plugin, name)
+        except PluginHookError:
+            self._pm.unregister(plugin)
+            raise
         self._infos[name] = PluginInfo(name=name, distribution=distribution, version=version)
+        self._changed()
+
+    def _check_hooks(self, plugin: object, name: str) -> None:
+        """pluggy's ``check_pending`` (every hookimpl matches a hookspec) plus: lifecycle
+        hooks take no wrappers (each observer is called on its own)."""
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            unknown = [
+                caller.name
+                for caller in self._pm.get_hookcallers(plugin) or []
+                if not caller.has_spec()
+            ]
+            raise PluginHookError(
+                _unknown_hooks_message(name, unknown), plugin=name, hooks=unknown
+            ) from exc
+        wrappers = [
+            impl.function.__name__
+            for hook in _LIFECYCLE_HOOKS
+            for impl in getattr(self._pm.hook, hook).get_hookimpls()
+            if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper)
+        ]
+        if wrappers:
+            raise PluginHookError(
+                f"plugin {name!r} implements {', '.join(wrappers)} as a wrapper; lifecycle "
+                "hooks call each implementation on its own: drop wrapper=True/hookwrapper=True",
+                plugin=name,
+                hooks=wrappers,
+            )
+
+    def _changed(self) -> None:
         self._backends = None
         self._observing = None
+        self._observers = {}
 
     def register(self, plugin: object, name: str | None = None) -> str:
-        """Register an in-process plugin (an object or module with ``@hookimpl`` methods)."""
+        """Register an in-process plugin (an object or module with ``@hookimpl`` methods).
+
+        Raises :class:`~plait.errors.PluginHookError` naming the hook when one of its
+        ``@hookimpl`` functions matches no hookspec (a misspelled name) or takes a parameter
+        the spec does not have; the plugin is then not registered.
+        """
         self.ensure_loaded()
         name = name or f"{type(plugin).__name__}-{id(plugin):x}"
         self._register(plugin, name, distribution=None)
@@ -147,8 +225,7 @@ class PluginHost:
     def unregister(self, name: str) -> None:
         self._pm.unregister(name=name)
         self._infos.pop(name, None)
-        self._backends = None
-        self._observing = None
+        self._changed()
 
     # ------------------------------------------------------------------ backends
     def plugins(self) -> list[PluginInfo]:
@@ -232,28 +309,86 @@ class PluginHost:
     # ------------------------------------------------------------------ lifecycle facade
     @property
     def observing(self) -> bool:
-        """Whether any plugin implements a lifecycle hook (else the runner skips them)."""
+        """Whether any plugin implements any lifecycle hook (else the runner skips them)."""
         if self._observing is None:
-            pm = self.manager
-            self._observing = any(
-                getattr(pm.hook, name).get_hookimpls() for name in _LIFECYCLE_HOOKS
-            )
+            self._observing = any(self.observes(name) for name in _LIFECYCLE_HOOKS)
         return self._observing
 
+    def observes(self, hook: str) -> bool:
+        """Whether any enabled plugin implements the lifecycle hook ``hook``
+        (``"plait_on_node_finish"``): without one, build no payload for it."""
+        return bool(self._observers_of(hook))
+
+    @property
+    def disabled(self) -> dict[tuple[str, str], str]:
+        """``(plugin, hook)`` pairs switched off because the hook raised, with the error."""
+        return dict(self._disabled)
+
+    def _observers_of(self, hook: str) -> tuple[_Observer, ...]:
+        found = self._observers.get(hook)
+        if found is None:
+            if hook not in _LIFECYCLE_HOOKS:
+                raise ValueError(f"{hook!r} is not a lifecycle hook (one of {_LIFECYCLE_HOOKS})")
+            impls = getattr(self.manager.hook, hook).get_hookimpls()
+            found = tuple(
+                (impl.plugin_name, impl.function, tuple(impl.argnames))
+                for impl in reversed(impls)  # pluggy's call order: last registered first
+                if (impl.plugin_name, hook) not in self._disabled
+            )
+            self._observers[hook] = found
+        return found
+
+    def _notify(self, hook: str, kwargs: dict[str, object]) -> None:
+        """Call every observer of ``hook``; one that raises is reported and disabled."""
+        for plugin, function, argnames in self._observers_of(hook):
+            try:
+                function(*[kwargs[arg] for arg in argnames])
+            except Exception as exc:
+                self._disable(plugin, hook, exc)
+
+    def _disable(self, plugin: str, hook: str, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {_first_line(str(exc))}"
+        self._disabled[(plugin, hook)] = error
+        self._changed()
+        warnings.warn(
+            PlaitWarning(
+                f"plugin {plugin!r} raised {error} in {hook}; plait no longer calls its "
+                f"{hook} (the run goes on)"
+            ),
+            stacklevel=4,
+        )
+
     def on_run_start(self, run: RunRecord) -> None:
-        self.manager.hook.plait_on_run_start(run=run)
+        self._notify("plait_on_run_start", {"run": run})
 
     def on_node_start(self, node: NodeRecord) -> None:
-        self.manager.hook.plait_on_node_start(node=node)
+        self._notify("plait_on_node_start", {"node": node})
 
     def on_node_finish(self, node: NodeRecord) -> None:
-        self.manager.hook.plait_on_node_finish(node=node)
+        self._notify("plait_on_node_finish", {"node": node})
 
     def on_map_progress(self, progress: MapProgress) -> None:
-        self.manager.hook.plait_on_map_progress(progress=progress)
+        self._notify("plait_on_map_progress", {"progress": progress})
 
     def on_run_finish(self, run: RunRecord) -> None:
-        self.manager.hook.plait_on_run_finish(run=run)
+        self._notify("plait_on_run_finish", {"run": run})
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _unknown_hooks_message(plugin: str, hooks: list[str]) -> str:
+    specs = [name for name in dir(hookspecs) if name.startswith("plait_")]
+    parts = []
+    for hook in hooks:
+        close = difflib.get_close_matches(hook, specs, n=1)
+        parts.append(f"{hook} (did you mean {close[0]}?)" if close else hook)
+    noun = "hooks" if len(parts) > 1 else "hook"
+    return (
+        f"plugin {plugin!r} implements unknown {noun} {', '.join(parts)}: every @hookimpl "
+        "must be named after a hook in plait.hookspecs"
+    )
 
 
 @functools.cache
