@@ -145,14 +145,33 @@ def test_replay_and_restart(plait: Plait, project: Any) -> None:
     assert plait("show", new_id, "--json").json()["run"]["replay_of"] == bad_id
 
 
-def test_provenance_path_option(plait: Plait, project: Any) -> None:
+def test_store_path_option(plait: Plait, project: Any) -> None:
     db = project / "here.sqlite3"
-    ran = plait("run", "pipe:dag", "-i", "load.day=2024-05-03", "--provenance", str(db), "--json")
+    ran = plait("run", "pipe:dag", "-i", "load.day=2024-05-03", "--store", str(db), "--json")
     assert ran.code == 0, ran
     assert db.exists()
-    listed = plait("runs", "--provenance", str(db), "--json").json()
+    listed = plait("runs", "--store", str(db), "--json").json()
     assert [r["run_id"] for r in listed] == [ran.json()["run_id"]]
     assert plait("runs", "--json").json() == []  # the default file knows nothing of it
+    same = plait("runs", "--provenance", "sqlite", "--store", str(db), "--json").json()
+    assert same == listed
+
+
+def test_provenance_is_a_name_never_a_path(plait: Plait, project: Any) -> None:
+    db = project / "here.sqlite3"
+    result = plait("runs", "--provenance", str(db))
+    assert result.code == 2, result
+    assert_error_line(result, f"no provenance backend named {str(db)!r}", "--store PATH")
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("args", [[], ["cache"]])
+def test_a_group_without_a_command_prints_its_help(plait: Plait, args: list[str]) -> None:
+    result = plait(*args)
+    assert result.code == 0, result
+    assert result.err == ""
+    assert result.out.startswith(f"Usage: plait {' '.join(args)}".rstrip() + " [OPTIONS]")
+    assert "Commands:" in result.out
 
 
 def test_plugins_lists_first_party_and_the_example_plugin(plait: Plait) -> None:

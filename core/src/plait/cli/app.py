@@ -1,0 +1,97 @@
+"""The ``plait`` group, its commands, and :func:`main`, the console script that turns every
+error into one line and every outcome into an exit code."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from plait.cli.cache import cache
+from plait.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    State,
+    echo_error,
+    first_line,
+)
+from plait.cli.demo import demo
+from plait.cli.graph import graph
+from plait.cli.plugins import plugins
+from plait.cli.running import replay, restart, run
+from plait.cli.runs import runs, show
+from plait.errors import PlaitError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
+@click.version_option(package_name="plait", prog_name="plait")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option(
+    "--loop",
+    type=click.Choice(["asyncio", "trio"]),
+    default="asyncio",
+    envvar="PLAIT_LOOP",
+    show_default=True,
+    help="Event loop to run on ($PLAIT_LOOP).",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, loop: str) -> None:
+    """plait: compose plain callables into DAGs, run them, remember every run."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(EXIT_OK)
+    state = ctx.ensure_object(State)
+    state.debug = debug
+    state.loop = loop
+
+
+for command in (run, restart, replay, runs, show, graph, plugins, cache, demo):
+    cli.add_command(command)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script: run :data:`cli` and turn every error into one line.
+
+    Exit codes: ``0`` success (a run that completed; ``plait`` alone prints its help),
+    ``1`` a run that failed or was cancelled (or an unexpected internal error), ``2`` a
+    usage error or any other user error, ``3`` a run that paused, ``130`` interrupted.
+    """
+    state = State()
+    try:
+        code = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="plait",
+            standalone_mode=False,
+            obj=state,
+        )
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "plait"
+        echo_error(f"{exc.format_message()} (see '{where} --help')")
+        code = EXIT_USAGE
+    except click.ClickException as exc:
+        echo_error(exc.format_message())
+        code = exc.exit_code
+    except click.Abort:
+        echo_error("interrupted")
+        code = EXIT_INTERRUPTED
+    except PlaitError as exc:
+        if state.debug:
+            traceback.print_exc()
+        echo_error(str(exc))
+        code = EXIT_USAGE
+    except Exception as exc:
+        if state.debug:
+            traceback.print_exc()
+        echo_error(
+            f"unexpected {type(exc).__name__}: {first_line(str(exc))} "
+            "(run with --debug for the traceback)"
+        )
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
