@@ -1,0 +1,174 @@
+"""The commit of a batch: its rows written to the connection in one transaction.
+
+The commit after a node is a single ``INSERT`` (or ``UPDATE``) of about one page: each run
+owns a range of row numbers at the end of ``node_executions`` (schema version 3, see
+``_schema``), and the :class:`Writer` remembers where the executions of the runs it writes
+live, so no statement looks them up.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from plait_provenance_sqlite import _schema
+from plait_provenance_sqlite._batch import FINAL_RUN, Batch, NodeKey
+from plait_provenance_sqlite.codec import EDGES, NODES, RUN_DATA, RUN_MASK, RUNS
+
+__all__ = ["RUN_RANGE_JOIN", "OrphanNodesError", "RunRows", "Writer", "is_busy", "retrying"]
+
+T = TypeVar("T")
+
+_SQLITE_BUSY: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_RUN_UPSERT: Final = RUNS.upsert()
+# a new execution takes the next row number of its run's range
+_NODE_INSERT: Final = NODES.insert_numbered("row_no")
+# a later record of the same execution (kept columns: see the NODES declaration)
+_NODE_UPDATE: Final = NODES.update_by_number("row_no")
+_EDGE_INSERT: Final = EDGES.insert("INSERT OR IGNORE")
+_DATA_UPSERT: Final = RUN_DATA.upsert()
+_RUN_ID: Final = RUNS.at["run_id"]
+_RUN_STATUS: Final = RUNS.at["status"]
+#: each run joined with the rows of its range
+RUN_RANGE_JOIN: Final = (
+    "FROM runs AS r JOIN node_executions AS n "
+    f"ON n.row_no BETWEEN r.run_no << {_schema.RUN_SHIFT} "
+    f"AND (r.run_no << {_schema.RUN_SHIFT}) | {RUN_MASK}"
+)
+#: run ids per query in ``IN (...)`` lists (SQLite's default limit is 999 parameters)
+IN_CHUNK: Final = 500
+
+
+@attrs.define
+class RunRows:
+    """Where one run's node executions live: its row range and each execution's row."""
+
+    base: int  # run_no << RUN_SHIFT
+    by_execution: dict[tuple[str, int], int]  # (label, attempt) -> row_no
+
+
+class OrphanNodesError(Exception):
+    """Node records of a run that has no run record (write_run was never called)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Did another connection hold the lock?"""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _SQLITE_BUSY
+
+
+def retrying(conn: sqlite3.Connection, timeout: float, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a worker thread, waiting out other processes' locks with backoff."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    conn.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
+    try:
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.1)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
+class Writer:
+    """Writes batches; knows the row numbers of the runs it has written."""
+
+    def __init__(self) -> None:
+        self.run_rows: dict[str, RunRows] = {}
+
+    def write(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        """Commit ``batch`` (one statement, or one transaction); raises with nothing written."""
+        run_rows, node_rows, loose_edges = batch.rows()
+        if len(node_rows) == 1 and not (run_rows or loose_edges or batch.data):
+            # the common commit after one node: one statement is its own transaction
+            ((key, row),) = node_rows
+            rows = self.run_rows.get(key[0])
+            if rows is not None:
+                self._put_node(conn, rows, key, row)
+                return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._put_all(conn, batch, run_rows, node_rows, loose_edges)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            # row numbers handed out inside the rolled-back transaction are void
+            for key, _row in node_rows:
+                self.run_rows.pop(key[0], None)
+            raise
+        for run_row in run_rows:
+            if run_row[_RUN_STATUS] in FINAL_RUN:  # a later write of the run reloads its rows
+                self.run_rows.pop(run_row[_RUN_ID], None)
+
+    def _put_all(
+        self,
+        conn: sqlite3.Connection,
+        batch: Batch,
+        run_rows: list[list[Any]],
+        node_rows: list[tuple[NodeKey, list[Any]]],
+        loose_edges: list[list[Any]],
+    ) -> None:
+        if run_rows:
+            conn.executemany(_RUN_UPSERT, run_rows)
+        known = self.run_rows
+        unknown = {key[0] for key, _row in node_rows if key[0] not in known}
+        if unknown:
+            self._load_run_rows(conn, unknown)
+        for key, row in node_rows:
+            rows = known.get(key[0])
+            if rows is None:
+                raise OrphanNodesError(key[0])
+            self._put_node(conn, rows, key, row)
+        if loose_edges:
+            conn.executemany(_EDGE_INSERT, loose_edges)
+        if batch.data:
+            conn.executemany(_DATA_UPSERT, batch.data.values())
+
+    def _load_run_rows(self, conn: sqlite3.Connection, run_ids: set[str]) -> None:
+        """Learn where the executions of these runs live (inside the write transaction).
+
+        Two queries per 500 runs, however many runs (a map's elements are sub-runs). A run
+        with no run record stays unknown.
+        """
+        ordered = sorted(run_ids)
+        for start in range(0, len(ordered), IN_CHUNK):
+            chunk = ordered[start : start + IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            loaded = {
+                run_id: RunRows(run_no << _schema.RUN_SHIFT, {})
+                for run_id, run_no in conn.execute(
+                    f"SELECT run_id, run_no FROM runs WHERE run_id IN ({marks})", chunk
+                )
+            }
+            for run_id, label, attempt, row_no in conn.execute(
+                f"SELECT r.run_id, n.label, n.attempt, n.row_no {RUN_RANGE_JOIN} "
+                f"WHERE r.run_id IN ({marks})",
+                chunk,
+            ):
+                loaded[run_id].by_execution[label, attempt] = row_no
+            self.run_rows.update(loaded)
+
+    @staticmethod
+    def _put_node(conn: sqlite3.Connection, rows: RunRows, key: NodeKey, row: list[Any]) -> None:
+        slot = (key[1], key[2])
+        row_no = rows.by_execution.get(slot)
+        # (an update that finds no row: the run was purged meanwhile; record it anew)
+        if row_no is not None and conn.execute(_NODE_UPDATE, (*row, row_no)).rowcount == 1:
+            return
+        cursor = conn.execute(_NODE_INSERT, (*row, rows.base, rows.base | RUN_MASK))
+        rows.by_execution[slot] = cursor.lastrowid  # type: ignore[assignment]
