@@ -63,8 +63,10 @@ def test_a_field_without_a_column_is_found() -> None:
 
 
 def test_a_column_for_a_field_the_record_lacks_is_refused() -> None:
-    with pytest.raises(AttributeError):
-        Table("t", [Column("nope")], record=EdgeRecord).encode(edge())
+    with pytest.raises(
+        ValueError, match=r"t: columns name fields EdgeRecord does not have: \['nope'\]"
+    ):
+        Table("t", [Column("run_id"), Column("nope")], record=EdgeRecord)
 
 
 @pytest.mark.anyio

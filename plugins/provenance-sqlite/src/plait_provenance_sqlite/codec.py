@@ -221,6 +221,12 @@ class Table:
             c.field for c in self.columns if c.field is not None
         )
         if record is not None:
+            known = {f.name for f in attrs.fields(record)}
+            unknown = sorted(self.stored_fields - known)
+            if unknown:
+                raise ValueError(
+                    f"{name}: columns name fields {record.__name__} does not have: {unknown}"
+                )
             self.encode: Callable[[Any], list[Any]] = self._compile_encoder(moment)
             self.decode: Callable[[Sequence[Any]], Any] = self._compile_decoder(enums or {})
 
