@@ -3,6 +3,7 @@ record comes back from its row unchanged."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,8 @@ from plait_provenance_sqlite.codec import (
     Column,
     Kind,
     Table,
+    edge_entry,
+    edge_row,
     history_entry,
 )
 
@@ -192,3 +195,10 @@ def test_generated_sql_names_each_column() -> None:
     upsert = RUNS.upsert()
     assert upsert.startswith(f"INSERT INTO runs ({RUNS.names}) VALUES (")
     assert "ON CONFLICT (run_id) DO UPDATE SET dag_nsref = excluded.dag_nsref" in upsert
+
+
+def test_an_edge_entry_is_its_row_without_the_run_id() -> None:
+    entry = edge_entry(edge())
+    assert entry == '["a",2,"b",3,"x",' + str(EDGES.encode(edge())[-1]) + "]"
+    assert list(edge_row("r1", json.loads(entry))) == EDGES.encode(edge())
+    assert EDGES.decode(edge_row("r1", json.loads(entry))) == edge()

@@ -99,15 +99,14 @@ class Batch:
         nodes = self.nodes
         encode_edge = EDGES.encode
         for edge in self.edges:
-            row = encode_edge(edge)
             # the edge lives in the row of its downstream (or else upstream) execution
             key = (edge.run_id, edge.downstream, edge.downstream_attempt)
             if key not in nodes:
                 key = (edge.run_id, edge.upstream, edge.upstream_attempt)
                 if key not in nodes:
-                    loose.append(row)
+                    loose.append(encode_edge(edge))
                     continue
-            inline.setdefault(key, []).append(edge_entry(row))
+            inline.setdefault(key, []).append(edge_entry(edge))
         history = self.node_history
         # the LIST columns of NODES, in their order
         node_rows = [

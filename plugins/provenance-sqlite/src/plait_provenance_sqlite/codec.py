@@ -88,12 +88,6 @@ def history_entry(status: str, at: int, attempt: int | None = None) -> str:
     return dumps([status, at] if attempt is None else [status, at, attempt])
 
 
-def edge_entry(row: Sequence[Any]) -> str:
-    """An edge traversal kept in its execution's ``edges`` list: its row without the run id
-    (the execution's); :func:`edge_row` makes the row again."""
-    return dumps(row[_ENTRY_START:])
-
-
 def edge_row(run_id: str, entry: Sequence[Any]) -> tuple[Any, ...]:
     return (run_id, *entry)
 
@@ -283,8 +277,18 @@ class Table:
         return operator.itemgetter(*(self.at[n] for n in names))
 
     # ------------------------------------------------------------------ codecs
-    def _compile_encoder(self, moment: str | None) -> Callable[[Any], list[Any]]:
-        values = [c for c in self.columns if c.kind is not Kind.LIST]
+    def entry_encoder(self, without: str) -> Callable[[Any], str]:
+        """A function from a record to the JSON list of its row without the column
+        ``without`` (the first one): an entry of another table's LIST column."""
+        if self.at.get(without) != 0:
+            raise ValueError(f"{self.name}: {without!r} is not the first column")
+        encode: Callable[[Any], str] = self._compile_encoder(None, skip=without, wrap="dumps")
+        return encode
+
+    def _compile_encoder(
+        self, moment: str | None, skip: str | None = None, wrap: str = ""
+    ) -> Callable[[Any], Any]:
+        values = [c for c in self.columns if c.kind is not Kind.LIST and c.name != skip]
         times = dict.fromkeys(c.field for c in values if c.kind is Kind.TIME)
         if moment is not None and moment not in times:
             raise ValueError(f"{self.name}: moment {moment!r} is not a TIME column's field")
@@ -292,7 +296,7 @@ class Table:
         for field in times:
             lines += [f"    t_{field} = r.{field}", f"    u_{field} = us(t_{field})"]
         items = ", ".join(_encoder(c, moment) for c in values)
-        lines.append(f"    return [{items}]")
+        lines.append(f"    return {wrap}([{items}])")
         return self._compile("\n".join(lines), "encode")
 
     def _compile_decoder(self, enums: dict[str, type[enum.Enum]]) -> Callable[..., Any]:
@@ -415,9 +419,9 @@ RUN_DATA: Final = Table(
     ),
 )
 
-if EDGES.at["run_id"] != 0:
-    raise AssertionError("edge entries leave out the run id: it must be the first column")
-_ENTRY_START: Final = 1
+#: An edge traversal kept in its execution's ``edges`` list: the JSON of its row without the
+#: run id (the execution's); :func:`edge_row` makes the row again.
+edge_entry: Final = EDGES.entry_encoder("run_id")
 
 #: Record fields with no column of their own, and why (none today). A test checks that
 #: every field of RunRecord, NodeRecord and EdgeRecord has a column or is listed here.
