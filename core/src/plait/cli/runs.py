@@ -27,7 +27,7 @@ from plait.cli.common import (
     to_json,
 )
 from plait.cli.loading import load_dag, open_provenance, resolve_run
-from plait.dag import _STATUS_COLOURS
+from plait.render import STATUS_COLOURS
 from plait.protocols import ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
 
@@ -193,7 +193,7 @@ def _records_mermaid(nodes: list[NodeRecord], edges: list[EdgeRecord]) -> str:
         seen.add(pair)
         tag = f"|{e.parameter}|" if e.parameter else ""
         lines.append(f"    {ids[e.upstream]} -->{tag} {ids[e.downstream]}")
-    for status, colour in _STATUS_COLOURS.items():
+    for status, colour in STATUS_COLOURS.items():
         lines.append(f"    classDef {status} fill:{colour}")
     for n in nodes:
         lines.append(f"    class {ids[n.label]} {n.status}")
