@@ -432,14 +432,14 @@ class Dag:
     # ------------------------------------------------------------------ rendering
     def to_mermaid(self, statuses: dict[str, str] | None = None) -> str:
         """A Mermaid flowchart; ``statuses`` (label -> status) colours the nodes
-        (see :func:`plait.render.to_mermaid`)."""
+        (see `plait.render.to_mermaid`)."""
         from plait import render  # it imports this module
 
         return render.to_mermaid(self, statuses)
 
     def to_dot(self, statuses: dict[str, str] | None = None) -> str:
         """A Graphviz digraph; ``statuses`` (label -> status) colours the nodes
-        (see :func:`plait.render.to_dot`)."""
+        (see `plait.render.to_dot`)."""
         from plait import render  # it imports this module
 
         return render.to_dot(self, statuses)

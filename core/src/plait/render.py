@@ -29,7 +29,7 @@ STATUS_COLOURS: Mapping[str, str] = MappingProxyType(
         "paused": "#ffd8a8",
     }
 )
-"""Node status (a :class:`~plait.NodeStatus` value) -> fill colour (``#rrggbb``)."""
+"""Node status (a `NodeStatus` value) -> fill colour (`#rrggbb`)."""
 
 _NO_STATUS_COLOUR = "#ffffff"
 
@@ -37,7 +37,7 @@ _NO_STATUS_COLOUR = "#ffffff"
 def to_mermaid(dag: Dag, statuses: Mapping[str, str] | None = None) -> str:
     """A Mermaid flowchart of ``dag``; ``statuses`` (label -> status) colours the nodes.
 
-    Raises :class:`~plait.DagValidationError` when an edge names a node of another Dag.
+    Raises `DagValidationError` when an edge names a node of another Dag.
     """
     nodes, edges = _drawable(dag)
     ids = {label: f"n{i}" for i, label in enumerate(nodes)}
@@ -62,7 +62,7 @@ def to_mermaid(dag: Dag, statuses: Mapping[str, str] | None = None) -> str:
 def to_dot(dag: Dag, statuses: Mapping[str, str] | None = None) -> str:
     """A Graphviz digraph of ``dag``; ``statuses`` (label -> status) colours the nodes.
 
-    Raises :class:`~plait.DagValidationError` when an edge names a node of another Dag.
+    Raises `DagValidationError` when an edge names a node of another Dag.
     """
     nodes, edges = _drawable(dag)
     lines = [f"digraph {_quote(dag.nsref)} {{", "    rankdir=TB;"]
