@@ -27,9 +27,9 @@ from plait.cli.common import (
     to_json,
 )
 from plait.cli.loading import load_dag, open_provenance, resolve_run
-from plait.render import STATUS_COLOURS
 from plait.protocols import ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+from plait.render import STATUS_COLOURS
 
 __all__ = ["runs", "show"]
 
