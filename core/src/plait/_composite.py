@@ -9,7 +9,6 @@ run asked for.
 
 from __future__ import annotations
 
-import functools
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -18,16 +17,17 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 
+from plait.context import CURRENT_CONTEXT, DagContext
 from plait.converter import structure
 from plait.dag import Dag, MapNode, Plan, PlanNode, _Composite
 from plait.errors import CompositeError, DagPause, MapInputError
+from plait.executors import NodeCall
 from plait.records import MapProgress, NodeRecord, NodeStatus, RunRecord, RunStatus, utcnow
 from plait.runner import (
     _CHECKPOINT_EVERY,
     _HOST,
     _NOT_DONE,
     DagRunner,
-    _plain_call,
     _RunState,
     resumed,
 )
@@ -151,6 +151,16 @@ class _CompositeRun:
         else:
             self.mode = _LEAN_ASYNC if lean and chain else _FULL
         self.order = [nodes[i] for i in plan.order]
+        #: the element and node a lean ``@inline`` element is at (see :meth:`context_of`)
+        self.at = 0
+        self.at_node = self.order[0]
+
+    def context_of(self, where: tuple[int, PlanNode] | None) -> DagContext:
+        """The context of a node of an element that has no run of its own (nothing records
+        it): it names the element's sub-DAG and the parent run. ``where`` is the element and
+        the node, or ``None`` for the ones a lean ``@inline`` element is at."""
+        i, pn = (self.at, self.at_node) if where is None else where
+        return DagContext(dag_nsref=self._nsref(i), node_label=pn.label, run_id=self.state.run_id)
 
     # ------------------------------------------------------------------ driving
     async def run(self) -> None:
@@ -185,6 +195,17 @@ class _CompositeRun:
         state = self.state
         prov = state.prov
         mode = self.mode
+        token = CURRENT_CONTEXT.set((self, None))  # lean @inline elements: see context_of
+        try:
+            await self._run_elements_here(mode)
+        finally:
+            CURRENT_CONTEXT.reset(token)
+        if state.record_values:
+            await prov.commit()
+
+    async def _run_elements_here(self, mode: str) -> None:
+        state = self.state
+        prov = state.prov
         since = 0
         for i in self.todo:
             if self.stop or state.stopping:
@@ -192,6 +213,7 @@ class _CompositeRun:
             if i in self.resume:
                 await self._element_full(i)
             elif mode == _LEAN_SYNC:
+                self.at = i
                 try:
                     value = self._lean_sync(self.elems[i])
                 except DagPause:
@@ -212,8 +234,6 @@ class _CompositeRun:
                 if state.record_values:
                     await prov.commit()
                 await anyio.lowlevel.checkpoint()
-        if state.record_values:
-            await prov.commit()
 
     async def _prepare_restart(self) -> None:
         """Reuse the outputs of completed sub-runs; note where the others stopped.
@@ -344,6 +364,7 @@ class _CompositeRun:
         for pn in order:
             kwargs = _lean_kwargs(pn, values, source, param, arg)
             assert pn.call is not None
+            self.at_node = pn
             try:
                 values[pn.index] = pn.call(**kwargs)
             except DagPause:
@@ -366,12 +387,16 @@ class _CompositeRun:
             assert call is not None
             try:
                 if pn.inline:
-                    value = call(**kwargs)
+                    token = CURRENT_CONTEXT.set((self, (i, pn)))
+                    try:
+                        value = call(**kwargs)
+                    finally:
+                        CURRENT_CONTEXT.reset(token)
                 elif limiter is not None:
                     async with limiter:
-                        value = await self._lean_call(pn, call, kwargs)
+                        value = await self._lean_call(i, pn, call, kwargs)
                 else:
-                    value = await self._lean_call(pn, call, kwargs)
+                    value = await self._lean_call(i, pn, call, kwargs)
             except DagPause:
                 self._paused(i)
                 return
@@ -382,13 +407,21 @@ class _CompositeRun:
         self._completed(i, values[self.sink.index])
 
     async def _lean_call(
-        self, pn: PlanNode, call: Callable[..., Any], kwargs: dict[str, Any]
+        self, i: int, pn: PlanNode, call: Callable[..., Any], kwargs: dict[str, Any]
     ) -> Any:
         if pn.is_async:
-            return await call(**kwargs)
+            token = CURRENT_CONTEXT.set((self, (i, pn)))
+            try:
+                return await call(**kwargs)
+            finally:
+                CURRENT_CONTEXT.reset(token)
         executor = self.runner._executor(pn.executor)
         # nothing records where an element node ran: no placement to look up in the worker
-        return await executor.run(functools.partial(_plain_call, call, kwargs))
+        node_call = NodeCall(
+            label=pn.label, function=call, arguments=kwargs, context=self.context_of((i, pn))
+        )
+        value, _placement = await executor.run(node_call)
+        return value
 
     def _new_record(self, i: int, inputs: dict[str, dict[str, Any]]) -> RunRecord:
         state = self.state

@@ -1,19 +1,38 @@
-"""``DagContext``: what a node may know about the run it is part of."""
+"""``DagContext``: what a node may know about the run it is part of.
+
+:func:`current_context` answers inside every node, whether or not the node asks for a
+context parameter, on every executor. The engine keeps the current node in the
+:data:`CURRENT_CONTEXT` context variable: a :class:`DagContext`, or for the cheapest
+nodes (inline ones) a ``(source, node)`` pair that builds the context only when asked.
+"""
 
 from __future__ import annotations
 
 import contextvars
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from plait.converter import to_json_safe
 
-if TYPE_CHECKING:
-    from plait.runner import _RunState
-
 __all__ = ["DagContext", "current_context"]
 
-_CURRENT: contextvars.ContextVar[DagContext | None] = contextvars.ContextVar(
-    "plait_current_context", default=None
+
+class RunData(Protocol):
+    """The run-scoped data a context reads and writes (the engine's run state)."""
+
+    data: dict[str, Any]
+
+    def set_data(self, key: str, value: Any, json_data: Any) -> None: ...
+
+
+class ContextSource(Protocol):
+    """Builds the context of a node on demand (see :data:`CURRENT_CONTEXT`)."""
+
+    def context_of(self, node: Any) -> DagContext: ...
+
+
+#: The current node: a DagContext, a ``(ContextSource, node)`` pair, or ``None``.
+CURRENT_CONTEXT: contextvars.ContextVar[DagContext | tuple[ContextSource, Any] | None] = (
+    contextvars.ContextVar("plait_current_context", default=None)
 )
 
 
@@ -21,16 +40,21 @@ class DagContext:
     """Injected into a node parameter annotated ``DagContext`` (or a subclass).
 
     ``set_data``/``get_data`` keep small named values for the run: visible to later nodes,
-    stored by the provenance backend, and restored when the run is restarted.
+    stored by the provenance backend, and restored when the run is restarted. A context
+    pickles without its link to the run: in another process (the ``process`` executor, a
+    Dask worker) it still names the run and the node, but ``set_data`` stores nothing there
+    and ``get_data`` returns the default.
     """
 
-    __slots__ = ("_state", "dag_nsref", "node_label", "run_id")
+    __slots__ = ("_run", "dag_nsref", "node_label", "run_id")
 
-    def __init__(self, *, dag_nsref: str, node_label: str, run_id: str) -> None:
+    def __init__(
+        self, *, dag_nsref: str, node_label: str, run_id: str, run: RunData | None = None
+    ) -> None:
         self.dag_nsref = dag_nsref
         self.node_label = node_label
         self.run_id = run_id
-        self._state: _RunState | None = None
+        self._run = run
 
     def __repr__(self) -> str:
         return (
@@ -38,19 +62,35 @@ class DagContext:
             f"node_label={self.node_label!r}, run_id={self.run_id!r})"
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dag_nsref": self.dag_nsref, "node_label": self.node_label, "run_id": self.run_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.dag_nsref = state["dag_nsref"]
+        self.node_label = state["node_label"]
+        self.run_id = state["run_id"]
+        self._run = None
+
     def set_data(self, key: str, value: Any) -> None:
         """Store ``value`` (anything the converter turns into JSON) under ``key`` for this run."""
         data = to_json_safe(value, where=f"run {self.run_id} data {key!r}")
-        if self._state is not None:
-            self._state.set_data(key, value, data)
+        if self._run is not None:
+            self._run.set_data(key, value, data)
 
     def get_data(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key`` in this run (by any node, or before a restart)."""
-        if self._state is None:
+        if self._run is None:
             return default
-        return self._state.data.get(key, default)
+        return self._run.data.get(key, default)
 
 
 def current_context() -> DagContext | None:
-    """The context of the node whose code is running now (``None`` outside a run)."""
-    return _CURRENT.get()
+    """The context of the node whose code is running now (``None`` outside a run).
+
+    Answers in every node, with or without a ``DagContext`` parameter, on every executor.
+    """
+    current = CURRENT_CONTEXT.get()
+    if type(current) is tuple:
+        source, node = current
+        return source.context_of(node)
+    return current  # type: ignore[return-value]

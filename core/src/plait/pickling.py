@@ -1,8 +1,8 @@
 """Helpers for executors that send calls to other processes: say what cannot be pickled.
 
-plait's runner hands executors ``functools.partial(helper, node_function, kwargs)``; these
-helpers name the node function and find the innermost argument a pickler refuses, so an
-executor can fail a node with a message that points at the culprit.
+plait's runner hands executors a :class:`~plait.executors.NodeCall`; these helpers name the
+node function and find the innermost argument a pickler refuses, so an executor can fail a
+node with a message that points at the culprit.
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from plait.executors import NodeCall
+
 __all__ = ["callable_name", "describe_unpicklable"]
 
 
 def callable_name(fn: Any) -> str:
-    """``module.qualname`` of the function behind ``fn``.
-
-    plait's runner hands executors ``functools.partial(helper, node_function, kwargs)``: the
-    node function is the first callable positional argument of the partial.
+    """``module.qualname`` of the function behind ``fn`` (a node function, a
+    :class:`~plait.executors.NodeCall`, or a partial: its first callable positional argument).
     """
+    if isinstance(fn, NodeCall):
+        return callable_name(fn.function)
     if isinstance(fn, functools.partial):
         for arg in fn.args:
             if callable(arg):
@@ -31,7 +33,11 @@ def callable_name(fn: Any) -> str:
 
 
 def _parts(obj: Any, where: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(obj, functools.partial):
+    if isinstance(obj, NodeCall):
+        yield f"function {callable_name(obj.function)}", obj.function
+        yield from _parts(dict(obj.arguments), "argument")
+        yield "context", obj.context
+    elif isinstance(obj, functools.partial):
         yield f"function {callable_name(obj.func)}", obj.func
         for i, arg in enumerate(obj.args):
             if callable(arg):

@@ -7,25 +7,30 @@ are synchronous and cheap (they buffer); ``commit`` makes buffered writes durabl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from plait.executors import CallResult, NodeCall
 from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
 
 __all__ = ["CacheBackend", "CacheEntry", "Executor", "ProvenanceBackend"]
 
-T = TypeVar("T")
-
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs a synchronous callable somewhere (a thread, a process, a cluster)."""
+    """Runs the calls of sync nodes somewhere (a thread, a process, a cluster).
+
+    The contract is :class:`~plait.executors.NodeCall`: the runner hands ``run`` one, the
+    executor calls it where its work runs and returns what the call returned.
+    """
 
     name: str
 
-    async def run(self, fn: Callable[[], T], /) -> T:
-        """Run ``fn()`` and return its result; cancellation must stop waiting for it."""
+    async def run(self, call: NodeCall, /) -> CallResult:
+        """Call ``call()`` (or ``call(worker=...)``, naming the worker) where this executor
+        runs work and return its result, ``(value, placement)``, unchanged. An exception the
+        call raises is raised here. Cancellation must stop waiting for the call."""
         ...
 
     async def aclose(self) -> None:

@@ -9,16 +9,14 @@ cancels the task group (fail-fast). Work per node is O(its edges).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import socket
-import threading
 import time
 import traceback
 import uuid
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Self
 
@@ -28,7 +26,7 @@ import anyio.lowlevel
 import attrs
 
 from plait import defaults
-from plait.context import _CURRENT, DagContext
+from plait.context import CURRENT_CONTEXT, DagContext
 from plait.converter import JSON_SCALARS, dumps, loads, structure, to_json_safe
 from plait.dag import Dag, Plan, PlanNode, _Composite
 from plait.errors import (
@@ -38,6 +36,7 @@ from plait.errors import (
     PlaitWarning,
     RestartError,
 )
+from plait.executors import NodeCall, Placement
 from plait.introspect import EMPTY
 from plait.null import NullProvenance
 from plait.plugins import PluginHost, default_host
@@ -76,20 +75,6 @@ class DagRunResult:
     @property
     def ok(self) -> bool:
         return self.status is RunStatus.COMPLETED
-
-
-def _placed_call(
-    fn: Callable[..., Any], kwargs: dict[str, Any]
-) -> tuple[Any, tuple[str, int, str]]:
-    """Runs where the executor puts it; reports where that was."""
-    value = fn(**kwargs)
-    return value, (socket.gethostname(), os.getpid(), threading.current_thread().name)
-
-
-def _plain_call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """Runs where the executor puts it, when nothing records where that was. (Same shape as
-    :func:`_placed_call`: executors name the node function in their errors from it.)"""
-    return fn(**kwargs)
 
 
 def _error_fields(exc: BaseException) -> dict[str, Any]:
@@ -139,6 +124,15 @@ class _RunState:
         self.data[key] = value
         if self.record_values:
             self.prov.write_run_data(self.run_id, key, json_data)
+
+    def context_of(self, node: PlanNode) -> DagContext:
+        """The context of ``node`` in this run (of the class its parameter asks for)."""
+        cls: type[DagContext] = (
+            node.context_type if isinstance(node.context_type, type) else DagContext
+        )
+        return cls(
+            dag_nsref=self.run.dag_nsref, node_label=node.label, run_id=self.run_id, run=self
+        )
 
     def mark_done(self, idx: int, value: Any) -> None:
         self.values[idx] = value
@@ -628,16 +622,8 @@ class DagRunner:
             else:
                 kwargs[param] = values[up]
         if node.context_param is not None:
-            kwargs[node.context_param] = self._context(state, node)
+            kwargs[node.context_param] = state.context_of(node)
         return kwargs
-
-    def _context(self, state: _RunState, node: PlanNode) -> DagContext:
-        cls: type[DagContext] = (
-            node.context_type if isinstance(node.context_type, type) else DagContext
-        )
-        ctx = cls(dag_nsref=state.run.dag_nsref, node_label=node.label, run_id=state.run_id)
-        ctx._state = state
-        return ctx
 
     def _run_inline(self, state: _RunState, node: PlanNode) -> None:
         idx = node.index
@@ -652,7 +638,9 @@ class DagRunner:
             begun = self._begin(state, node, kwargs)
         state.status[idx] = NodeStatus.RUNNING
         t0 = time.perf_counter()
-        token = _CURRENT.set(kwargs.get(node.context_param) if node.context_param else None)
+        token = CURRENT_CONTEXT.set(
+            kwargs[node.context_param] if node.context_param else (state, node)
+        )
         try:
             assert node.call is not None
             value = node.call(**kwargs)
@@ -667,7 +655,7 @@ class DagRunner:
             self._node_failed(state, node, started, exc)
             return
         finally:
-            _CURRENT.reset(token)
+            CURRENT_CONTEXT.reset(token)
         if begun is not None:
             begun_at, inputs = begun
             state.status[idx] = NodeStatus.COMPLETED
@@ -779,25 +767,28 @@ class DagRunner:
 
     async def _call(
         self, state: _RunState, node: PlanNode, kwargs: dict[str, Any], ctx: Any
-    ) -> tuple[Any, tuple[str, int, str] | None]:
+    ) -> tuple[Any, Placement | None]:
         if isinstance(node.node, _Composite):
             return await self._run_composite(state, node, kwargs), None
         assert node.call is not None
-        token = _CURRENT.set(ctx)
+        if not (node.is_async or node.inline):
+            executor = self._executor(node.executor)
+            call = NodeCall(
+                label=node.label,
+                function=node.call,
+                arguments=kwargs,
+                context=ctx or state.context_of(node),
+                # no record to say where it ran: the worker is not asked
+                record_placement=state.recording,
+            )
+            return await executor.run(call)
+        token = CURRENT_CONTEXT.set(ctx or (state, node))
         try:
             if node.is_async:
                 return await node.call(**kwargs), None
-            if node.inline:
-                return node.call(**kwargs), None
-            executor = self._executor(node.executor)
-            if not state.recording:  # no record to say where it ran: do not ask
-                return await executor.run(functools.partial(_plain_call, node.call, kwargs)), None
-            result: tuple[Any, tuple[str, int, str]] = await executor.run(
-                functools.partial(_placed_call, node.call, kwargs)
-            )
-            return result
+            return node.call(**kwargs), None
         finally:
-            _CURRENT.reset(token)
+            CURRENT_CONTEXT.reset(token)
 
     # ------------------------------------------------------------------ node records
     def _node_started(
@@ -892,7 +883,7 @@ class DagRunner:
         started: NodeRecord | None,
         value: Any,
         t0: float,
-        placement: tuple[str, int, str] | None,
+        placement: Placement | None,
     ) -> None:
         state.status[node.index] = NodeStatus.COMPLETED
         if started is not None:
@@ -924,13 +915,16 @@ class DagRunner:
         pid: int | None,
         value: Any,
         t0: float,
-        placement: tuple[str, int, str] | None,
+        placement: Placement | None,
     ) -> NodeRecord:
         """The record of an execution that produced ``value`` (built directly rather than
         with ``attrs.evolve``: this runs once per node)."""
         duration = (time.perf_counter() - t0) * 1000.0
         output, restorable = self._storable(node, value) if state.record_values else (None, False)
-        host, pid, worker = placement or (_HOST, pid, _LOOP_WORKER)
+        if placement is None:
+            host, worker = _HOST, _LOOP_WORKER
+        else:
+            host, pid, worker = placement.host, placement.pid, placement.worker
         now = utcnow()
         return NodeRecord(
             run_id=state.run_id,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import functools
+import inspect
 import os
 import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import _dask_nodes as nodes
 import anyio
@@ -17,6 +18,7 @@ from distributed import Client, LocalCluster
 
 from plait import Dag, DagRunner, get_executor
 from plait.errors import ExecutorError
+from plait.executors import NodeCall
 from plait.plugins import PluginHost
 from plait.records import NodeStatus
 from plait_dask import DaskExecutor
@@ -63,6 +65,14 @@ def finished(host: PluginHost) -> nodes.Finished:
     rec = nodes.Finished()
     host.register(rec, name="finished")
     return rec
+
+
+async def run_call(executor: DaskExecutor, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn(*args)`` through the executor contract; the value it returned."""
+    params = list(inspect.signature(fn).parameters)
+    call = NodeCall(label=fn.__name__, function=fn, arguments=dict(zip(params, args, strict=False)))
+    value, _placement = await executor.run(call)
+    return value
 
 
 def worker_pids(client: Client) -> dict[str, int]:
@@ -201,7 +211,7 @@ async def test_results_and_errors_fetched_together_reach_their_callers(client: C
 
     async def one(x: int) -> None:
         try:
-            outcomes[x] = await executor.run(functools.partial(nodes.echo_or_explode, x))
+            outcomes[x] = await run_call(executor, nodes.echo_or_explode, x)
         except ValueError as exc:
             outcomes[x] = exc
 
@@ -228,7 +238,7 @@ def test_one_executor_serves_successive_event_loops(client: Client) -> None:
             results: list[int] = []
 
             async def one(x: int) -> None:
-                results.append(await executor.run(functools.partial(nodes.echo_or_explode, x)))
+                results.append(await run_call(executor, nodes.echo_or_explode, x))
 
             for x in range(0, 20, 2):
                 tg.start_soon(one, x)
@@ -255,9 +265,9 @@ async def test_closing_the_executor_fails_waiting_runs(tmp_path: Path, client: C
 
             tg.start_soon(close_once_started)
             with pytest.raises(ExecutorError, match=r"closed while \S*work was running"):
-                await executor.run(functools.partial(nodes.work, job))
+                await run_call(executor, nodes.work, job)
     # like a fresh one, the closed executor works again when used again
     try:
-        assert await executor.run(nodes.pid) in worker_pids(client).values()
+        assert await run_call(executor, nodes.pid) in worker_pids(client).values()
     finally:
         await executor.aclose()

@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -18,6 +18,7 @@ from distributed import Client, Future, LocalCluster, get_worker
 from distributed.protocol import pickle
 
 from plait.errors import ExecutorError
+from plait.executors import CallResult, NodeCall
 from plait.loops import LoopLocal
 from plait.pickling import callable_name
 from plait_dask._pickling import dumps_call, dumps_result
@@ -30,19 +31,15 @@ ADDRESS_ENV = "PLAIT_DASK_ADDRESS"
 def _run_on_worker(payload: bytes) -> bytes:
     """Runs on a Dask worker: unpickle the call, run it, pickle its result.
 
-    While the call runs, the worker thread is named after the worker's address, which plait
-    records as the node's worker id.
+    The worker of the call's placement is the Dask worker's address (asked for only when
+    the runner records placement).
     """
-    fn = pickle.loads(payload)
-    thread = threading.current_thread()
-    name = thread.name
-    with contextlib.suppress(ValueError):  # ValueError: not on a worker (called directly)
-        thread.name = get_worker().address
-    try:
-        value = fn()
-    finally:
-        thread.name = name
-    return dumps_result(fn, value)
+    call: NodeCall = pickle.loads(payload)
+    worker = None
+    if call.record_placement:
+        with contextlib.suppress(ValueError):  # ValueError: not on a worker (called directly)
+            worker = get_worker().address
+    return dumps_result(call, call(worker=worker))
 
 
 class DaskExecutor:
@@ -148,10 +145,10 @@ class DaskExecutor:
             raise ExecutorError(f"dask executor: submitting {key} failed: {batch.error!r}")
         return entry.future
 
-    async def run(self, fn: Callable[[], T], /) -> T:
-        payload = dumps_call(fn)
+    async def run(self, call: NodeCall, /) -> CallResult:
+        payload = dumps_call(call)
         client = await self.client()
-        name = callable_name(fn)
+        name = callable_name(call)
         state = self._loop_state()
         future = await self._submit(client, payload, f"{name}-{uuid.uuid4().hex}")
         waiter = _Waiter(future, name, state)
@@ -168,7 +165,7 @@ class DaskExecutor:
             raise
         finally:
             future.release()
-        return cast(T, pickle.loads(waiter.data))
+        return cast(CallResult, pickle.loads(waiter.data))
 
     def _fetcher(self, client: Client) -> _Fetcher:
         fetcher = self._fetcher_

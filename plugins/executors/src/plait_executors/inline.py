@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
-T = TypeVar("T")
+from plait.executors import CallResult, NodeCall
 
 
 class InlineExecutor:
@@ -14,8 +11,8 @@ class InlineExecutor:
 
     name = "inline"
 
-    async def run(self, fn: Callable[[], T], /) -> T:
-        return fn()
+    async def run(self, call: NodeCall, /) -> CallResult:
+        return call()
 
     async def aclose(self) -> None:
         return None

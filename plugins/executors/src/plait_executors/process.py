@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import pickle
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar, cast
@@ -16,6 +15,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from plait.errors import ExecutorError
+from plait.executors import CallResult, NodeCall
 from plait.loops import LoopLocal, wait_done
 from plait.pickling import callable_name
 from plait_executors._pickling import dumps_call, dumps_result
@@ -26,17 +26,12 @@ START_METHODS = ("spawn", "forkserver")
 
 
 def _run_pickled(payload: bytes) -> bytes:
-    """Runs in a worker process: unpickle the call, run it, pickle its result."""
-    fn = pickle.loads(payload)
-    thread = threading.current_thread()
-    name = thread.name
-    # plait records the thread name as the worker id: make it say which process ran the call
-    thread.name = multiprocessing.current_process().name
-    try:
-        value = fn()
-    finally:
-        thread.name = name
-    return dumps_result(fn, value)
+    """Runs in a worker process: unpickle the call, run it, pickle its result.
+
+    The worker of the call's placement is the worker process's name."""
+    call: NodeCall = pickle.loads(payload)
+    worker = multiprocessing.current_process().name if call.record_placement else None
+    return dumps_result(call, call(worker=worker))
 
 
 class ProcessExecutor:
@@ -97,8 +92,8 @@ class ProcessExecutor:
             pool = self._current_pool()
             return pool, pool.submit(_run_pickled, payload)
 
-    async def run(self, fn: Callable[[], T], /) -> T:
-        payload = dumps_call(fn, self.name)
+    async def run(self, call: NodeCall, /) -> CallResult:
+        payload = dumps_call(call, self.name)
         # Calls wait here, not in the pool, until a worker is free: a cancelled call that
         # was never submitted never runs, and the pool holds no cancelled futures (which
         # CPython 3.11 trips over when a worker dies).
@@ -117,14 +112,14 @@ class ProcessExecutor:
             self._discard(pool)
             raise ExecutorError(
                 f"a worker process of the process executor died while running "
-                f"{callable_name(fn)} (killed, out of memory or crashed); the pool is "
+                f"{callable_name(call)} (killed, out of memory or crashed); the pool is "
                 "restarted for later calls"
             ) from exc
         try:
-            return cast(T, pickle.loads(data))
+            return cast(CallResult, pickle.loads(data))
         except Exception as exc:
             raise ExecutorError(
-                f"the result of {callable_name(fn)} cannot be unpickled in the runner "
+                f"the result of {callable_name(call)} cannot be unpickled in the runner "
                 f"process: {type(exc).__name__}: {exc}"
             ) from exc
 

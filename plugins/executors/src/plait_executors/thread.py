@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
 import anyio
 import anyio.to_thread
 
+from plait.executors import CallResult, NodeCall
 from plait.loops import LoopLocal
-
-T = TypeVar("T")
 
 DEFAULT_MAX_WORKERS = 40
 
@@ -16,7 +12,8 @@ DEFAULT_MAX_WORKERS = 40
 class ThreadExecutor:
     """Runs sync callables on anyio worker threads, at most ``max_workers`` at once.
 
-    Uses a capacity limiter of its own (anyio's default limiter is never touched).
+    The call's placement names the worker thread. Uses a capacity limiter of its own
+    (anyio's default limiter is never touched).
     Context variables of the calling task are visible in the worker thread. When the run
     is cancelled, the executor stops waiting; the thread finishes its call in the background
     (Python cannot interrupt a thread).
@@ -31,9 +28,9 @@ class ThreadExecutor:
         # one limiter per event loop: a limiter cannot cross asyncio and trio loops
         self._limiter = LoopLocal(lambda: anyio.CapacityLimiter(self.max_workers))
 
-    async def run(self, fn: Callable[[], T], /) -> T:
+    async def run(self, call: NodeCall, /) -> CallResult:
         return await anyio.to_thread.run_sync(
-            fn, limiter=self._limiter.get(), abandon_on_cancel=True
+            call, limiter=self._limiter.get(), abandon_on_cancel=True
         )
 
     async def aclose(self) -> None:
