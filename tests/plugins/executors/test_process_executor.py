@@ -75,7 +75,7 @@ async def test_map_spreads_over_both_workers(host: PluginHost, finished: nodes.F
     try:
         result = await runner.run({"numbers": {"n": 100}})
     finally:
-        await runner._executor(None).aclose()
+        await runner._env.executor(None).aclose()
     assert result.status == "completed", result.error
     pids = result.outputs["each"]
     assert len(pids) == 100

@@ -1,47 +1,42 @@
 """Composite nodes at run time: map and call nodes run their sub-DAG per element.
 
 Every element is a sub-run of the parent run (nsref ``"<parent>/<label>[<key>]"``), sharing
-the parent's backends, plugin host, limiter and pause state. Its run data is its own (stored
-under its run id, given back when it resumes), starting from a copy of the parent's.
-:class:`_CompositeRun` picks the cheapest way to run the elements that keeps the records the
-run asked for.
+the parent's :class:`~plait._engine.environment.Environment` (backends, plugin host,
+limiter, pause state) by reference. Its run data is its own (stored under its run id,
+given back when it resumes), starting from a copy of the parent's. :class:`CompositeRun`
+picks the cheapest way to run the elements that keeps the records the run asked for;
+every node of an element is called through :mod:`plait._engine.attempt`.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
+from plait._engine import recording, scheduler
+from plait._engine.attempt import Raised, call_element_node, call_inline
+from plait._engine.environment import Environment
+from plait._engine.run import CHECKPOINT_EVERY, COMPOSITES, NOT_DONE, Prefill, RunState, restorable
 from plait.context import CURRENT_CONTEXT, DagContext
 from plait.converter import structure
-from plait.dag import Dag, MapNode, Plan, PlanNode, _Composite
+from plait.dag import MapNode, Plan, PlanNode
 from plait.errors import CompositeError, DagPause, MapInputError
-from plait.executors import NodeCall
-from plait.records import MapProgress, NodeRecord, NodeStatus, RunRecord, RunStatus, utcnow
-from plait.runner import (
-    _CHECKPOINT_EVERY,
-    _HOST,
-    _NOT_DONE,
-    DagRunner,
-    _RunState,
-    resumed,
-)
+from plait.records import MapProgress, NodeRecord, NodeStatus, RunRecord, RunStatus
 
 
 async def run_composite(
-    runner: DagRunner, state: _RunState, node: PlanNode, kwargs: dict[str, Any]
+    env: Environment, state: RunState, node: PlanNode, kwargs: dict[str, Any]
 ) -> Any:
     """Execute a map or call node: its sub-DAG once per element (or once)."""
     comp = node.node
-    assert isinstance(comp, _Composite)
+    assert isinstance(comp, COMPOSITES)
     plan = comp.sub_plan()
     if not isinstance(comp, MapNode):
-        job = _CompositeRun(runner, state, node, plan, keys=[None], elems=[_first(kwargs)])
+        job = CompositeRun(env, state, node, plan, keys=[None], elems=[_first(kwargs)])
         await job.run()
         return job.results[0]
     items = _first(kwargs) if kwargs else []
@@ -56,9 +51,7 @@ async def run_composite(
             f"map node {node.label!r} needs a list or a dict from its upstream, "
             f"got {type(items).__qualname__}"
         )
-    job = _CompositeRun(
-        runner, state, node, plan, keys=keys, elems=elems, limit=comp.max_concurrency
-    )
+    job = CompositeRun(env, state, node, plan, keys=keys, elems=elems, limit=comp.max_concurrency)
     await job.run()
     if isinstance(items, Mapping):
         return dict(zip(keys, job.results, strict=True))
@@ -69,11 +62,12 @@ def _first(kwargs: dict[str, Any]) -> Any:
     return next(iter(kwargs.values()), None)
 
 
-class _SubFailure(Exception):
-    """Internal: a node of an element's sub-DAG failed (``run_id``: the sub-run, if any)."""
+class _SubFailure:
+    """A node of an element's sub-DAG failed (``run_id``: the sub-run, if any)."""
+
+    __slots__ = ("exc", "label", "run_id")
 
     def __init__(self, label: str | None, exc: BaseException | None, run_id: str | None) -> None:
-        super().__init__(label)
         self.label = label
         self.exc = exc
         self.run_id = run_id
@@ -86,7 +80,22 @@ _LEAN_ASYNC: Final = "lean-async"  # a chain, nothing observes: awaited calls, n
 _FULL: Final = "full"  # anything else: a sub-run each through the scheduler
 
 
-class _CompositeRun:
+def _mode(state: RunState, plan: Plan) -> str:
+    nodes = plan.nodes
+    lean = not state.recording and all(
+        n.context_param is None
+        and not isinstance(n.node, COMPOSITES)
+        and n.retries == 0
+        and n.timeout is None
+        for n in nodes
+    )
+    if all(n.fast_inline for n in nodes):
+        return _LEAN_SYNC if lean else _SYNC
+    chain = all(len(n.successors) <= 1 and n.n_upstream <= 1 for n in nodes)
+    return _LEAN_ASYNC if lean and chain else _FULL
+
+
+class CompositeRun:
     """One execution of a map node (or a call node: one element with key ``None``).
 
     Every element is a sub-run of the parent run (nsref ``"<parent>/<label>[<key>]"``). When
@@ -99,8 +108,8 @@ class _CompositeRun:
 
     def __init__(
         self,
-        runner: DagRunner,
-        state: _RunState,
+        env: Environment,
+        state: RunState,
         node: PlanNode,
         plan: Plan,
         *,
@@ -108,7 +117,7 @@ class _CompositeRun:
         elems: list[Any],
         limit: int | None = None,
     ) -> None:
-        self.runner = runner
+        self.env = env
         self.state = state
         self.node = node
         self.plan = plan
@@ -124,7 +133,6 @@ class _CompositeRun:
         self.failures: list[tuple[int, _SubFailure]] = []
         self.paused: list[int] = []
         self.tg: anyio.abc.TaskGroup | None = None
-        self.sub = _SubRunner(runner, plan.dag)
         source = plan.nodes[plan.sources[0]]
         self.source = source.label
         self.param = source.input_params[0].name if source.input_params else None
@@ -136,21 +144,8 @@ class _CompositeRun:
         self.resume: dict[
             int, tuple[RunRecord, list[NodeRecord], dict[str, Any], dict[str, RunRecord]]
         ] = {}
-        nodes = plan.nodes
-        inline_only = all(n.fast_inline for n in nodes)
-        lean = not state.recording and all(
-            n.context_param is None
-            and not isinstance(n.node, _Composite)
-            and n.retries == 0
-            and n.timeout is None
-            for n in nodes
-        )
-        chain = all(len(n.successors) <= 1 and n.n_upstream <= 1 for n in nodes)
-        if inline_only:
-            self.mode = _LEAN_SYNC if lean else _SYNC
-        else:
-            self.mode = _LEAN_ASYNC if lean and chain else _FULL
-        self.order = [nodes[i] for i in plan.order]
+        self.mode = _mode(state, plan)
+        self.order = [plan.nodes[i] for i in plan.order]
         #: the element and node a lean ``@inline`` element is at (see :meth:`context_of`)
         self.at = 0
         self.at_node = self.order[0]
@@ -164,14 +159,13 @@ class _CompositeRun:
 
     # ------------------------------------------------------------------ driving
     async def run(self) -> None:
-        state = self.state
         if self.sub_runs:
             await self._prepare_restart()
         if self.mode in (_LEAN_SYNC, _SYNC) or len(self.todo) <= 1:
             await self._run_here()
         else:
             workers = len(self.todo)
-            for bound in (self.limit, self.runner.max_concurrency):
+            for bound in (self.limit, self.env.max_concurrency):
                 if bound is not None:
                     workers = min(workers, bound)
             async with anyio.create_task_group() as tg:
@@ -182,30 +176,30 @@ class _CompositeRun:
         if self.failures:
             raise self._error()
         if self.finished < self.total:
-            if state.stopping and not state.paused:
-                await anyio.lowlevel.checkpoint()  # the parent is failing: take its cancel
-            head = f"{self.node.kind} node {self.node.label!r}"
-            if not self.is_map:
-                raise DagPause(f"{head}: sub-DAG {self.plan.dag.nsref!r} paused")
-            what = f"element {self.keys[self.paused[0]]!r} paused" if self.paused else "paused"
-            raise DagPause(f"{head}: {what} after {self.finished} of {self.total} elements")
+            await self._raise_paused()
+
+    async def _raise_paused(self) -> None:
+        if self.state.stopping and not self.state.paused:
+            await anyio.lowlevel.checkpoint()  # the parent is failing: take its cancel
+        head = f"{self.node.kind} node {self.node.label!r}"
+        if not self.is_map:
+            raise DagPause(f"{head}: sub-DAG {self.plan.dag.nsref!r} paused")
+        what = f"element {self.keys[self.paused[0]]!r} paused" if self.paused else "paused"
+        raise DagPause(f"{head}: {what} after {self.finished} of {self.total} elements")
 
     async def _run_here(self) -> None:
         """Every element in this task, one after the other (checkpointing now and then)."""
-        state = self.state
-        prov = state.prov
-        mode = self.mode
         token = CURRENT_CONTEXT.set((self, None))  # lean @inline elements: see context_of
         try:
-            await self._run_elements_here(mode)
+            await self._run_elements_here()
         finally:
             CURRENT_CONTEXT.reset(token)
-        if state.record_values:
-            await prov.commit()
+        if self.state.record_values:
+            await self.state.prov.commit()
 
-    async def _run_elements_here(self, mode: str) -> None:
+    async def _run_elements_here(self) -> None:
         state = self.state
-        prov = state.prov
+        mode = self.mode
         since = 0
         for i in self.todo:
             if self.stop or state.stopping:
@@ -214,12 +208,9 @@ class _CompositeRun:
                 await self._element_full(i)
             elif mode == _LEAN_SYNC:
                 self.at = i
-                try:
-                    value = self._lean_sync(self.elems[i])
-                except DagPause:
-                    self._paused(i)
-                except _SubFailure as failure:
-                    self._failed(i, failure)
+                value = self._lean_sync(self.elems[i])
+                if type(value) is Raised:
+                    self._raised(i, self.at_node.label, value)
                 else:
                     self._completed(i, value)
             elif mode == _SYNC:
@@ -229,10 +220,10 @@ class _CompositeRun:
             else:
                 await self._element_full(i)
             since += 1
-            if since >= _CHECKPOINT_EVERY:
+            if since >= CHECKPOINT_EVERY:
                 since = 0
                 if state.record_values:
-                    await prov.commit()
+                    await state.prov.commit()
                 await anyio.lowlevel.checkpoint()
 
     async def _prepare_restart(self) -> None:
@@ -286,10 +277,16 @@ class _CompositeRun:
         self.results[i] = value
         self._progress(i, NodeStatus.COMPLETED)
 
+    def _raised(self, i: int, label: str, raised: Raised) -> None:
+        if raised.paused:
+            self._paused(i)
+        else:
+            self._failed(i, _SubFailure(label, raised.error, None))
+
     def _failed(self, i: int, failure: _SubFailure) -> None:
         self.failures.append((i, failure))
         self._progress(i, NodeStatus.FAILED)
-        if self.runner.fail_fast:
+        if self.env.fail_fast:
             self.stop = True
             if self.tg is not None:
                 self.tg.cancel_scope.cancel()
@@ -302,7 +299,7 @@ class _CompositeRun:
         self.finished += 1
         state = self.state
         if self.is_map and state.observing:
-            self.runner.host.on_map_progress(
+            self.env.host.on_map_progress(
                 MapProgress(
                     run_id=state.run_id,
                     label=self.node.label,
@@ -347,118 +344,78 @@ class _CompositeRun:
         return {self.source: {self.param: self.elems[i]}} if self.param is not None else {}
 
     def _lean_sync(self, arg: Any) -> Any:
-        """The sub-DAG as plain calls, in topological order (every node is ``@inline``)."""
+        """The sub-DAG as plain calls, in topological order (every node is ``@inline``): the
+        sink's value, or :class:`Raised` (``at_node`` is then the node that raised)."""
         param = self.param
         order = self.order
         if len(order) == 1:
             call = order[0].call
             assert call is not None
-            try:
-                return call(**{param: arg}) if param is not None else call()
-            except DagPause:
-                raise
-            except Exception as exc:
-                raise _SubFailure(order[0].label, exc, None) from None
+            return call_inline(call, {param: arg} if param is not None else {})
         values: list[Any] = [None] * len(order)
         source = self.plan.sources[0]
         for pn in order:
             kwargs = _lean_kwargs(pn, values, source, param, arg)
             assert pn.call is not None
             self.at_node = pn
-            try:
-                values[pn.index] = pn.call(**kwargs)
-            except DagPause:
-                raise
-            except Exception as exc:
-                raise _SubFailure(pn.label, exc, None) from None
+            value = call_inline(pn.call, kwargs)
+            if type(value) is Raised:
+                return value
+            values[pn.index] = value
         return values[self.sink.index]
 
     async def _element_lean_async(self, i: int) -> None:
         """A chain sub-DAG as awaited calls (the runner's limiter bounds non-inline nodes)."""
-        runner = self.runner
-        limiter = runner._limiter
+        limiter = self.env.limiter
         param = self.param
         arg = self.elems[i]
         source = self.plan.sources[0]
         values: list[Any] = [None] * len(self.order)
         for pn in self.order:
             kwargs = _lean_kwargs(pn, values, source, param, arg)
-            call = pn.call
-            assert call is not None
-            try:
-                if pn.inline:
-                    token = CURRENT_CONTEXT.set((self, (i, pn)))
-                    try:
-                        value = call(**kwargs)
-                    finally:
-                        CURRENT_CONTEXT.reset(token)
-                elif limiter is not None:
-                    async with limiter:
-                        value = await self._lean_call(i, pn, call, kwargs)
-                else:
-                    value = await self._lean_call(i, pn, call, kwargs)
-            except DagPause:
-                self._paused(i)
-                return
-            except Exception as exc:
-                self._failed(i, _SubFailure(pn.label, exc, None))
+            if limiter is not None and not pn.inline:
+                async with limiter:
+                    value = await call_element_node(self.env, pn, kwargs, (self, (i, pn)))
+            else:
+                value = await call_element_node(self.env, pn, kwargs, (self, (i, pn)))
+            if type(value) is Raised:
+                self._raised(i, pn.label, value)
                 return
             values[pn.index] = value
         self._completed(i, values[self.sink.index])
 
-    async def _lean_call(
-        self, i: int, pn: PlanNode, call: Callable[..., Any], kwargs: dict[str, Any]
-    ) -> Any:
-        if pn.is_async:
-            token = CURRENT_CONTEXT.set((self, (i, pn)))
-            try:
-                return await call(**kwargs)
-            finally:
-                CURRENT_CONTEXT.reset(token)
-        executor = self.runner._executor(pn.executor)
-        # nothing records where an element node ran: no placement to look up in the worker
-        node_call = NodeCall(
-            label=pn.label, function=call, arguments=kwargs, context=self.context_of((i, pn))
-        )
-        value, _placement = await executor.run(node_call)
-        return value
-
-    def _new_record(self, i: int, inputs: dict[str, dict[str, Any]]) -> RunRecord:
+    def _sub_run(
+        self, i: int, record: RunRecord | None = None, data: dict[str, Any] | None = None
+    ) -> RunState:
+        """The state of element ``i``'s sub-run (a new one unless ``record`` resumes one)."""
         state = self.state
-        now = utcnow()
-        return RunRecord(
-            run_id=uuid.uuid4().hex,
-            dag_nsref=self._nsref(i),
-            status=RunStatus.RUNNING,
-            started_at=now,
-            updated_at=now,
-            source_inputs=self.runner._json_inputs(self.plan, inputs, state.prov),
-            parent_run_id=state.run_id,
-            correlation_id=state.run.correlation_id,
-            owner_pid=os.getpid(),
-            owner_host=_HOST,
-        )
+        inputs = self._inputs(i)
+        if record is None:
+            record = recording.new_run(
+                self._nsref(i),
+                recording.json_inputs(self.plan, inputs, state.prov),
+                correlation_id=state.run.correlation_id,
+                parent_run_id=state.run_id,
+            )
+        st = RunState(self.plan, record, inputs, state.prov, observing=state.observing)
+        if state.data:
+            st.data.update(state.data)
+        if data:
+            st.data.update(data)  # as DagRunner.restart gives a run its data back
+        return st
 
     def _element_sync(self, i: int) -> None:
         """A recorded sub-run of an all-``@inline`` sub-DAG, in this task; not committed."""
-        state = self.state
-        sub = self.sub
-        plan = self.plan
-        inputs = self._inputs(i)
-        st = _RunState(sub, plan, self._new_record(i, inputs), inputs, state.prov)
-        if state.data:
-            st.data.update(state.data)
-        if st.record_values:
-            st.prov.write_run(st.run)
-        if st.observing:
-            sub.host.on_run_start(st.run)
+        env = self.env
+        st = self._sub_run(i)
+        recording.run_started(env.host, st, {}, copied=False)
         values = st.values
         for pn in self.order:
-            if st.paused or (st.failure is not None and sub.fail_fast):
+            if st.paused or (st.failure is not None and env.fail_fast):
                 break
-            if any(values[u] is _NOT_DONE for u in pn.upstreams):
+            if any(values[u] is NOT_DONE for u in pn.upstreams):
                 continue  # downstream of a failure (continue mode)
-            sub._run_inline(st, pn)
+            scheduler.run_inline(env, st, pn)
         if st.failure is not None:
             status = RunStatus.FAILED
         elif st.paused:
@@ -466,11 +423,11 @@ class _CompositeRun:
         else:
             status = RunStatus.COMPLETED
         failure = st.failure
-        result = sub._close_run(st, status, failure[1] if failure else None)
+        recording.run_closed(st, status, failure[1] if failure else None)
         if st.observing:
-            sub.host.on_run_finish(st.run)
+            env.host.on_run_finish(st.run)
         if failure is not None:
-            self._failed(i, _SubFailure(failure[0].label, failure[1], result.run_id))
+            self._failed(i, _SubFailure(failure[0].label, failure[1], st.run_id))
         elif status is RunStatus.PAUSED:
             self._paused(i)
         else:
@@ -478,40 +435,24 @@ class _CompositeRun:
 
     async def _element_full(self, i: int) -> None:
         """A sub-run through the scheduler; on a restart, resumed in place or reused."""
-        state = self.state
-        prov = state.prov
-        sub = self.sub
-        plan = self.plan
-        inputs = self._inputs(i)
         resume = self.resume.get(i)
-        prefill: dict[int, tuple[Any, NodeRecord]] = {}
-        attempts: dict[str, int] = {}
-        data: dict[str, Any] = {}
-        children: dict[str, RunRecord] | None = None
+        prefill: Prefill = {}
         if resume is None:
-            record = self._new_record(i, inputs)
+            st = self._sub_run(i)
         else:
             prior, records, data, children = resume
-            prefill = sub._restorable(plan, prior, records, rerun=set())
-            attempts = {rec.label: rec.attempt for rec in records}
-            record = resumed(prior)
-        st = _RunState(sub, plan, record, inputs, prov)
-        if state.data:
-            st.data.update(state.data)
-        if data:
-            st.data.update(data)  # as DagRunner.restart gives a run its data back
-        st.sub_runs = children
-        for label, attempt in attempts.items():
-            pn = plan.by_label.get(label)
-            if pn is not None:
-                st.attempts[pn.index] = attempt
-        result = await sub._execute(st, prefill, copied=False)
-        if result.status is RunStatus.COMPLETED:
-            self._completed(i, result.outputs[self.sink.label])
-        elif result.status is RunStatus.PAUSED:
+            prefill = restorable(self.plan, prior, records, rerun=set())
+            st = self._sub_run(i, recording.resumed(prior), data)
+            st.sub_runs = children
+            st.restore({}, {rec.label: rec.attempt for rec in records})
+        status, exc = await scheduler.execute(self.env, st, prefill, copied=False)
+        if status is RunStatus.COMPLETED:
+            self._completed(i, st.values[self.sink.index])
+        elif status is RunStatus.PAUSED:
             self._paused(i)
         else:
-            self._failed(i, _SubFailure(result.failed_node, result.exception, result.run_id))
+            failed = st.failure[0].label if st.failure else None
+            self._failed(i, _SubFailure(failed, exc, st.run_id))
 
 
 def _lean_kwargs(
@@ -526,25 +467,3 @@ def _lean_kwargs(
         else:
             kwargs[name] = values[up]
     return kwargs
-
-
-class _SubRunner(DagRunner):
-    """Runs a sub-DAG inside its parent's run: shares backends, host, limiter, pause."""
-
-    def __init__(self, parent: DagRunner, dag: Dag) -> None:
-        self.dag = dag
-        self.parent = parent
-        self.max_concurrency = parent.max_concurrency
-        self.fail_fast = parent.fail_fast
-        self.host = parent.host
-        self._provenance_spec = None
-        self._provenance_options = {}
-        self._provenance = parent._provenance
-        self._executor_spec = parent._executor_spec
-        self._executors = parent._executors
-        self._owned_executors = parent._owned_executors
-        self.cache = parent.cache
-        self._pause_requested = parent._pause_requested
-        self._active = parent._active
-        self._limiter = parent._limiter
-        self._held = True  # the parent run owns the backends

@@ -1,0 +1,161 @@
+"""One run in flight: its values, statuses, attempts, ready set and run data. One owner:
+only the event loop thread mutates it, through the scheduler and the composite runs."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import anyio.abc
+
+from plait.context import DagContext
+from plait.converter import structure
+from plait.dag import CallNode, MapNode, Plan, PlanNode
+from plait.errors import RestartError
+from plait.protocols import ProvenanceBackend
+from plait.records import NodeRecord, NodeStatus, RunRecord
+
+#: the value of a node that has not produced one
+NOT_DONE: Final = object()
+#: a task running nodes that never await lets others run after this many
+CHECKPOINT_EVERY: Final = 64
+HOST: Final = socket.gethostname()
+#: the nodes that run a sub-DAG (per element, or once)
+COMPOSITES: Final = (CallNode, MapNode)
+
+#: node index -> its restored output and the record it came from (restart, replay)
+Prefill = dict[int, tuple[Any, NodeRecord]]
+
+
+class RunState:
+    """Everything about one run in flight."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        run: RunRecord,
+        inputs: Mapping[str, Mapping[str, Any]],
+        prov: ProvenanceBackend,
+        *,
+        observing: bool,
+    ) -> None:
+        n = len(plan.nodes)
+        self.plan = plan
+        self.run = run
+        self.run_id = run.run_id
+        self.inputs = inputs
+        self.prov = prov
+        self.record_values = bool(getattr(prov, "stores_values", False))
+        self.observing = observing
+        self.recording = self.record_values or observing
+        self.values: list[Any] = [NOT_DONE] * n
+        self.status: list[NodeStatus] = [NodeStatus.PENDING] * n
+        self.attempts: list[int] = [0] * n
+        self.remaining: list[int] = [p.n_upstream for p in plan.nodes]
+        self.ready: deque[int] = deque()
+        self.data: dict[str, Any] = {}
+        self.stopping = False
+        self.paused = False
+        self.failure: tuple[PlanNode, BaseException] | None = None
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.sub_runs: dict[str, RunRecord] | None = None  # restart: sub-runs by nsref
+
+    def set_data(self, key: str, value: Any, json_data: Any) -> None:
+        self.data[key] = value
+        if self.record_values:
+            self.prov.write_run_data(self.run_id, key, json_data)
+
+    def context_of(self, node: PlanNode) -> DagContext:
+        """The context of ``node`` in this run (of the class its parameter asks for)."""
+        cls: type[DagContext] = (
+            node.context_type if isinstance(node.context_type, type) else DagContext
+        )
+        return cls(
+            dag_nsref=self.run.dag_nsref, node_label=node.label, run_id=self.run_id, run=self
+        )
+
+    def kwargs_of(self, node: PlanNode) -> dict[str, Any]:
+        """The arguments of ``node``: its given inputs, its upstreams' values, its context."""
+        values = self.values
+        kwargs: dict[str, Any] = {}
+        given = self.inputs.get(node.label)
+        if given:
+            kwargs.update(given)
+        for up, param, collect in node.bindings:
+            if collect:
+                kwargs.setdefault(param, []).append(values[up])
+            else:
+                kwargs[param] = values[up]
+        if node.context_param is not None:
+            kwargs[node.context_param] = self.context_of(node)
+        return kwargs
+
+    def mark_done(self, idx: int, value: Any) -> None:
+        self.values[idx] = value
+        remaining = self.remaining
+        for s in self.plan.nodes[idx].successors:
+            remaining[s] -= 1
+            if remaining[s] == 0:
+                self.ready.append(s)
+
+    def restore(self, data: Mapping[str, Any], attempts: Mapping[str, int]) -> None:
+        """A resumed run gets its run data and its nodes' attempt counts back."""
+        self.data.update(data)
+        by_label = self.plan.by_label
+        for label, n in attempts.items():
+            pn = by_label.get(label)
+            if pn is not None:
+                self.attempts[pn.index] = n
+
+    def prefill(self, prefill: Prefill, *, copied: bool) -> None:
+        """Restored outputs count as done (``skipped`` when ``copied`` by a replay); every
+        other node without pending upstreams is ready."""
+        plan = self.plan
+        for i, (value, _rec) in prefill.items():
+            self.status[i] = NodeStatus.SKIPPED if copied else NodeStatus.COMPLETED
+            self.values[i] = value
+        for i in prefill:
+            for s in plan.nodes[i].successors:
+                self.remaining[s] -= 1
+        self.ready.extend(i for i in plan.order if self.remaining[i] == 0 and i not in prefill)
+
+    def fail(self, node: PlanNode, exc: BaseException, *, fail_fast: bool) -> None:
+        """``node`` failed: the run's first failure is kept; fail-fast cancels the rest."""
+        if self.failure is None:
+            self.failure = (node, exc)
+        if fail_fast:
+            self.stopping = True
+            if self.tg is not None:  # None: a map element run synchronously, no tasks
+                self.tg.cancel_scope.cancel()
+
+    def pause(self) -> None:
+        self.paused = self.stopping = True
+
+
+def restorable(
+    plan: Plan, old: RunRecord, records: Sequence[NodeRecord], rerun: set[int]
+) -> Prefill:
+    """The outputs of ``old``'s nodes a new attempt of it can reuse (not those in ``rerun``)."""
+    prefill: Prefill = {}
+    for rec in records:
+        node = plan.by_label.get(rec.label)
+        if node is None:
+            raise RestartError(
+                f"run {old.run_id!r} has node {rec.label!r}, which DAG {plan.dag.nsref!r} "
+                "does not have: is it the DAG that made the run?"
+            )
+        if node.index in rerun or not rec.status.has_output or not rec.restorable:
+            continue
+        value = structure(
+            rec.output, node.output_type, where=f"run {old.run_id} node {rec.label!r} output"
+        )
+        prefill[node.index] = (value, rec)
+    return prefill
+
+
+def this_process() -> tuple[int, str]:
+    """The owner of a run started now: this process's id and host."""
+    return os.getpid(), HOST
