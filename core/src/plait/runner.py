@@ -67,10 +67,10 @@ class DagRunResult:
 class DagRunner:
     """Runs a :class:`~plait.dag.Dag`, recording into a provenance backend.
 
-    ``provenance``, ``executor`` and ``cache`` are backend names (looked up through the
-    plugins; defaults from ``PLAIT_PROVENANCE``, ``PLAIT_EXECUTOR``, ``PLAIT_CACHE``) or
-    instances. ``max_concurrency`` bounds the nodes running at once. With
-    ``fail_fast=False`` a failure does not cancel independent branches.
+    ``provenance`` and ``executor`` are backend names (looked up through the plugins;
+    defaults from ``PLAIT_PROVENANCE`` and ``PLAIT_EXECUTOR``) or instances.
+    ``max_concurrency`` bounds the nodes running at once. With ``fail_fast=False`` a failure
+    does not cancel independent branches.
     """
 
     def __init__(
@@ -78,7 +78,6 @@ class DagRunner:
         dag: Dag,
         provenance: ProvenanceBackend | str | None = None,
         executor: Executor | str | None = None,
-        cache: Any = None,
         max_concurrency: int | None = None,
         *,
         fail_fast: bool = True,
@@ -90,7 +89,6 @@ class DagRunner:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.dag = dag
-        self.cache = cache
         self._env = Environment(
             host=host or default_host(),
             provenance=provenance or os.environ.get("PLAIT_PROVENANCE") or None,
