@@ -10,7 +10,7 @@ every node of an element is called through :mod:`plait._engine.attempt`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -190,12 +190,37 @@ class CompositeRun:
     async def _run_here(self) -> None:
         """Every element in this task, one after the other (checkpointing now and then)."""
         token = CURRENT_CONTEXT.set((self, None))  # lean @inline elements: see context_of
+        single = self.order[0].call if len(self.order) == 1 else None
         try:
-            await self._run_elements_here()
+            if self.mode == _LEAN_SYNC and single is not None and not self.resume:
+                await self._run_single_here(single)
+            else:
+                await self._run_elements_here()
         finally:
             CURRENT_CONTEXT.reset(token)
         if self.state.record_values:
             await self.state.prov.commit()
+
+    async def _run_single_here(self, call: Callable[..., Any]) -> None:
+        """The elements of a one-node ``@inline`` sub-DAG that nothing records: one plain
+        call each (the hot loop of a lean map)."""
+        state = self.state
+        param = self.param
+        elems = self.elems
+        since = 0
+        for i in self.todo:
+            if self.stop or state.stopping:
+                break
+            self.at = i
+            value = call_inline(call, {param: elems[i]} if param is not None else {})
+            if type(value) is Raised:
+                self._raised(i, self.at_node.label, value)
+            else:
+                self._completed(i, value)
+            since += 1
+            if since >= CHECKPOINT_EVERY:
+                since = 0
+                await anyio.lowlevel.checkpoint()
 
     async def _run_elements_here(self) -> None:
         state = self.state
@@ -348,10 +373,6 @@ class CompositeRun:
         sink's value, or :class:`Raised` (``at_node`` is then the node that raised)."""
         param = self.param
         order = self.order
-        if len(order) == 1:
-            call = order[0].call
-            assert call is not None
-            return call_inline(call, {param: arg} if param is not None else {})
         values: list[Any] = [None] * len(order)
         source = self.plan.sources[0]
         for pn in order:
