@@ -73,7 +73,10 @@ async def attempt(
     while True:
         started = time.perf_counter()
         try:
-            value, placement = await _timed_call(env, state, node, kwargs)
+            if node.timeout is None:
+                value, placement = await _call(env, state, node, kwargs)
+            else:
+                value, placement = await _timed_call(env, state, node, kwargs)
         except Exception as exc:
             raised = Raised(exc)
             if raised.paused or retries_left == 0 or state.stopping:
@@ -89,8 +92,7 @@ async def attempt(
 async def _timed_call(
     env: Environment, state: RunState, node: PlanNode, kwargs: dict[str, Any]
 ) -> tuple[Any, Placement | None]:
-    if node.timeout is None:
-        return await _call(env, state, node, kwargs)
+    assert node.timeout is not None
     try:
         with anyio.fail_after(node.timeout):
             return await _call(env, state, node, kwargs)
