@@ -220,10 +220,6 @@ class MapNode(CompositeNode):
         self.max_concurrency = max_concurrency
 
 
-#: The name the runner knows composites by, until it imports CompositeNode.
-_Composite = CompositeNode
-
-
 class Dag:
     """A directed acyclic graph of callables. Use ``with Dag() as dag:`` to validate on exit."""
 

@@ -16,6 +16,7 @@ from typing import Any, Self
 import anyio
 import attrs
 
+from plait import defaults
 from plait._engine import recording, scheduler
 from plait._engine.composite import run_composite
 from plait._engine.environment import Environment
@@ -91,9 +92,9 @@ class DagRunner:
         self.dag = dag
         self._env = Environment(
             host=host or default_host(),
-            provenance=provenance or os.environ.get("PLAIT_PROVENANCE") or None,
+            provenance=provenance or defaults.provenance_name(),
             provenance_options=dict(provenance_options or {}),
-            executor=executor or os.environ.get("PLAIT_EXECUTOR") or "thread",
+            executor=executor or defaults.executor_name(),
             max_concurrency=max_concurrency,
             fail_fast=fail_fast,
             run_composite=run_composite,

@@ -21,8 +21,8 @@ import anyio
 
 from plait._engine.environment import Environment
 from plait._engine.run import COMPOSITES, RunState
+from plait._plan import PlanNode
 from plait.context import CURRENT_CONTEXT, DagContext
-from plait.dag import PlanNode
 from plait.errors import DagPause, NodeTimeoutError
 from plait.executors import NodeCall, Placement
 

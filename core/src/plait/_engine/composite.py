@@ -21,9 +21,10 @@ from plait._engine import recording, scheduler
 from plait._engine.attempt import Raised, call_element_node, call_inline
 from plait._engine.environment import Environment
 from plait._engine.run import CHECKPOINT_EVERY, COMPOSITES, NOT_DONE, Prefill, RunState, restorable
+from plait._plan import Plan, PlanNode
 from plait.context import CURRENT_CONTEXT, DagContext
 from plait.converter import structure
-from plait.dag import MapNode, Plan, PlanNode
+from plait.dag import MapNode
 from plait.errors import CompositeError, DagPause, MapInputError
 from plait.records import MapProgress, NodeRecord, NodeStatus, RunRecord, RunStatus
 

@@ -18,7 +18,7 @@ from plait.records import BackendKind
 
 if TYPE_CHECKING:
     from plait._engine.run import RunState
-    from plait.dag import PlanNode
+    from plait._plan import PlanNode
 
 #: How the scheduler runs a composite node (map, call): set by the runner, which knows
 #: the composite module (it sits above the scheduler).

@@ -20,8 +20,8 @@ import attrs
 
 from plait._engine.attempt import Raised
 from plait._engine.run import HOST, Prefill, RunState
+from plait._plan import Plan, PlanNode
 from plait.converter import JSON_SCALARS, dumps, loads, to_json_safe
-from plait.dag import Plan, PlanNode
 from plait.errors import ConversionError, DagPause, PlaitWarning
 from plait.executors import Placement
 from plait.introspect import EMPTY

@@ -11,9 +11,10 @@ from typing import Any, Final
 
 import anyio.abc
 
+from plait._plan import Plan, PlanNode
 from plait.context import DagContext
 from plait.converter import structure
-from plait.dag import CallNode, MapNode, Plan, PlanNode
+from plait.dag import CompositeNode
 from plait.errors import RestartError
 from plait.protocols import ProvenanceBackend
 from plait.records import NodeRecord, NodeStatus, RunRecord
@@ -24,7 +25,7 @@ NOT_DONE: Final = object()
 CHECKPOINT_EVERY: Final = 64
 HOST: Final = socket.gethostname()
 #: the nodes that run a sub-DAG (per element, or once)
-COMPOSITES: Final = (CallNode, MapNode)
+COMPOSITES: Final = CompositeNode
 
 #: node index -> its restored output and the record it came from (restart, replay)
 Prefill = dict[int, tuple[Any, NodeRecord]]

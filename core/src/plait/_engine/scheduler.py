@@ -21,8 +21,8 @@ from plait._engine import recording
 from plait._engine.attempt import Raised, Returned, attempt, call_inline
 from plait._engine.environment import Environment
 from plait._engine.run import CHECKPOINT_EVERY, COMPOSITES, NOT_DONE, Prefill, RunState
+from plait._plan import PlanNode
 from plait.context import CURRENT_CONTEXT
-from plait.dag import PlanNode
 from plait.records import NodeRecord, NodeStatus, RunStatus
 
 
