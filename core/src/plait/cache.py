@@ -289,6 +289,9 @@ class _Registry:
         self.lock = threading.Lock()
         self.backends: dict[tuple[str, str | None, int], CacheBackend] = {}
         self.users: weakref.WeakSet[_Cached] = weakref.WeakSet()
+        # Backends inherited across a fork. Never read, but they must stay referenced: if the
+        # child let them be collected, their finalisers would close the parent's SQLite
+        # connections and could checkpoint or delete the WAL under the parent.
         self.abandoned: list[CacheBackend] = []
         self.atexit_registered = False
 
