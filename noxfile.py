@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nox
@@ -41,12 +42,22 @@ def tests(session: nox.Session) -> None:
         )
 
 
+def workspace_requirements(plugin: Path) -> list[Path]:
+    """The other plugins of this workspace that ``plugin`` declares as dependencies."""
+    by_name = {nox.project.load_toml(p / "pyproject.toml")["project"]["name"]: p for p in PLUGINS}
+    wanted = nox.project.load_toml(plugin / "pyproject.toml")["project"]["dependencies"]
+    names = {re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0] for req in wanted}
+    return [path for name, path in by_name.items() if name in names]
+
+
 @nox.session(name="plugin-isolated")
 @nox.parametrize("plugin", [p.name for p in PLUGINS])
 def plugin_isolated(session: nox.Session, plugin: str) -> None:
-    """One plugin with only the core beside it: catches undeclared dependencies."""
+    """One plugin with only the core (and the plugins it declares) beside it: catches
+    undeclared dependencies."""
     session.install(*group("test"))
-    install_packages(session, ROOT / "core", ROOT / "plugins" / plugin)
+    path = ROOT / "plugins" / plugin
+    install_packages(session, ROOT / "core", *workspace_requirements(path), path)
     tests_dir = ROOT / "tests" / "plugins" / plugin.replace("-", "_")
     session.run("pytest", str(tests_dir), env={"PLAIT_TEST_BACKEND": "asyncio"})
 

@@ -129,12 +129,49 @@ def test_facade_covers_every_hookspec() -> None:
     lifecycle = {s for s in specs if s.startswith("plait_on_")}
     facade = {f"plait_{m}" for m in dir(PluginHost) if m.startswith("on_")}
     assert facade == lifecycle
-    registrations = specs - lifecycle
+    assert "plait_add_commands" in specs and callable(PluginHost.add_commands)
+    registrations = specs - lifecycle - {"plait_add_commands"}
     assert registrations == {
         "plait_register_executors",
         "plait_register_provenance_backends",
         "plait_register_cache_backends",
     }
+
+
+def test_plugins_add_commands_and_cannot_replace_one() -> None:
+    import click
+    from click.testing import CliRunner
+
+    @click.group()
+    def cli() -> None:
+        pass
+
+    @cli.command()
+    def runs() -> None:
+        click.echo("core runs")
+
+    class Adds:
+        @hookimpl
+        def plait_add_commands(self, cli: click.Group) -> None:
+            @cli.command()
+            def hello() -> None:
+                click.echo("hello from a plugin")
+
+    host = PluginHost(load_entry_points=False)
+    host.register(Adds(), name="adds")
+    host.add_commands(cli)
+    assert CliRunner().invoke(cli, ["hello"]).output == "hello from a plugin\n"
+
+    class Replaces:
+        @hookimpl
+        def plait_add_commands(self, cli: click.Group) -> None:
+            cli.add_command(click.Command("runs", callback=lambda: None))
+
+    other = PluginHost(load_entry_points=False)
+    other.register(Replaces(), name="replaces")
+    with pytest.raises(BackendError, match="plugin 'replaces' tried to add the command 'runs'"):
+        other.add_commands(cli)
+    assert CliRunner().invoke(cli, ["runs"]).output == "core runs\n"
 
 
 def test_core_never_imports_a_plugin() -> None:
@@ -146,6 +183,7 @@ def test_core_never_imports_a_plugin() -> None:
             "plait_provenance_sqlite",
             "plait_cache_sqlite",
             "plait_dask",
+            "plait_ui",
         ):
             assert f"import {plugin}" not in text and f"from {plugin}" not in text, path
 

@@ -8,9 +8,14 @@ never lose or rename them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
 from plait.records import BackendInfo, MapProgress, NodeRecord, RunRecord
+
+if TYPE_CHECKING:
+    import click
 
 PROJECT_NAME = "plait"
 
@@ -45,6 +50,20 @@ def plait_register_cache_backends() -> list[BackendInfo]:  # type: ignore[empty-
     """Return the cache backends this plugin provides.
 
     Each ``factory(**options)`` returns a :class:`plait.protocols.CacheBackend`.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def plait_add_commands(cli: click.Group) -> None:
+    """Add click commands to the ``plait`` group.
+
+    Called once when the command line starts, before it parses its arguments, with the
+    ``plait`` group itself: call ``cli.add_command(...)`` (or decorate with ``@cli.command()``)
+    for each command this plugin provides. A command name taken by the core or by another
+    plugin is an error naming both. Keep imports of heavy dependencies inside the command
+    functions: every ``plait`` invocation runs this hook.
 
     .. versionadded:: 0.1
     """

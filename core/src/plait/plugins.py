@@ -30,7 +30,7 @@ import os
 import traceback
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -44,6 +44,9 @@ from plait.errors import (
     PluginHookError,
 )
 from plait.records import BackendInfo, BackendKind, MapProgress, NodeRecord, PluginInfo, RunRecord
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginHost", "default_host"]
 
@@ -305,6 +308,24 @@ class PluginHost:
                 f"{kind} backend {name!r} from {info.distribution} rejected options "
                 f"{sorted(options)}: {exc}"
             ) from exc
+
+    # ------------------------------------------------------------------ commands
+    def add_commands(self, cli: click.Group) -> None:
+        """Let every plugin add its commands to the ``plait`` group ``cli``.
+
+        A plugin command whose name the group already has raises :class:`BackendError`
+        naming the command and the plugin that tried to add it.
+        """
+        for impl in reversed(self.manager.hook.plait_add_commands.get_hookimpls()):
+            before = dict(cli.commands)
+            impl.function(cli=cli)
+            for name, command in before.items():
+                if cli.commands.get(name) is not command:
+                    cli.commands[name] = command
+                    raise BackendError(
+                        f"plugin {impl.plugin_name!r} tried to add the command {name!r}, "
+                        "which plait already has; disable one with PLAIT_DISABLE_PLUGINS"
+                    )
 
     # ------------------------------------------------------------------ lifecycle facade
     @property

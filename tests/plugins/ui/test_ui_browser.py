@@ -1,0 +1,271 @@
+"""The UI in a real Chromium (Debian's ``chromium``, driven by Playwright).
+
+Skipped, saying why, when ``/usr/bin/chromium`` or the ``playwright`` package is missing
+(``.ci/run`` installs the browser). Playwright never downloads a browser here: it launches
+the system one by path. Set ``PLAIT_UI_SCREENSHOTS=docs/plugins/ui`` to refresh the
+screenshots of the docs page; otherwise they go to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import _ui_support as support
+import anyio
+import pytest
+
+from plait import Dag, DagRunner
+from plait.records import RunStatus
+from plait_provenance_sqlite import SqliteProvenance
+from plait_ui import UiConfig, create_app
+from plait_ui.server import free_port, serve_async
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="browser tests need Debian's chromium at /usr/bin/chromium "
+        "(apt-get install -y chromium)",
+    ),
+    pytest.mark.xdist_group("ui-browser"),
+]
+
+RED = "rgb(214, 58, 58)"
+BLUE = "rgb(47, 111, 223)"
+GREEN = "rgb(47, 158, 91)"
+
+
+def off_thread(fn: Any, *args: Any) -> Any:
+    """``anyio.run(fn, *args)`` on a fresh thread (Playwright's loop owns this one)."""
+    out: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: out.append(anyio.run(fn, *args, backend=support.BACKEND))
+    )
+    worker.start()
+    worker.join()
+    return out[0]
+
+
+class Server:
+    """The UI app served by Hypercorn on a thread with its own event loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        app = create_app(UiConfig(provenance=SqliteProvenance(path), store_name=path.name))
+        self._thread = threading.Thread(target=self._serve, args=(app,), daemon=True)
+
+    def _serve(self, app: Any) -> None:
+        async def stopped() -> None:
+            await anyio.to_thread.run_sync(self._stop.wait, abandon_on_cancel=True)
+
+        async def main() -> None:
+            await serve_async(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                loop=support.BACKEND,
+                shutdown_trigger=stopped,
+            )
+
+        anyio.run(main, backend=support.BACKEND)
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/static/ui.css", timeout=1):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Gates:
+    """A run whose nodes each wait for a gate this test opens: a run in progress."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.gates = {"one": threading.Event(), "two": threading.Event()}
+        self.run_id: str | None = None
+        self.status: RunStatus | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def dag(self) -> Dag:
+        gates = self.gates
+
+        async def first_gate() -> int:
+            await anyio.to_thread.run_sync(gates["one"].wait, abandon_on_cancel=True)
+            return 1
+
+        async def second_gate(first_gate: int) -> int:
+            await anyio.to_thread.run_sync(gates["two"].wait, abandon_on_cancel=True)
+            return first_gate + 1
+
+        with Dag("gates") as dag:
+            dag.node(first_gate) >> dag.node(second_gate)
+        return dag
+
+    def _run(self) -> None:
+        async def main() -> None:
+            result = await DagRunner(self.dag(), provenance=SqliteProvenance(self.path)).run()
+            self.status = result.status
+
+        anyio.run(main, backend=support.BACKEND)
+
+    def start(self) -> str:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+
+        async def running() -> str | None:
+            async with SqliteProvenance(self.path) as prov:
+                found = await prov.list_runs(dag_nsref="gates", status="running")
+            return found[0].run_id if found else None
+
+        while self.run_id is None:
+            assert time.monotonic() < deadline, "the gated run never showed up"
+            self.run_id = off_thread(running)
+            time.sleep(0.02)
+        return self.run_id
+
+    def open(self, name: str) -> None:
+        self.gates[name].set()
+
+    def join(self) -> None:
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def server(filled: support.Filled) -> Iterator[Server]:
+    # `filled` comes first: it runs the event loop on this thread before Playwright starts
+    with Server(filled.path) as serving:
+        yield serving
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get("PLAIT_UI_SCREENSHOTS")
+    directory = Path(chosen) if chosen else tmp_path_factory.mktemp("shots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def fill_of(locator: Any) -> str:
+    return str(locator.evaluate("el => getComputedStyle(el).fill"))
+
+
+def test_failed_run_shows_its_node_red_and_the_traceback(
+    server: Server, filled: support.Filled, page: Any, shots: Path
+) -> None:
+    page.goto(server.url + "/")
+    rows = page.locator("table.runs tbody tr")
+    assert rows.count() == 3
+    page.screenshot(path=shots / "runs.png")
+    page.locator("tr.st-failed a.run-link").click()
+    page.wait_for_url(f"**/runs/{filled.ids['shop_failed']}")
+    failed = page.locator('svg.dag a.node[data-label="prices"] rect').first
+    assert fill_of(failed) == RED
+    assert fill_of(page.locator('svg.dag a.node[data-label="order_ids"] rect').first) == GREEN
+    page.get_by_text("Traceback", exact=True).click()
+    traceback = page.locator("pre.traceback")
+    assert traceback.is_visible()
+    assert "ValueError: order 3 has no price <b>bold</b>" in traceback.inner_text()
+    page.screenshot(path=shots / "run-failed.png", full_page=True)
+
+
+def test_a_map_node_opens_into_its_failed_element(
+    server: Server, filled: support.Filled, page: Any, shots: Path
+) -> None:
+    page.goto(f"{server.url}/runs/{filled.ids['shop_failed']}")
+    page.locator('svg.dag a.node[data-label="prices"]').click()
+    page.wait_for_url("**/nodes/prices")
+    elements = page.locator("a.element-link")
+    assert elements.count() == 4
+    page.screenshot(path=shots / "map-node.png", full_page=True)
+    page.get_by_role("link", name="prices[3]").click()
+    page.wait_for_selector("a.parent-link")
+    assert fill_of(page.locator('svg.dag a.node[data-label="price"] rect').first) == RED
+    assert "order 3 has no price <b>bold</b>" in page.locator("p.error-message").inner_text()
+
+
+def test_script_in_an_output_is_text_in_the_browser(
+    server: Server, filled: support.Filled, page: Any
+) -> None:
+    page.goto(f"{server.url}/runs/{filled.ids['script']}/nodes/shout")
+    output = page.locator("pre.value.output").inner_text()
+    assert "<SCRIPT>DOCUMENT.TITLE = 'PWNED'; WINDOW.PWNED = 1</SCRIPT>!" in output
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert "pwned" not in page.title()
+    page.goto(f"{server.url}/runs/{filled.ids['script']}/nodes/greeting")
+    assert "<script>" in page.locator("pre.value.inputs").inner_text()
+    assert page.evaluate("typeof window.pwned") == "undefined"
+
+
+def test_a_running_run_changes_status_live(page: Any, tmp_path: Path, shots: Path) -> None:
+    path = tmp_path / "live.sqlite3"
+    gates = Gates(path)
+    with Server(path) as live:
+        run_id = gates.start()
+        try:
+            page.goto(f"{live.url}/runs/{run_id}")
+            page.evaluate("window.sameDocument = true")
+            first = 'svg.dag a.node[data-label="first_gate"]'
+            assert page.locator(first).get_attribute("data-status") == "running"
+            assert fill_of(page.locator(first + " rect").first) == BLUE
+            assert page.locator("#run-status .badge").inner_text() == "running"
+            gates.open("one")
+            second = page.locator('svg.dag a.node[data-label="second_gate"][data-status="running"]')
+            second.wait_for(timeout=5000)
+            assert page.locator(first).get_attribute("data-status") == "completed"
+            assert page.evaluate("window.sameDocument") is True  # updated in place
+            page.screenshot(path=shots / "run-live.png", full_page=True)
+            gates.open("two")
+            page.locator("#run-status .badge.st-completed").wait_for(timeout=5000)
+            page.locator(
+                'svg.dag a.node[data-label="second_gate"][data-status="completed"]'
+            ).wait_for()
+        finally:
+            gates.open("one")
+            gates.open("two")
+            gates.join()
+    assert gates.status is RunStatus.COMPLETED
