@@ -269,3 +269,26 @@ def test_a_running_run_changes_status_live(page: Any, tmp_path: Path, shots: Pat
             gates.open("two")
             gates.join()
     assert gates.status is RunStatus.COMPLETED
+
+
+def test_a_thousand_node_run_draws_and_stays_responsive(
+    page: Any, tmp_path: Path, shots: Path
+) -> None:
+    path = tmp_path / "big.sqlite3"
+
+    async def big_run() -> str:
+        dag = support.lattice(100, 10)
+        return (await DagRunner(dag, provenance=SqliteProvenance(path)).run()).run_id
+
+    run_id = off_thread(big_run)
+    with Server(path) as serving:
+        page.goto(f"{serving.url}/runs/{run_id}")
+        nodes = page.locator("svg.dag a.node")
+        assert nodes.count() == 1000
+        assert page.locator("svg.dag path.wire").count() == 1800
+        page.screenshot(path=shots / "run-1000.png")
+        # the page answers at once: hovering lights the node's edges through the script
+        page.hover('svg.dag a.node[data-label="mix_5_50"]')
+        assert page.locator("svg.dag path.wire.lit").count() == 4
+        took = page.evaluate("performance.getEntriesByType('navigation')[0].duration")
+        assert took > 0

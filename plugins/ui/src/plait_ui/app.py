@@ -25,7 +25,7 @@ from plait.errors import PlaitError, RunNotFoundError
 from plait.protocols import ProvenanceBackend
 from plait.records import CacheStats, RunStatus, utcnow
 from plait_ui.actions import ActionRefusedError, Actions
-from plait_ui.layout import BOX_HEIGHT, BOX_WIDTH, lay_out
+from plait_ui.layout import lay_out
 from plait_ui.queries import (
     BadQueryError,
     PageNotFoundError,
@@ -37,6 +37,7 @@ from plait_ui.queries import (
     runs_page,
 )
 from plait_ui.render import environment
+from plait_ui.svg import dag_svg, timeline_svg
 from plait_ui.timeline import timeline
 
 __all__ = ["LOCAL_HOSTS", "UiConfig", "create_app"]
@@ -151,15 +152,18 @@ class _Pages:
     def _run_context(self, view: RunView) -> dict[str, Any]:
         nodes = {n.label: n for n in view.nodes}
         picture = lay_out(list(nodes), ((e.upstream, e.downstream) for e in view.edges))
+        counts = view.element_counts()
+        bars = timeline(view.nodes, utcnow())
+        run_id = view.run.run_id
         return {
             "view": view,
             "run": view.run,
             "nodes": nodes,
-            "picture": picture,
-            "box_w": BOX_WIDTH,
-            "box_h": BOX_HEIGHT,
-            "counts": view.element_counts(),
-            "timeline": timeline(view.nodes, utcnow()),
+            "edge_count": len(picture.wires),
+            "counts": counts,
+            "dag_svg": dag_svg(picture, nodes, counts, name=f"DAG of run {run_id}"),
+            "timeline": bars,
+            "timeline_svg": timeline_svg(bars, name=f"timeline of run {run_id}"),
             "signature": _signature(view),
         }
 
@@ -191,16 +195,13 @@ class _Pages:
         view = await load_node(await self.opened(), params["run_id"], params["label"])
         nodes = {rec.label: rec for rec in (*(view.lineage or ()), view.node)}
         picture = lay_out(list(nodes)[::-1], view.lineage_edges)
+        label = view.node.label
         return self.html(
             "node.html",
             view=view,
             run=view.run,
             node=view.node,
-            nodes=nodes,
-            picture=picture,
-            box_w=BOX_WIDTH,
-            box_h=BOX_HEIGHT,
-            counts={},
+            lineage_svg=dag_svg(picture, nodes, {}, name=f"lineage of {label}", current=label),
         )
 
     async def cache(self, request: Request) -> Response:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import jinja2
 
-from plait.records import NodeRecord, RunRecord
+from plait.records import NodeRecord, RunRecord, utcnow
 
 __all__ = ["environment"]
 
@@ -35,7 +35,8 @@ def ms(value: float | None) -> str:
 
 
 def run_ms(run: RunRecord) -> float | None:
-    end = run.finished_at or (None if run.status.is_final else run.updated_at)
+    """How long the run took, or has been going (a final run without an end: unknown)."""
+    end = run.finished_at or (None if run.status.is_final else utcnow())
     return None if end is None else (end - run.started_at).total_seconds() * 1000
 
 
