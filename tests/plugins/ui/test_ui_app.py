@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,36 @@ async def test_keyset_paging_visits_every_run_once_even_within_one_microsecond(
                 break
             url = older.group(1).replace("&amp;", "&")
     assert seen == expected and len(set(seen)) == 15
+
+
+async def test_paging_skips_crowds_of_sub_runs(tmp_path: Path) -> None:
+    """Three top-level runs with 700 sub-runs started between them, pages of two."""
+    prov = SqliteProvenance(tmp_path / "crowded.sqlite3")
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    async with prov:
+        for i in range(703):
+            at = start + timedelta(seconds=i)
+            top = i in (0, 350, 702)
+            prov.write_run(
+                RunRecord(
+                    run_id=f"{i:032x}",
+                    dag_nsref="outer" if top else "outer/m[0]",
+                    status=RunStatus.COMPLETED,
+                    started_at=at,
+                    updated_at=at,
+                    parent_run_id=None if top else f"{0:032x}",
+                )
+            )
+        await prov.commit()
+    config = UiConfig(provenance=SqliteProvenance(prov.path), page_size=2)
+    async with support.app_client(config) as http:
+        first = (await http.get("/")).text
+        assert run_ids_in(first) == [f"{702:032x}", f"{350:032x}"]
+        older = re.search(r'class="older" href="([^"]+)"', first)
+        assert older is not None
+        second = (await http.get(older.group(1).replace("&amp;", "&"))).text
+    assert run_ids_in(second) == [f"{0:032x}"]
+    assert 'class="older"' not in second
 
 
 async def test_failed_run_page_draws_the_failed_node_red_with_its_traceback(

@@ -292,3 +292,27 @@ def test_a_thousand_node_run_draws_and_stays_responsive(
         assert page.locator("svg.dag path.wire.lit").count() == 4
         took = page.evaluate("performance.getEntriesByType('navigation')[0].duration")
         assert took > 0
+
+
+def test_the_demo_run_is_a_picture_a_person_can_read(
+    page: Any, tmp_path: Path, shots: Path
+) -> None:
+    pytest.importorskip("plait_executors")
+    from plait.demo import build_pipeline, demo_inputs
+
+    path = tmp_path / "demo.sqlite3"
+
+    async def demo() -> str:
+        runner = DagRunner(build_pipeline(), provenance=SqliteProvenance(path))
+        return (await runner.run(demo_inputs())).run_id
+
+    run_id = off_thread(demo)
+    with Server(path) as serving:
+        page.goto(f"{serving.url}/runs/{run_id}")
+        labels = page.locator("svg.dag a.node").evaluate_all("els => els.map(e => e.dataset.label)")
+        assert {"fetch_orders", "normalise", "enrich", "score_orders", "revenue", "report"} <= set(
+            labels
+        )
+        assert page.locator("svg.dag path.wire").count() >= 5
+        assert page.locator("svg.dag a.node.kind-map rect.inner").count() == 1
+        page.screenshot(path=shots / "demo.png", full_page=True)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import click
 from click.testing import CliRunner
 
 from plait.plugins import PluginHost
+from plait_provenance_sqlite import SqliteProvenance
 
 
 def test_plugin_is_discovered_from_installed_metadata(host: PluginHost) -> None:
     infos = {p.name: p for p in host.plugins()}
     assert infos["ui"].distribution == "plait-ui"
     assert infos["ui"].error is None
+
+
+async def make_store(path: str) -> None:
+    async with SqliteProvenance(path):
+        pass
 
 
 def plait_group(host: PluginHost) -> click.Group:
@@ -49,6 +56,7 @@ def test_a_refused_store_is_the_backends_message_not_a_traceback(
 
 def test_dag_references_are_checked(host: PluginHost, tmp_path: Path) -> None:
     store = str(tmp_path / "runs.sqlite3")
+    anyio.run(make_store, store)
     cli = plait_group(host)
     for ref, message in (
         ("no_colon", "is not MODULE:DAG"),
@@ -58,3 +66,11 @@ def test_dag_references_are_checked(host: PluginHost, tmp_path: Path) -> None:
         result = CliRunner().invoke(cli, ["ui", "--store", store, "--allow-actions", "--dag", ref])
         assert result.exit_code == 2, result.output
         assert message in result.output
+
+
+def test_a_missing_store_is_an_error_and_is_not_created(host: PluginHost, tmp_path: Path) -> None:
+    missing = tmp_path / "typo.sqlite3"
+    result = CliRunner().invoke(plait_group(host), ["ui", "--store", str(missing)])
+    assert result.exit_code == 1
+    assert f"no provenance store at {str(missing)!r}" in result.output
+    assert not missing.exists()

@@ -24,6 +24,7 @@ def open_store(host: PluginHost, store: str | None) -> tuple[ProvenanceBackend, 
 
     ``None`` means ``$PLAIT_PROVENANCE``, else the ``sqlite`` backend's default file.
     """
+    from plait.errors import StoreError
     from plait.records import BackendKind
 
     spec = store or os.environ.get("PLAIT_PROVENANCE") or "sqlite"
@@ -31,7 +32,11 @@ def open_store(host: PluginHost, store: str | None) -> tuple[ProvenanceBackend, 
         backend: ProvenanceBackend = host.create(BackendKind.PROVENANCE, spec)
     else:
         backend = host.create(BackendKind.PROVENANCE, "sqlite", path=spec)
-    return backend, str(getattr(backend, "path", spec))
+    path = getattr(backend, "path", None)
+    if isinstance(path, Path) and not path.exists():
+        # a read-only view must not leave an empty store behind a mistyped path
+        raise StoreError(f"no provenance store at {str(path)!r}: run a DAG first, or pass --store")
+    return backend, str(path or spec)
 
 
 def cache_reader(host: PluginHost, path: Path | None) -> Any:

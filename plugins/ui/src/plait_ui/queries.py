@@ -32,6 +32,9 @@ __all__ = [
     "runs_page",
 ]
 
+#: Widest single read of the runs page when it skips sub-runs (it doubles up to this).
+MAX_FETCH = 5_000
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
@@ -126,6 +129,8 @@ async def runs_page(
             fetch *= 2  # the whole batch shares the cursor's microsecond: look further
         else:
             at_key = last
+            if not filt.sub_runs:  # sub-runs crowd out top-level runs: read wider
+                fetch = min(fetch * 2, MAX_FETCH)
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,56 @@
+"""`ui` as a real process: Hypercorn serves the store until SIGINT, then exits cleanly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import _ui_support as support
+import anyio
+
+from plait_ui.server import free_port
+
+#: A stand-in for the `plait` command (with its --loop option) that plugins add commands to.
+PLAIT = """
+import sys
+import click
+from plait.plugins import PluginHost
+
+@click.group()
+@click.option("--loop", default="asyncio")
+def cli(loop):
+    pass
+
+PluginHost().add_commands(cli)
+cli(sys.argv[1:])
+"""
+
+
+def test_ui_serves_the_store_until_interrupted(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite3"
+    ids = anyio.run(support.fill, store, backend=support.BACKEND)
+    port = free_port()
+    argv = [sys.executable, "-c", PLAIT, "--loop", support.BACKEND, "ui"]
+    argv += ["--store", str(store), "--port", str(port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
+                    page = answer.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.1)
+        assert ids["shop_failed"] in page
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert f"at http://127.0.0.1:{port}/ (read-only; Ctrl-C stops)" in out
