@@ -169,9 +169,37 @@ def test_plugins_add_commands_and_cannot_replace_one() -> None:
 
     other = PluginHost(load_entry_points=False)
     other.register(Replaces(), name="replaces")
-    with pytest.raises(BackendError, match="plugin 'replaces' tried to add the command 'runs'"):
+    with pytest.raises(
+        BackendError,
+        match="plugin 'replaces' tried to add the command 'runs', which plait itself already",
+    ):
         other.add_commands(cli)
     assert CliRunner().invoke(cli, ["runs"]).output == "core runs\n"
+
+    class AddsHelloToo:
+        @hookimpl
+        def plait_add_commands(self, cli: click.Group) -> None:
+            cli.add_command(click.Command("hello", callback=lambda: None))
+
+    @click.group()
+    def fresh() -> None:
+        pass
+
+    both = PluginHost(load_entry_points=False)
+    both.register(Adds(), name="adds")
+    both.register(AddsHelloToo(), name="adds-too")
+    with pytest.raises(BackendError, match="'hello', which plugin 'adds' already provides"):
+        both.add_commands(fresh)
+
+    class Broken:
+        @hookimpl
+        def plait_add_commands(self, cli: click.Group) -> None:
+            raise RuntimeError("no click here")
+
+    broken = PluginHost(load_entry_points=False)
+    broken.register(Broken(), name="broken")
+    with pytest.raises(BackendError, match="plugin 'broken' failed to add its commands"):
+        broken.add_commands(fresh)
 
 
 def test_core_never_imports_a_plugin() -> None:

@@ -314,18 +314,25 @@ class PluginHost:
         """Let every plugin add its commands to the ``plait`` group ``cli``.
 
         A plugin command whose name the group already has raises :class:`BackendError`
-        naming the command and the plugin that tried to add it.
+        naming the command, the plugin that tried to add it and the one that has it; so
+        does a plugin whose hook fails.
         """
-        for impl in reversed(self.manager.hook.plait_add_commands.get_hookimpls()):
+        owners = dict.fromkeys(cli.commands, "plait itself")
+        for impl in self.manager.hook.plait_add_commands.get_hookimpls():  # registration order
+            plugin = f"plugin {impl.plugin_name!r}"
             before = dict(cli.commands)
-            impl.function(cli=cli)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                raise BackendError(f"{plugin} failed to add its commands: {exc!r}") from exc
             for name, command in before.items():
                 if cli.commands.get(name) is not command:
                     cli.commands[name] = command
                     raise BackendError(
-                        f"plugin {impl.plugin_name!r} tried to add the command {name!r}, "
-                        "which plait already has; disable one with PLAIT_DISABLE_PLUGINS"
+                        f"{plugin} tried to add the command {name!r}, which {owners[name]} "
+                        "already provides; disable one with PLAIT_DISABLE_PLUGINS"
                     )
+            owners.update(dict.fromkeys(cli.commands.keys() - before.keys(), plugin))
 
     # ------------------------------------------------------------------ lifecycle facade
     @property
