@@ -248,3 +248,52 @@ def test_demo_twice_shows_cache_hits(plait: Plait) -> None:
     assert cleared["cleared"] > 0
     assert plait("cache", "clear").code == 0
     assert plait("cache", "stats", "--json").json() == []
+
+
+def install_command_plugin(project: Any, name: str, source: str) -> dict[str, str]:
+    """A real distribution on PYTHONPATH whose plugin adds commands to ``plait``."""
+    module = f"plait_{name}_commands"
+    (project / f"{module}.py").write_text(source)
+    dist = project / f"plait_{name}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: plait-{name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[plait]\n{name} = {module}\n")
+    return {"PYTHONPATH": str(project)}
+
+
+def test_plugins_add_commands_to_plait(plait: Plait, project: Any) -> None:
+    env = install_command_plugin(
+        project,
+        "hello",
+        "import click\n"
+        "from plait import hookimpl\n\n"
+        "@hookimpl\n"
+        "def plait_add_commands(cli):\n"
+        "    @cli.command()\n"
+        "    @click.argument('name')\n"
+        "    def hello(name):\n"
+        "        '''Say hello.'''\n"
+        "        click.echo(f'hello {name}')\n",
+    )
+    assert plait("hello", "world", env=env).out == "hello world\n"
+    listed = plait("--help", env=env).out
+    assert "hello" in listed and "Say hello." in listed
+    assert plait("run", "pipe:dag", "-i", "load.day=2024-05-03", env=env).code == 0
+
+
+def test_a_plugin_cannot_replace_a_command_and_a_broken_one_spares_the_core(
+    plait: Plait, project: Any
+) -> None:
+    env = install_command_plugin(
+        project,
+        "clash",
+        "import click\n"
+        "from plait import hookimpl\n\n"
+        "@hookimpl\n"
+        "def plait_add_commands(cli):\n"
+        "    cli.add_command(click.Command('runs', callback=lambda: None))\n",
+    )
+    result = plait("nosuchcommand", env=env)
+    assert result.code == 2, result
+    assert_error_line(result, "plugin 'clash' tried to add the command 'runs'")
+    assert plait("runs", env=env).code == 0  # core commands never wait on plugin commands

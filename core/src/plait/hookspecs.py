@@ -59,11 +59,12 @@ def plait_register_cache_backends() -> list[BackendInfo]:  # type: ignore[empty-
 def plait_add_commands(cli: click.Group) -> None:
     """Add click commands to the ``plait`` group.
 
-    Called once when the command line starts, before it parses its arguments, with the
-    ``plait`` group itself: call ``cli.add_command(...)`` (or decorate with ``@cli.command()``)
-    for each command this plugin provides. A command name taken by the core or by another
-    plugin is an error naming both. Keep imports of heavy dependencies inside the command
-    functions: every ``plait`` invocation runs this hook.
+    Called once per invocation of ``plait``, the first time the group looks up a command
+    name it does not have or lists its commands (``plait --help``), with the group itself:
+    call ``cli.add_command(...)`` (or decorate with ``@cli.command()``) for each command this
+    plugin provides. Core commands never wait for this hook. A name the group already has
+    (from the core or an earlier plugin) is an error naming both. Import heavy dependencies
+    inside the command functions, not at module level.
 
     .. versionadded:: 0.1
     """

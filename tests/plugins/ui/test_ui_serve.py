@@ -1,4 +1,4 @@
-"""`ui` as a real process: Hypercorn serves the store until SIGINT, then exits cleanly."""
+"""`plait ui` as a real process: Hypercorn serves the store until SIGINT, then exits 0."""
 
 from __future__ import annotations
 
@@ -14,27 +14,14 @@ import anyio
 
 from plait_ui.server import free_port
 
-#: A stand-in for the `plait` command (with its --loop option) that plugins add commands to.
-PLAIT = """
-import sys
-import click
-from plait.plugins import PluginHost
-
-@click.group()
-@click.option("--loop", default="asyncio")
-def cli(loop):
-    pass
-
-PluginHost().add_commands(cli)
-cli(sys.argv[1:])
-"""
+PLAIT = Path(sys.executable).with_name("plait")
 
 
 def test_ui_serves_the_store_until_interrupted(tmp_path: Path) -> None:
     store = tmp_path / "runs.sqlite3"
     ids = anyio.run(support.fill, store, backend=support.BACKEND)
     port = free_port()
-    argv = [sys.executable, "-c", PLAIT, "--loop", support.BACKEND, "ui"]
+    argv = [str(PLAIT), "--loop", support.BACKEND, "ui"]
     argv += ["--store", str(store), "--port", str(port)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

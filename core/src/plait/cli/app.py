@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -27,10 +27,45 @@ from plait.cli.running import replay, restart, run
 from plait.cli.runs import runs, show
 from plait.errors import PlaitError
 
-__all__ = ["cli", "main"]
+__all__ = ["PlaitGroup", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
+class PlaitGroup(click.Group):
+    """The ``plait`` group: the core's commands, then those plugins add.
+
+    Plugins add theirs through the ``plait_add_commands`` hook the first time the group
+    looks up a name it does not have or lists its commands (``--help``), so ``plait run``
+    never waits on, or breaks with, a plugin's commands.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plugins_added = False
+
+    def add_plugin_commands(self, ctx: click.Context) -> None:
+        if self.plugins_added:
+            return
+        self.plugins_added = True
+        state = ctx.find_object(State)
+        (state.host if state is not None else State().host).add_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and not self.plugins_added:
+            self.add_plugin_commands(ctx)
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.add_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+
+@click.group(
+    cls=PlaitGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
+)
 @click.version_option(package_name="plait", prog_name="plait")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.option(

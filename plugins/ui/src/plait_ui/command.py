@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from plait.cli.common import State, provenance_options
 
 if TYPE_CHECKING:
     from plait.dag import Dag
@@ -19,24 +20,20 @@ __all__ = ["ui"]
 DEFAULT_PORT = 8765
 
 
-def open_store(host: PluginHost, store: str | None) -> tuple[ProvenanceBackend, str]:
-    """The backend named ``store``, else the ``sqlite`` backend on the file ``store``.
-
-    ``None`` means ``$PLAIT_PROVENANCE``, else the ``sqlite`` backend's default file.
-    """
+def open_store(
+    host: PluginHost, provenance: str | None, store: Path | None
+) -> tuple[ProvenanceBackend, str]:
+    """The provenance backend as every ``plait`` command opens it (``--provenance NAME``,
+    ``--store PATH``), refusing a store file that does not exist yet."""
+    from plait.cli import open_provenance
     from plait.errors import StoreError
-    from plait.records import BackendKind
 
-    spec = store or os.environ.get("PLAIT_PROVENANCE") or "sqlite"
-    if spec in host.backends(BackendKind.PROVENANCE):
-        backend: ProvenanceBackend = host.create(BackendKind.PROVENANCE, spec)
-    else:
-        backend = host.create(BackendKind.PROVENANCE, "sqlite", path=spec)
+    backend = open_provenance(host, provenance, store)
     path = getattr(backend, "path", None)
     if isinstance(path, Path) and not path.exists():
         # a read-only view must not leave an empty store behind a mistyped path
         raise StoreError(f"no provenance store at {str(path)!r}: run a DAG first, or pass --store")
-    return backend, str(path or spec)
+    return backend, str(path or provenance)
 
 
 def cache_reader(host: PluginHost, path: Path | None) -> Any:
@@ -56,25 +53,11 @@ def cache_reader(host: PluginHost, path: Path | None) -> Any:
 
 
 def load_dags(refs: tuple[str, ...]) -> dict[str, Dag]:
-    """``MODULE:NAME`` references to DAG objects, by nsref."""
-    import importlib
+    """``MODULE:DAG`` references (as ``plait run`` takes them) to DAGs, by nsref."""
+    from plait.cli import load_dag
 
-    from plait.dag import Dag
-
-    dags: dict[str, Dag] = {}
-    for ref in refs:
-        module_name, sep, attr = ref.partition(":")
-        if not sep or not module_name or not attr:
-            raise click.BadParameter(f"{ref!r} is not MODULE:DAG", param_hint="--dag")
-        try:
-            dag = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise click.BadParameter(f"cannot load {ref!r}: {exc}", param_hint="--dag") from exc
-        if not isinstance(dag, Dag):
-            kind = type(dag).__name__
-            raise click.BadParameter(f"{ref!r} is a {kind}, not a Dag", param_hint="--dag")
-        dags[dag.nsref] = dag
-    return dags
+    dags = [load_dag(ref) for ref in refs]
+    return {dag.nsref: dag for dag in dags}
 
 
 async def _check(prov: ProvenanceBackend) -> None:
@@ -83,15 +66,15 @@ async def _check(prov: ProvenanceBackend) -> None:
 
 
 @click.command()
-@click.option(
-    "--store",
-    default=None,
-    metavar="PATH|NAME",
-    help="Provenance store: a SQLite file or a backend name ($PLAIT_PROVENANCE, else the "
-    "user's default file).",
-)
+@provenance_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
 @click.option(
     "--cache",
     "cache_path",
@@ -112,7 +95,8 @@ async def _check(prov: ProvenanceBackend) -> None:
     help="A DAG whose runs the buttons may restart or replay; repeat for more.",
 )
 def ui(
-    store: str | None,
+    provenance: str | None,
+    store: Path | None,
     host: str,
     port: int,
     cache_path: Path | None,
@@ -122,27 +106,21 @@ def ui(
     """Serve a local web view of the runs in a provenance store (read-only by default)."""
     import anyio
 
-    from plait.errors import PlaitError
-    from plait.plugins import PluginHost
     from plait.runner import DagRunner
     from plait_ui.actions import Actions
     from plait_ui.app import LOCAL_HOSTS, UiConfig, create_app
     from plait_ui.server import free_port, serve
 
-    plugins = PluginHost()
-    loop = click.get_current_context().find_root().params.get("loop") or "asyncio"
-    try:
-        prov, name = open_store(plugins, store)
-        anyio.run(_check, open_store(plugins, store)[0], backend=loop)
-    except PlaitError as exc:
-        raise click.ClickException(str(exc)) from exc
+    state = click.get_current_context().ensure_object(State)
+    plugins, loop = state.host, state.loop
+    prov, name = open_store(plugins, provenance, store)
+    anyio.run(_check, open_store(plugins, provenance, store)[0], backend=loop)
     actions = None
     if allow_actions:
         dags = load_dags(dag_refs)
-        spec = store or os.environ.get("PLAIT_PROVENANCE") or "sqlite"
 
         def make_runner(dag: Dag) -> DagRunner:
-            return DagRunner(dag, provenance=open_store(plugins, spec)[0], host=plugins)
+            return DagRunner(dag, provenance=open_store(plugins, provenance, store)[0])
 
         actions = Actions(dags, make_runner)
     config = UiConfig(
