@@ -419,3 +419,23 @@ async def test_restart_and_replay_buttons_need_the_token_and_the_same_origin(
         assert replay_url != url
         replay = await http.get(replay_url)
         assert f'/runs/{failed.run_id}">{failed.run_id[:12]}</a>' in replay.text  # replay of
+
+
+# ---------------------------------------------------------------------- any provenance store
+async def test_pages_work_over_a_third_party_store_with_only_the_protocol(tmp_path: Path) -> None:
+    """The documentation's example JSONL backend: no attempts, history, lineage or logs."""
+    jsonl = pytest.importorskip("plait_jsonl_provenance")
+    path = tmp_path / "runs.jsonl"
+    result = await DagRunner(support.shop, provenance=jsonl.JsonlProvenance(path)).run(
+        {"order_ids": {"n": 5}}
+    )
+    async with support.app_client(UiConfig(provenance=jsonl.JsonlProvenance(path))) as http:
+        runs = (await http.get("/")).text
+        run = (await http.get(f"/runs/{result.run_id}")).text
+        node = await http.get(f"/runs/{result.run_id}/nodes/prices")
+    assert run_ids_in(runs) == [result.run_id]
+    assert 'class="node st-failed kind-map" href' in run
+    assert 'data-up="order_ids" data-down="prices"' in run
+    assert node.status_code == 200
+    assert "not kept by this store" in node.text  # no lineage read: said, not an error
+    assert "this provenance store keeps no logs" in node.text
