@@ -298,6 +298,7 @@ def test_the_demo_run_is_a_picture_a_person_can_read(
     page: Any, tmp_path: Path, shots: Path
 ) -> None:
     pytest.importorskip("plait_executors")
+    from plait.cache import close_backends
     from plait.demo import build_pipeline, demo_inputs
 
     path = tmp_path / "demo.sqlite3"
@@ -306,7 +307,10 @@ def test_the_demo_run_is_a_picture_a_person_can_read(
         runner = DagRunner(build_pipeline(), provenance=SqliteProvenance(path))
         return (await runner.run(demo_inputs())).run_id
 
-    run_id = off_thread(demo)
+    try:
+        run_id = off_thread(demo)
+    finally:
+        close_backends()  # the demo's @cached callables opened the default cache file
     with Server(path) as serving:
         page.goto(f"{serving.url}/runs/{run_id}")
         labels = page.locator("svg.dag a.node").evaluate_all("els => els.map(e => e.dataset.label)")
