@@ -69,7 +69,8 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
-        app = create_app(UiConfig(provenance=SqliteProvenance(path), store_name=path.name))
+        config = UiConfig(provenance=SqliteProvenance(path), store_name=path.name, poll_ms=200)
+        app = create_app(config)
         self._thread = threading.Thread(target=self._serve, args=(app,), daemon=True)
 
     def _serve(self, app: Any) -> None:

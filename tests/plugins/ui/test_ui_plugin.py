@@ -6,12 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _ui_support as support
 import anyio
+import pytest
 from click.testing import CliRunner
 
 from plait.cli import cli
+from plait.errors import NsrefError
 from plait.plugins import PluginHost
 from plait_provenance_sqlite import SqliteProvenance
+from plait_ui.command import load_dags
 
 PLAIT = Path(sys.executable).with_name("plait")
 
@@ -66,11 +70,13 @@ def test_a_missing_store_is_an_error_and_is_not_created(tmp_path: Path) -> None:
 def test_dag_references_are_checked(tmp_path: Path) -> None:
     store = tmp_path / "runs.sqlite3"
     anyio.run(make_store, store)
+    result = plait("ui", "--store", str(store), "--allow-actions", "--dag", "plait_ui:LOCAL_HOSTS")
+    assert result.returncode == 2, result
+    assert "is a tuple, not a Dag" in result.stderr
     for ref, message in (
         ("no_colon", "is not a DAG reference"),
         ("plait_ui_nowhere:dag", "cannot import"),
-        ("plait_ui:LOCAL_HOSTS", "is a tuple, not a Dag"),
     ):
-        result = plait("ui", "--store", str(store), "--allow-actions", "--dag", ref)
-        assert result.returncode == 2, result
-        assert message in result.stderr
+        with pytest.raises(NsrefError, match=message):
+            load_dags((ref,))
+    assert load_dags(("_ui_support:shop",)) == {"shop": support.shop}

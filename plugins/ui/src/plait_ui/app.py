@@ -59,6 +59,7 @@ class UiConfig:
     """What ``plait ui`` serves.
 
     ``cache_stats`` returns the counters of the cache store (``None``: no cache page data).
+    ``poll_ms`` is how often a running run's page asks whether it changed.
     ``allowed_hosts`` are the ``Host`` headers accepted (guards against DNS rebinding);
     ``("*",)`` accepts any, for a server the user deliberately bound to a public address.
     """
@@ -68,6 +69,7 @@ class UiConfig:
     actions: Actions | None = attrs.field(default=None, eq=False)
     cache_stats: Callable[[], Mapping[str, CacheStats]] | None = attrs.field(default=None, eq=False)
     page_size: int = 50
+    poll_ms: int = 1000
     allowed_hosts: Sequence[str] = LOCAL_HOSTS
     store_name: str = ""
 
@@ -97,6 +99,7 @@ class _Pages:
 
     def html(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("store_name", self.config.store_name)
+        context.setdefault("poll_ms", self.config.poll_ms)
         context.setdefault("actions", self.actions)
         body = self.env.get_template(template).render(**context)
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)

@@ -3,7 +3,7 @@
 // this script only swaps in HTML the server rendered and never builds markup from data.
 "use strict";
 
-const POLL_MS = 1000;
+const DEFAULT_POLL_MS = 1000;
 
 function lightWires(root, label, on) {
   for (const wire of root.querySelectorAll("path.wire")) {
@@ -38,6 +38,7 @@ function followLive() {
   const base = document.body.dataset.live;
   if (!base) return;
   let signature = document.body.dataset.signature;
+  const every = Number(document.body.dataset.pollMs) || DEFAULT_POLL_MS;
   async function poll() {
     let state;
     try {
@@ -45,7 +46,7 @@ function followLive() {
       if (!response.ok) throw new Error(String(response.status));
       state = await response.json();
     } catch (err) {
-      setTimeout(poll, POLL_MS * 3);
+      setTimeout(poll, every * 3);
       return;
     }
     if (state.signature !== signature) {
@@ -61,9 +62,9 @@ function followLive() {
         badge.className = "badge st-" + state.status;
       }
     }
-    if (!state.final) setTimeout(poll, POLL_MS);
+    if (!state.final) setTimeout(poll, every);
   }
-  setTimeout(poll, POLL_MS);
+  setTimeout(poll, every);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
