@@ -23,10 +23,9 @@ import anyio.abc
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from plait.dag import Dag
+from plait import Dag, DagRunner
 from plait.errors import PlaitError
 from plait.records import RunRecord, RunStatus
-from plait.runner import DagRunner
 from plait_ui.queries import BadQueryError, PageNotFoundError
 from plait_ui.render import run_url
 

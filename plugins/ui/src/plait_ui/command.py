@@ -10,7 +10,7 @@ import click
 from plait.cli.common import State, provenance_options
 
 if TYPE_CHECKING:
-    from plait.dag import Dag
+    from plait import Dag
     from plait.plugins import PluginHost
     from plait.protocols import ProvenanceBackend
     from plait.records import CacheStats
@@ -106,7 +106,7 @@ def ui(
     """Serve a local web view of the runs in a provenance store (read-only by default)."""
     import anyio
 
-    from plait.runner import DagRunner
+    from plait import DagRunner
     from plait_ui.actions import Actions
     from plait_ui.app import LOCAL_HOSTS, UiConfig, create_app
     from plait_ui.server import free_port, serve
