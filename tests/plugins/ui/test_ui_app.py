@@ -439,3 +439,50 @@ async def test_pages_work_over_a_third_party_store_with_only_the_protocol(tmp_pa
     assert node.status_code == 200
     assert "not kept by this store" in node.text  # no lineage read: said, not an error
     assert "this provenance store keeps no logs" in node.text
+
+
+# ---------------------------------------------------------------------- live
+async def test_a_running_run_is_followed_until_it_ends(tmp_path: Path) -> None:
+    """The page of a running run asks to be polled; its signature moves as nodes finish."""
+    path = tmp_path / "live.sqlite3"
+    gate = anyio.Event()
+
+    async def hold() -> int:
+        await gate.wait()
+        return 1
+
+    @inline
+    def after(hold: int) -> int:
+        return hold + 1
+
+    with Dag("held") as held:
+        held.node(hold) >> held.node(after)
+
+    result: list[Any] = []
+    async with (
+        support.app_client(UiConfig(provenance=SqliteProvenance(path), poll_ms=250)) as http,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def run() -> None:
+            result.append(await DagRunner(held, provenance=SqliteProvenance(path)).run())
+
+        tg.start_soon(run)
+        with anyio.fail_after(10):
+            while True:
+                await anyio.sleep(0.02)
+                listed = (await http.get("/", params={"status": "running"})).text
+                if run_ids_in(listed):
+                    break
+        run_id = run_ids_in(listed)[0]
+        page = (await http.get(f"/runs/{run_id}")).text
+        assert f'data-live="/runs/{run_id}"' in page and 'data-poll-ms="250"' in page
+        before = (await http.get(f"/runs/{run_id}/live")).json()
+        assert before["status"] == "running" and before["final"] is False
+        gate.set()
+    async with support.app_client(UiConfig(provenance=SqliteProvenance(path))) as http:
+        done = (await http.get(f"/runs/{run_id}/live")).json()
+        page = (await http.get(f"/runs/{run_id}")).text
+    assert result[0].status is RunStatus.COMPLETED
+    assert done["final"] is True and done["signature"] != before["signature"]
+    assert "data-live" not in page
