@@ -62,8 +62,6 @@ async def test_plait_cases_run_at_tiny_sizes() -> None:
         assert m.error is None, (m.case, m.lib, m.error)
         assert not m.capped
         assert len(m.times) == 1 and m.per_unit_us > 0
-    fanout = next(m for m in results if m.case == "fanout")
-    assert fanout.median_s < 0.04, "5 branches sleeping 10 ms should run concurrently"
     assert set(bench.ratios(results)) == {("thread", 10, "to_thread floor")}
     assert len(bench.rows(results)) == len(results)
 
