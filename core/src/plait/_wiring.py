@@ -33,7 +33,7 @@ from plait.introspect import EMPTY, CallableInfo, ParamInfo, type_name
 
 if TYPE_CHECKING:
     from plait._plan import PlanNode
-    from plait.dag import CompositeNode, DagNode
+    from plait.dag import CompositeNode, DagNode, MapNode, SwitchNode
 
 __all__ = ["Incoming", "Shape", "Wiring", "map_output_type", "match"]
 
@@ -155,10 +155,21 @@ class Shape:
     @classmethod
     def of_composite(cls, node: CompositeNode) -> Shape:
         """A call node takes its sub-DAG's source parameter; a map node takes a list (or a
-        dict) of them. Raises DagValidationError when the sub-DAG cannot be a composite."""
+        dict) of them; a switch node takes a value (or a ``(key, value)`` pair) for its
+        branches. Raises DagValidationError when a sub-DAG cannot be a composite's."""
+        if node.kind == "switch":
+            _value_type, output_type = cast("SwitchNode", node).branch_types()
+            return cls((ParamInfo(name="value", annotation=EMPTY),), output_type, is_async=True)
         sub_in = node.sub_input()
         output_type = node.sub_output_type()
         is_map = node.kind == "map"
+        if is_map and cast("MapNode", node).flatten and _list_elem(output_type) is None:
+            raise DagValidationError(
+                [
+                    f"map node {node.label!r}: flatten=True needs a sub-DAG that returns a "
+                    f"list, but sub-DAG {node.sub.nsref!r} returns {type_name(output_type)}"
+                ]
+            )
         if is_map:
             elem = sub_in.annotation if sub_in else EMPTY
             params: tuple[ParamInfo, ...] = (
@@ -273,8 +284,26 @@ class Wiring:
         if shape is None:
             return  # its parameters are unknown; the problem is reported
         pn.bindings, pn.input_params = self.bind(pn, shape, edges)
-        if shape.is_map:
+        if shape.is_map and not cast("MapNode", pn.node).flatten:
             pn.output_type = map_output_type(shape.output_type, pn.bindings, self.pnodes)
+        if pn.bindings and pn.kind in ("switch", "map"):
+            self.check_switch(pn)
+
+    def check_switch(self, pn: PlanNode) -> None:
+        """A switch node's branches, or those of the switch a map runs per element, must
+        take the values its upstream gives."""
+        up = self.pnodes[pn.bindings[0][0]]
+        if pn.kind == "switch":
+            switch = cast("SwitchNode", pn.node)
+            self.problems.extend(switch.value_problems(up.output_type, f"upstream {up.label!r}"))
+            return
+        plan = cast("CompositeNode", pn.node).sub_plan()
+        source = plan.nodes[plan.sources[0]].node
+        elem = _map_elem(up.output_type)
+        if source.kind == "switch" and elem is not None:
+            where = f"map node {pn.label!r} over the elements of {up.label!r}"
+            switch = cast("SwitchNode", source)
+            self.problems.extend(switch.value_problems(elem[1], where))
 
     # -------------------------------------------------------------- step 1
     def discover(self, pn: PlanNode) -> Shape | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from plait._plan import EdgeKey, Plan, PlanNode, compile_plan
-from plait.errors import DagValidationError, DuplicateNameError, InputError
-from plait.introspect import CallableInfo, ParamInfo
+from plait.errors import DagValidationError, DuplicateNameError, InputError, SwitchKeyError
+from plait.introspect import EMPTY, CallableInfo, ParamInfo, type_name
 from plait.namespace import Namespace, NamespaceNode
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ __all__ = [
     "MapNode",
     "Plan",
     "PlanNode",
+    "SwitchNode",
 ]
 
 _NOT_IDENT = re.compile(r"\W")
@@ -150,18 +152,22 @@ class CompositeNode(DagNode):
 
     def sub_plan(self) -> Plan:
         """The sub-DAG's plan; it must have exactly one source and one sink."""
-        plan = self.sub.plan()
+        return self.plan_of(self.sub)
+
+    def plan_of(self, sub: Dag) -> Plan:
+        """``sub``'s plan, checked as a sub-DAG of this node: exactly one source (taking
+        one value) and one sink; a DagValidationError otherwise."""
+        plan = sub.plan()
         problems = []
+        what = f"{self.kind} node {self.label!r}: sub-DAG {sub.nsref!r}"
         if len(plan.sources) != 1:
             problems.append(
-                f"{self.kind} node {self.label!r}: sub-DAG {self.sub.nsref!r} must have exactly "
-                f"one source node, it has {len(plan.sources)}: "
+                f"{what} must have exactly one source node, it has {len(plan.sources)}: "
                 f"{', '.join(plan.nodes[i].label for i in plan.sources) or 'none'}"
             )
         if len(plan.sinks) != 1:
             problems.append(
-                f"{self.kind} node {self.label!r}: sub-DAG {self.sub.nsref!r} must have exactly "
-                f"one sink node, it has {len(plan.sinks)}: "
+                f"{what} must have exactly one sink node, it has {len(plan.sinks)}: "
                 f"{', '.join(plan.nodes[i].label for i in plan.sinks) or 'none'}"
             )
         if not problems:
@@ -169,7 +175,7 @@ class CompositeNode(DagNode):
             if len(src.input_params) > 1 or any(p.required for p in src.input_params[1:]):
                 problems.append(
                     f"{self.kind} node {self.label!r}: the source {src.label!r} of sub-DAG "
-                    f"{self.sub.nsref!r} must take one value, it takes "
+                    f"{sub.nsref!r} must take one value, it takes "
                     f"{', '.join(p.describe() for p in src.input_params)}"
                 )
         if problems:
@@ -199,11 +205,13 @@ class MapNode(CompositeNode):
     """Runs a sub-DAG on each element of an upstream ``list`` or ``dict``, concurrently.
 
     The result has the upstream's shape: a list in the same order, or a dict with the same
-    keys. ``max_concurrency`` bounds the elements in flight for this node.
+    keys. ``max_concurrency`` bounds the elements in flight for this node. With ``flatten``
+    the sub-DAG returns a list per element and the node returns one list: the elements'
+    lists joined in order.
     """
 
     kind = "map"
-    __slots__ = ("max_concurrency",)
+    __slots__ = ("flatten", "max_concurrency")
 
     def __init__(
         self,
@@ -212,12 +220,130 @@ class MapNode(CompositeNode):
         sub: Dag,
         *,
         max_concurrency: int | None = None,
+        flatten: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(dag, label, sub, **options)
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"map node {label!r}: max_concurrency must be >= 1")
         self.max_concurrency = max_concurrency
+        self.flatten = flatten
+
+
+def _name_of(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def _is_loose(tp: Any) -> bool:
+    return tp is EMPTY or tp is Any
+
+
+class SwitchNode(CompositeNode):
+    """Runs one of several sub-DAGs (its branches), chosen by a key for each value.
+
+    The upstream gives a ``(key, value)`` pair, or a value from which ``select(value)``
+    computes the key. The branch registered under the key runs as a sub-run (nsref
+    ``"<parent>/<label>[<key>]"``) with the value as its source's input, and its output is
+    the node's output; the other branches do not run. Every branch takes the same value type
+    and returns the same type. ``sub`` is the first branch.
+    """
+
+    kind = "switch"
+    __slots__ = ("branches", "select")
+
+    def __init__(
+        self,
+        dag: Dag,
+        label: str,
+        branches: dict[Any, Dag],
+        *,
+        select: Callable[[Any], Any] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(dag, label, next(iter(branches.values())), **options)
+        self.branches = branches
+        self.select = select
+
+    def route(self, given: Any) -> tuple[Any, Any, Dag]:
+        """The key, the value and the branch for what the upstream gave.
+
+        Raises :class:`~plait.errors.SwitchKeyError` naming the key and the known ones when
+        no branch handles the key (or when ``given`` is not a ``(key, value)`` pair)."""
+        if self.select is None:
+            if not isinstance(given, tuple | list) or len(given) != 2:
+                raise SwitchKeyError(
+                    f"switch node {self.label!r} routes on (key, value) pairs, got "
+                    f"{type(given).__qualname__}; pass select= to compute the key from the value"
+                )
+            key, value = given
+        else:
+            value = given
+            key = self.select(value)
+        try:
+            return key, value, self.branches[key]
+        except (KeyError, TypeError):
+            raise SwitchKeyError(
+                f"switch node {self.label!r}: no branch for key {key!r} "
+                f"(branches: {', '.join(map(repr, self.branches))})"
+            ) from None
+
+    def branch_types(self) -> tuple[Any, Any]:
+        """The value type every branch takes and the type every branch returns (unannotated
+        branches fit any); a DagValidationError names each branch that disagrees."""
+        problems: list[str] = []
+        plans: dict[Any, Plan] = {}
+        for key, sub in self.branches.items():
+            try:
+                plans[key] = self.plan_of(sub)
+            except DagValidationError as exc:
+                problems.extend(exc.problems)
+        found: dict[str, tuple[Any, Any]] = {}  # "input"/"output" -> (type, first key)
+        for key, plan in plans.items():
+            params = plan.nodes[plan.sources[0]].input_params
+            sides = {
+                "input": params[0].annotation if params else EMPTY,
+                "output": plan.nodes[plan.sinks[0]].output_type,
+            }
+            for side, tp in sides.items():
+                if _is_loose(tp):
+                    continue
+                seen = found.setdefault(side, (tp, key))
+                if seen[0] != tp:
+                    problems.append(
+                        f"switch node {self.label!r}: branch {key!r} {side} type is "
+                        f"{type_name(tp)}, but branch {seen[1]!r} {side} type is "
+                        f"{type_name(seen[0])}"
+                    )
+        if problems:
+            raise DagValidationError(problems, dag=self.dag.nsref)
+        return found.get("input", (EMPTY,))[0], found.get("output", (EMPTY,))[0]
+
+    def value_problems(self, value_type: Any, source: str) -> list[str]:
+        """What is wrong with routing values of ``value_type`` (what ``source`` gives: a
+        pair unless ``select`` is set) through the branches."""
+        if _is_loose(value_type):
+            return []
+        if self.select is None:
+            args = typing.get_args(value_type)
+            if typing.get_origin(value_type) is not tuple or len(args) != 2:
+                return [
+                    f"switch node {self.label!r} routes on (key, value) pairs, but {source} "
+                    f"gives {type_name(value_type)}; return tuple[K, V], or pass select="
+                ]
+            value_type = args[1]
+            if _is_loose(value_type):
+                return []
+        problems = []
+        for key, sub in self.branches.items():
+            plan = self.plan_of(sub)
+            params = plan.nodes[plan.sources[0]].input_params
+            want = params[0].annotation if params else EMPTY
+            if not _is_loose(want) and want != value_type:
+                problems.append(
+                    f"switch node {self.label!r}: branch {key!r} takes {type_name(want)}, "
+                    f"but {source} gives values of type {type_name(value_type)}"
+                )
+        return problems
 
 
 class Dag:
@@ -291,16 +417,24 @@ class Dag:
 
     def map(
         self,
-        sub_dag: Dag,
+        sub_dag: Dag | SwitchNode,
         label: str | None = None,
         *,
         max_concurrency: int | None = None,
+        flatten: bool = False,
         retries: int = 0,
         timeout: float | None = None,
     ) -> MapNode:
-        """Add a :class:`MapNode` running ``sub_dag`` on each element of its upstream."""
+        """Add a :class:`MapNode` running ``sub_dag`` on each element of its upstream.
+
+        ``sub_dag`` may be a switch node of this Dag that nothing is connected to
+        (``dag.map(dag.switch({...}))``): it moves into a one-node sub-DAG, and each element
+        is routed on its own. With ``flatten`` the sub-DAG returns a list per element and
+        the map returns them joined into one list."""
+        if isinstance(sub_dag, SwitchNode):
+            sub_dag = self._detach(sub_dag)
         if not isinstance(sub_dag, Dag):
-            raise TypeError(f"dag.map() takes a Dag, got {sub_dag!r}")
+            raise TypeError(f"dag.map() takes a Dag or a switch node, got {sub_dag!r}")
         label = label or f"map_{sub_dag.nsref}"
         self._check_label(label)
         node = MapNode(
@@ -308,12 +442,68 @@ class Dag:
             label,
             sub_dag,
             max_concurrency=max_concurrency,
+            flatten=flatten,
             retries=retries,
             timeout=timeout,
         )
         self._nodes[label] = node
         self._plan = None
         return node
+
+    def switch(
+        self,
+        branches: Mapping[Any, Dag | NamespaceNode | Callable[..., Any]],
+        label: str = "switch",
+        *,
+        select: Callable[[Any], Any] | None = None,
+        retries: int = 0,
+        timeout: float | None = None,
+    ) -> SwitchNode:
+        """Add a :class:`SwitchNode`: ``branches`` maps each key to a sub-DAG or a callable
+        (a one-node sub-DAG). The upstream gives ``(key, value)`` pairs, or values whose
+        key ``select(value)`` computes."""
+        if not isinstance(branches, Mapping) or not branches:
+            raise TypeError(f"switch node {label!r}: branches must be a non-empty dict")
+        if select is not None and not callable(select):
+            raise TypeError(f"switch node {label!r}: select must be callable, got {select!r}")
+        self._check_label(label)
+        localns = dict(sys._getframe(1).f_locals)  # a branch's annotations may name them
+        subs: dict[Any, Dag] = {}
+        for key, target in branches.items():
+            if isinstance(target, Dag):
+                subs[key] = target
+            elif isinstance(target, NamespaceNode) or callable(target):
+                sub = Dag(f"{label}[{key}]")
+                if not isinstance(target, NamespaceNode):
+                    target = sub.namespace.register(
+                        target, sub._free_nsref(_name_of(target)), localns=localns
+                    )
+                sub.node(target, label=_name_of(target.fn))
+                subs[key] = sub
+            else:
+                raise TypeError(
+                    f"switch node {label!r}: branch {key!r} must be a Dag or a callable, "
+                    f"got {target!r}"
+                )
+        node = SwitchNode(self, label, subs, select=select, retries=retries, timeout=timeout)
+        self._nodes[label] = node
+        self._plan = None
+        return node
+
+    def _detach(self, node: SwitchNode) -> Dag:
+        """Move ``node`` (of this Dag, without edges) into a one-node Dag of its own."""
+        label = node.label
+        if not self._holds(node) or any(label in key[:2] for key in self._edges):
+            raise ValueError(
+                f"dag.map() takes a switch node of DAG {self.nsref!r} that nothing is "
+                f"connected to; {label!r} is not one"
+            )
+        del self._nodes[label]
+        self._plan = None
+        sub = Dag(label)
+        node.dag = sub
+        sub._nodes[label] = node
+        return sub
 
     def _check_label(self, label: str) -> None:
         if not isinstance(label, str) or not label:

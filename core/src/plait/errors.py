@@ -14,6 +14,7 @@ __all__ = [
     "BackendError",
     "BackendNotFoundError",
     "CacheKeyError",
+    "CallError",
     "CompositeError",
     "ConversionError",
     "DagPause",
@@ -31,6 +32,7 @@ __all__ = [
     "RestartError",
     "RunNotFoundError",
     "StoreError",
+    "SwitchKeyError",
     "TtlError",
 ]
 
@@ -150,6 +152,16 @@ class CompositeError(PlaitError, RuntimeError):
 
 class MapInputError(PlaitError, TypeError):
     """A map node received something other than a list or a dict from its upstream."""
+
+
+class SwitchKeyError(PlaitError, LookupError):
+    """A switch node got a key none of its branches handles (the message names the key and
+    the known ones), or an upstream value that is not a ``(key, value)`` pair."""
+
+
+class CallError(PlaitError, LookupError):
+    """``ctx.call(nsref)`` named nothing in the DAG's namespace, or was made where it cannot
+    run (``ctx.call`` on the event loop: use ``await ctx.acall(...)`` there)."""
 
 
 class NodeTimeoutError(PlaitError, TimeoutError):

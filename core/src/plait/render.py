@@ -4,7 +4,8 @@
 :data:`STATUS_COLOURS` to colour the nodes of a recorded run the same way.
 
 A composite node (a :class:`~plait.MapNode` or :class:`~plait.CallNode`) is drawn as a
-subroutine box (Mermaid) or a 3-D box (DOT); an ordering-only edge is dashed; an edge bound
+subroutine box (Mermaid) or a 3-D box (DOT); a switch node as a hexagon (Mermaid) or a
+diamond (DOT) labelled with its branch keys; an ordering-only edge is dashed; an edge bound
 to a parameter is labelled with the parameter's name.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from plait.dag import CompositeNode, Dag, DagNode, Edge
+from plait.dag import CompositeNode, Dag, DagNode, Edge, SwitchNode
 from plait.errors import DagValidationError
 
 __all__ = ["STATUS_COLOURS", "to_dot", "to_mermaid"]
@@ -43,8 +44,13 @@ def to_mermaid(dag: Dag, statuses: Mapping[str, str] | None = None) -> str:
     ids = {label: f"n{i}" for i, label in enumerate(nodes)}
     lines = ["flowchart TD"]
     for label, node in nodes.items():
-        text = label.replace('"', "#quot;")
-        shape = f'[["{text}"]]' if isinstance(node, CompositeNode) else f'["{text}"]'
+        text = _text(node).replace('"', "#quot;")
+        if isinstance(node, SwitchNode):
+            shape = f'{{{{"{text}"}}}}'
+        elif isinstance(node, CompositeNode):
+            shape = f'[["{text}"]]'
+        else:
+            shape = f'["{text}"]'
         lines.append(f"    {ids[label]}{shape}")
     for edge in edges:
         arrow = "-.->" if edge.order_only else "-->"
@@ -67,7 +73,10 @@ def to_dot(dag: Dag, statuses: Mapping[str, str] | None = None) -> str:
     nodes, edges = _drawable(dag)
     lines = [f"digraph {_quote(dag.nsref)} {{", "    rankdir=TB;"]
     for label, node in nodes.items():
-        attrs = ["shape=box3d" if isinstance(node, CompositeNode) else "shape=box"]
+        if isinstance(node, SwitchNode):
+            attrs = ["shape=diamond", f"label={_quote(_text(node))}"]
+        else:
+            attrs = ["shape=box3d" if isinstance(node, CompositeNode) else "shape=box"]
         if statuses and label in statuses:
             colour = STATUS_COLOURS.get(statuses[label], _NO_STATUS_COLOUR)
             attrs.append(f'style=filled, fillcolor="{colour}"')
@@ -82,6 +91,13 @@ def to_dot(dag: Dag, statuses: Mapping[str, str] | None = None) -> str:
         lines.append(f"    {_quote(edge.upstream.label)} -> {_quote(edge.downstream.label)}{tail};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _text(node: DagNode) -> str:
+    """What a node's box says: its label, and a switch's branch keys."""
+    if isinstance(node, SwitchNode):
+        return f"{node.label}: {' | '.join(str(key) for key in node.branches)}"
+    return node.label
 
 
 def _drawable(dag: Dag) -> tuple[dict[str, DagNode], list[Edge]]:

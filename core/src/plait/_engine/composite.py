@@ -24,7 +24,7 @@ from plait._engine.run import CHECKPOINT_EVERY, COMPOSITES, NOT_DONE, Prefill, R
 from plait._plan import Plan, PlanNode
 from plait.context import CURRENT_CONTEXT, DagContext
 from plait.converter import structure
-from plait.dag import MapNode
+from plait.dag import MapNode, SwitchNode
 from plait.errors import CompositeError, DagPause, MapInputError
 from plait.records import MapProgress, NodeRecord, NodeStatus, RunRecord, RunStatus
 
@@ -32,9 +32,18 @@ from plait.records import MapProgress, NodeRecord, NodeStatus, RunRecord, RunSta
 async def run_composite(
     env: Environment, state: RunState, node: PlanNode, kwargs: dict[str, Any]
 ) -> Any:
-    """Execute a map or call node: its sub-DAG once per element (or once)."""
+    """Execute a map, call or switch node: its sub-DAG once per element (or once; a switch
+    runs the branch its key chooses)."""
     comp = node.node
     assert isinstance(comp, COMPOSITES)
+    if isinstance(comp, SwitchNode):
+        key, value, branch = comp.route(_first(kwargs))
+        if state.record_values:
+            recording.branches_skipped(state, node, [k for k in comp.branches if k != key])
+        plan = comp.plan_of(branch)
+        job = CompositeRun(env, state, node, plan, keys=[key], elems=[value])
+        await job.run()
+        return job.results[0]
     plan = comp.sub_plan()
     if not isinstance(comp, MapNode):
         job = CompositeRun(env, state, node, plan, keys=[None], elems=[_first(kwargs)])
@@ -54,9 +63,24 @@ async def run_composite(
         )
     job = CompositeRun(env, state, node, plan, keys=keys, elems=elems, limit=comp.max_concurrency)
     await job.run()
+    if comp.flatten:
+        return _flattened(node, keys, job.results)
     if isinstance(items, Mapping):
         return dict(zip(keys, job.results, strict=True))
     return job.results
+
+
+def _flattened(node: PlanNode, keys: list[Any], results: list[Any]) -> list[Any]:
+    """The elements' lists joined in order (``flatten=True``)."""
+    flat: list[Any] = []
+    for key, result in zip(keys, results, strict=True):
+        if not isinstance(result, list | tuple):
+            raise MapInputError(
+                f"map node {node.label!r} (flatten=True): element {key!r} returned "
+                f"{type(result).__qualname__}, not a list"
+            )
+        flat.extend(result)
+    return flat
 
 
 def _first(kwargs: dict[str, Any]) -> Any:
@@ -127,6 +151,8 @@ class CompositeRun:
         self.total = len(elems)
         self.limit = limit
         self.is_map = isinstance(node.node, MapNode)
+        #: element sub-runs are named by their key: a map's elements, a switch's branch
+        self.keyed = self.is_map or isinstance(node.node, SwitchNode)
         self.results: list[Any] = [None] * self.total
         self.finished = 0
         self.next = 0
@@ -364,7 +390,7 @@ class CompositeRun:
     # ------------------------------------------------------------------ one element
     def _nsref(self, i: int) -> str:
         base = f"{self.state.run.dag_nsref}/{self.node.label}"
-        return f"{base}[{self.keys[i]}]" if self.is_map else base
+        return f"{base}[{self.keys[i]}]" if self.keyed else base
 
     def _inputs(self, i: int) -> dict[str, dict[str, Any]]:
         return {self.source: {self.param: self.elems[i]}} if self.param is not None else {}

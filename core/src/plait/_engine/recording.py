@@ -19,7 +19,7 @@ from typing import Any, Final
 import attrs
 
 from plait._engine.attempt import Raised
-from plait._engine.run import HOST, Prefill, RunState
+from plait._engine.run import HOST, SKIPPED_BRANCH, Prefill, RunState
 from plait._plan import Plan, PlanNode
 from plait.converter import JSON_SCALARS, dumps, loads, to_json_safe
 from plait.errors import ConversionError, DagPause, PlaitWarning
@@ -30,6 +30,8 @@ from plait.protocols import ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus, utcnow
 
 LOOP_WORKER: Final = "event-loop"
+#: the node type of the record of a switch's branch that did not run
+BRANCH: Final = SKIPPED_BRANCH
 _PID = os.getpid()  # refreshed after fork, see _after_fork below
 
 
@@ -305,6 +307,26 @@ def completed_after(
         value,
         started_at,
         placement,
+    )
+
+
+def branches_skipped(state: RunState, node: PlanNode, keys: list[Any]) -> None:
+    """A switch node chose a branch: each other branch gets a ``skipped`` record in the run
+    (label ``"<switch>[<key>]"``, node type :data:`BRANCH`, no output), buffered."""
+    now = utcnow()
+    attempt = state.attempts[node.index]
+    state.prov.write_nodes(
+        [
+            NodeRecord(
+                run_id=state.run_id,
+                label=f"{node.label}[{key}]",
+                status=NodeStatus.SKIPPED,
+                updated_at=now,
+                node_type=BRANCH,
+                attempt=attempt,
+            )
+            for key in keys
+        ]
     )
 
 

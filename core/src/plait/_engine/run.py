@@ -27,6 +27,9 @@ HOST: Final = socket.gethostname()
 #: the nodes that run a sub-DAG (per element, or once)
 COMPOSITES: Final = CompositeNode
 
+#: the node type of a switch branch's record (see ``recording.branches_skipped``)
+SKIPPED_BRANCH: Final = "branch"
+
 #: node index -> its restored output and the record it came from (restart, replay)
 Prefill = dict[int, tuple[Any, NodeRecord]]
 
@@ -143,6 +146,8 @@ def restorable(
     prefill: Prefill = {}
     for rec in records:
         node = plan.by_label.get(rec.label)
+        if node is None and rec.node_type == SKIPPED_BRANCH:
+            continue  # a switch's branch that did not run: nothing to restore
         if node is None:
             raise RestartError(
                 f"run {old.run_id!r} has node {rec.label!r}, which DAG {plan.dag.nsref!r} "

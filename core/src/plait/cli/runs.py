@@ -183,7 +183,7 @@ def _records_mermaid(nodes: list[NodeRecord], edges: list[EdgeRecord]) -> str:
     lines = ["flowchart TD"]
     for n in nodes:
         text = n.label.replace('"', "#quot;")
-        shape = f'[["{text}"]]' if n.node_type in ("map", "call") else f'["{text}"]'
+        shape = f'[["{text}"]]' if n.node_type in ("map", "call", "switch") else f'["{text}"]'
         lines.append(f"    {ids[n.label]}{shape}")
     seen: set[tuple[str, str]] = set()
     for e in edges:
