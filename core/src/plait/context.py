@@ -12,6 +12,7 @@ import contextvars
 from typing import Any, Protocol
 
 from plait.converter import to_json_safe
+from plait.errors import CallError
 
 __all__ = ["DagContext", "current_context"]
 
@@ -22,6 +23,10 @@ class RunData(Protocol):
     data: dict[str, Any]
 
     def set_data(self, key: str, value: Any, json_data: Any) -> None: ...
+
+    def call_entry(self, caller: str, nsref: str, kwargs: dict[str, Any]) -> Any: ...
+
+    async def acall_entry(self, caller: str, nsref: str, kwargs: dict[str, Any]) -> Any: ...
 
 
 class ContextSource(Protocol):
@@ -76,6 +81,28 @@ class DagContext:
         data = to_json_safe(value, where=f"run {self.run_id} data {key!r}")
         if self._run is not None:
             self._run.set_data(key, value, data)
+
+    def call(self, nsref: str, /, **kwargs: Any) -> Any:
+        """Call the namespace entry ``nsref`` (of this node's DAG) with ``kwargs`` from a
+        sync node running in a worker thread; the entry runs in this thread. Recorded as a
+        sub-run of this run (nsref ``"<dag>/<node>/call:<nsref>#<n>"``). An async or
+        ``@inline`` node uses :meth:`acall`. Raises :class:`~plait.errors.CallError` for an
+        unknown nsref, and whatever the entry raises."""
+        return self._linked("call", nsref).call_entry(self.node_label, nsref, kwargs)
+
+    async def acall(self, nsref: str, /, **kwargs: Any) -> Any:
+        """:meth:`call` for async nodes: the entry runs as a sub-run through the runner
+        (coroutines on the event loop, sync entries on their executor)."""
+        return await self._linked("acall", nsref).acall_entry(self.node_label, nsref, kwargs)
+
+    def _linked(self, how: str, nsref: str) -> RunData:
+        if self._run is None:
+            raise CallError(
+                f"node {self.node_label!r}: ctx.{how}({nsref!r}) needs the run, which this "
+                "context is not linked to (another process, or an unrecorded map element "
+                "that did not ask for a DagContext parameter)"
+            )
+        return self._run
 
     def get_data(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key`` in this run (by any node, or before a restart)."""

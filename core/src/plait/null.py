@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from plait.errors import RunNotFoundError
+from plait.inspection import InspectsRuns
 from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
 
 __all__ = ["NullProvenance"]
 
 
-class NullProvenance:
+class NullProvenance(InspectsRuns):
     """Discards writes and finds nothing. Runs against it cannot be restarted."""
 
     stores_values = False

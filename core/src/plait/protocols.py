@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from plait.executors import CallResult, NodeCall
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus, RunTree
 
-__all__ = ["CacheBackend", "CacheEntry", "Executor", "ProvenanceBackend"]
+__all__ = ["CacheBackend", "CacheEntry", "Executor", "ProvenanceBackend", "RunInspector"]
 
 
 @runtime_checkable
@@ -89,6 +89,21 @@ class ProvenanceBackend(Protocol):
         ...
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class RunInspector(Protocol):
+    """An optional capability of a provenance backend: the inspection tree of a run.
+
+    :func:`plait.inspection.inspect_run` uses it when a backend has it, and builds the tree
+    from the queries above otherwise; :class:`plait.inspection.InspectsRuns` gives a
+    backend class that default as a method.
+    """
+
+    async def inspect_run(self, run_id: str) -> RunTree:
+        """The run with its nodes (outputs not loaded), edges and sub-runs, recursively;
+        :class:`plait.errors.RunNotFoundError` naming ``run_id`` when it is not recorded."""
+        ...
 
 
 class CacheEntry(Protocol):

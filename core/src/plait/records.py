@@ -25,6 +25,7 @@ __all__ = [
     "PluginInfo",
     "RunRecord",
     "RunStatus",
+    "RunTree",
     "StatusChange",
     "utcnow",
 ]
@@ -126,6 +127,48 @@ class EdgeRecord:
     traversed_at: datetime
     upstream_attempt: int = 1
     downstream_attempt: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class RunTree:
+    """A run with its nodes, its edges and its sub-runs, each a tree too (see
+    :func:`plait.inspection.inspect_run`).
+
+    ``name`` is the sub-run's nsref below its parent's (``"each[3]"``, ``"step[even]"``,
+    ``"enrich/call:lookup#1"``; ``""`` at the root) and ``via`` the node type that made it
+    (``"map"``, ``"call"``, ``"switch"``, or ``"ctx.call"``). Node records come without
+    their outputs (``output is None``): ask for one with
+    :meth:`plait.inspection.node_output`.
+    """
+
+    run: RunRecord
+    nodes: tuple[NodeRecord, ...] = ()
+    edges: tuple[EdgeRecord, ...] = ()
+    children: tuple[RunTree, ...] = ()
+    name: str = ""
+    via: str = ""
+
+    def node(self, label: str) -> NodeRecord:
+        """The record of node ``label`` (a LookupError naming the run if there is none)."""
+        for record in self.nodes:
+            if record.label == label:
+                return record
+        raise LookupError(f"run {self.run.run_id!r} has no node {label!r}")
+
+    def children_of(self, label: str) -> tuple[RunTree, ...]:
+        """The sub-runs node ``label`` made (its elements, its branch, its calls)."""
+        return tuple(
+            child
+            for child in self.children
+            if child.name.partition("/call:")[0].split("[", 1)[0] == label
+        )
+
+    def walk(self) -> list[RunTree]:
+        """This tree and every sub-run below it, depth first."""
+        out = [self]
+        for child in self.children:
+            out.extend(child.walk())
+        return out
 
 
 @attrs.frozen(kw_only=True)

@@ -446,6 +446,7 @@ class CompositeRun:
                 parent_run_id=state.run_id,
             )
         st = RunState(self.plan, record, inputs, state.prov, observing=state.observing)
+        st.env = self.env
         if state.data:
             st.data.update(state.data)
         if data:

@@ -66,11 +66,29 @@ class RunState:
         self.failure: tuple[PlanNode, BaseException] | None = None
         self.tg: anyio.abc.TaskGroup | None = None
         self.sub_runs: dict[str, RunRecord] | None = None  # restart: sub-runs by nsref
+        #: the runner's environment (set when the run starts; ``ctx.call`` needs it)
+        self.env: Any = None
+        #: a sub-run of a ``ctx.call``: its caller holds a limiter slot, it takes none
+        self.nested = False
+        #: calls made by each node through ``ctx.call`` (numbering their sub-runs)
+        self.calls: dict[str, int] = {}
 
     def set_data(self, key: str, value: Any, json_data: Any) -> None:
         self.data[key] = value
         if self.record_values:
             self.prov.write_run_data(self.run_id, key, json_data)
+
+    def call_entry(self, caller: str, nsref: str, kwargs: dict[str, Any]) -> Any:
+        """``ctx.call`` from node ``caller`` (in a worker thread): see plait._engine.calls."""
+        from plait._engine import calls  # it imports the scheduler, which imports us
+
+        return calls.call(self.env, self, caller, nsref, kwargs)
+
+    async def acall_entry(self, caller: str, nsref: str, kwargs: dict[str, Any]) -> Any:
+        """``await ctx.acall`` from node ``caller``: see plait._engine.calls."""
+        from plait._engine import calls
+
+        return await calls.acall(self.env, self, caller, nsref, kwargs)
 
     def context_of(self, node: PlanNode) -> DagContext:
         """The context of ``node`` in this run (of the class its parameter asks for)."""

@@ -30,6 +30,7 @@ async def execute(
     env: Environment, state: RunState, prefill: Prefill, *, copied: bool
 ) -> tuple[RunStatus, BaseException | None]:
     """Run ``state``'s plan to its end; record it and say how it ended (and why)."""
+    state.env = env
     recording.run_started(env.host, state, prefill, copied=copied)
     state.prefill(prefill, copied=copied)
     if state.record_values:
@@ -113,7 +114,7 @@ async def run_task(env: Environment, state: RunState, node: PlanNode) -> None:
         if state.stopping:
             return
         ran += 1
-        if limiter is not None and not isinstance(node.node, COMPOSITES):
+        if limiter is not None and not isinstance(node.node, COMPOSITES) and not state.nested:
             async with limiter:
                 if not state.stopping:  # pause() or a failure may come while we wait
                     await run_node(env, state, node)

@@ -38,6 +38,7 @@ import platformdirs
 
 from plait.converter import structure
 from plait.errors import StoreError
+from plait.inspection import InspectsRuns
 from plait.loops import LoopLocal
 from plait.records import (
     EdgeRecord,
@@ -96,7 +97,7 @@ def _make_private_dirs(directory: Path) -> None:
             new.mkdir(mode=0o700)
 
 
-class SqliteProvenance:
+class SqliteProvenance(InspectsRuns):
     """Provenance of plait runs in one SQLite file (backend name ``sqlite``).
 
     ``path`` is a ``str`` or ``Path``; ``None`` means
@@ -438,10 +439,33 @@ class SqliteProvenance:
 
         Follows recorded edge traversals (so a restarted node's lineage names the attempts
         whose outputs it actually received), nearest first; the node itself is not included.
+        The entries a node called through ``ctx.call`` fed it too: their executions (records
+        of the calls' sub-runs, ``run_id`` naming the sub-run) follow the node's own calls
+        first, then each upstream execution's.
         """
-        return await self._in_run(
+        upstream = await self._in_run(
             run_id, lambda conn, span: _queries.lineage(conn, run_id, span, label)
         )
+        calls = await self._calls_by_caller(run_id)
+        if not calls:
+            return upstream
+        found = list(calls.get(label, ()))
+        for record in upstream:
+            found.append(record)
+            found.extend(calls.get(record.label, ()))
+        return found
+
+    async def _calls_by_caller(self, run_id: str) -> dict[str, list[NodeRecord]]:
+        """The node records of the ``ctx.call`` sub-runs of ``run_id``, by calling node."""
+        run = await self.get_run(run_id)
+        prefix = f"{run.dag_nsref}/"
+        calls: dict[str, list[NodeRecord]] = {}
+        subs = await self.list_runs(parent_run_id=run_id)
+        for sub in sorted(subs, key=lambda r: r.started_at):
+            caller, sep, _entry = sub.dag_nsref.removeprefix(prefix).partition("/call:")
+            if sep and sub.dag_nsref.startswith(prefix):
+                calls.setdefault(caller, []).extend(await self.get_node_executions(sub.run_id))
+        return calls
 
     async def status_history(self, run_id: str, label: str | None = None) -> list[StatusChange]:
         """Every status transition of the run and its nodes (or of node ``label``), in order.
