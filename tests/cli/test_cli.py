@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -297,3 +298,49 @@ def test_a_plugin_cannot_replace_a_command_and_a_broken_one_spares_the_core(
     assert result.code == 2, result
     assert_error_line(result, "plugin 'clash' tried to add the command 'runs'")
     assert plait("runs", env=env).code == 0  # core commands never wait on plugin commands
+
+SWITCHING = """
+from plait import Dag, DagContext
+
+
+def route(x: int) -> tuple[str, int]:
+    return ("even" if x % 2 == 0 else "odd", x)
+
+
+def half(x: int) -> int:
+    return x // 2
+
+
+def triple(x: int) -> int:
+    return 3 * x + 1
+
+
+def lookup(key: str) -> int:
+    return len(key)
+
+
+def show(n: int, ctx: DagContext) -> str:
+    return f"{n} {ctx.call('lookup', key='abc')}"
+
+
+with Dag("sw") as dag:
+    dag.namespace.register(lookup)
+    dag.node(route) >> dag.switch({"even": half, "odd": triple}, label="step") >> dag.node(show)
+"""
+
+
+def test_show_tree_prints_the_run_with_its_sub_runs(plait: Plait, project: Path) -> None:
+    (project / "switching.py").write_text(SWITCHING)
+    ran = plait("run", "switching:dag", "-i", "route.x=3", "--json")
+    assert ran.code == 0, ran
+    run_id = ran.json()["run_id"]
+    shown = plait("show", run_id[:8], "--tree")
+    assert shown.code == 0, shown
+    out = shown.out
+    assert run_id in out
+    assert "step[odd]" in out and "switch sub-run" in out
+    assert "step[even]" in out and "skipped" in out
+    assert "show/call:lookup#1" in out and "ctx.call sub-run" in out
+    tree = plait("show", run_id, "--tree", "--json").json()
+    assert tree["run"]["run_id"] == run_id
+    assert {c["name"] for c in tree["children"]} == {"step[odd]", "show/call:lookup#1"}

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from plait.cli.common import (
     State,
@@ -27,8 +28,9 @@ from plait.cli.common import (
     to_json,
 )
 from plait.cli.loading import load_dag, open_provenance, resolve_run
+from plait.inspection import inspect_run
 from plait.protocols import ProvenanceBackend
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus, RunTree
 from plait.render import STATUS_COLOURS
 
 __all__ = ["runs", "show"]
@@ -259,8 +261,60 @@ def _node_table(nodes: list[NodeRecord], counts: dict[str, Counter[str]]) -> Tab
     return table
 
 
+async def _load_tree(prov: ProvenanceBackend, run_id: str) -> RunTree:
+    await prov.open()
+    try:
+        run = await resolve_run(prov, run_id)
+        return await inspect_run(prov, run.run_id)
+    finally:
+        await prov.aclose()
+
+
+def _node_line(n: NodeRecord) -> Text:
+    text = Text.assemble((n.label, "bold"), "  ", status_text(n.status))
+    facts = [n.node_type if n.node_type != "function" else "", format_ms(n.duration_ms)]
+    if n.error_type:
+        facts.append(f"{n.error_type.rsplit('.', 1)[-1]}: {first_line(n.error_message or '')}")
+    for fact in facts:
+        if fact:
+            text.append(f"  {fact}", style="red" if fact is facts[-1] and n.error_type else "")
+    return text
+
+
+def _add_run(branch: Tree, tree: RunTree) -> None:
+    """Each node of ``tree`` under ``branch``, and under each node the sub-runs it made."""
+    for n in tree.nodes:
+        node_branch = branch.add(_node_line(n))
+        for child in tree.children_of(n.label):
+            head = Text.assemble(
+                (child.name, "cyan"),
+                "  ",
+                status_text(child.run.status),
+                (f"  {child.via} sub-run {child.run.run_id}", "bright_black"),
+            )
+            _add_run(node_branch.add(head), child)
+
+
+def _print_tree(tree: RunTree) -> None:
+    run = tree.run
+    root = Tree(
+        Text.assemble(
+            ("run ", "bold"), (run.run_id, "bold"), "  ", run.dag_nsref, "  ", status_text(run.status)
+        )
+    )
+    _add_run(root, tree)
+    make_console().print(root)
+
+
 @click.command()
 @click.argument("run_id")
+@click.option(
+    "--tree",
+    "as_tree",
+    is_flag=True,
+    help="The run as one tree: its nodes and, under each, the sub-runs it made (map "
+    "elements, call nodes, switch branches, ctx.call calls), recursively.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -282,6 +336,7 @@ def _node_table(nodes: list[NodeRecord], counts: dict[str, Counter[str]]) -> Tab
 def show(
     state: State,
     run_id: str,
+    as_tree: bool,
     fmt: str,
     dag_ref: str | None,
     provenance: str | None,
@@ -293,6 +348,13 @@ def show(
     RUN_ID may be a unique prefix of the id.
     """
     prov = open_provenance(state.host, provenance, store)
+    if as_tree:
+        tree = state.run(lambda: _load_tree(prov, run_id))
+        if as_json:
+            echo_json(to_json(tree))
+        else:
+            _print_tree(tree)
+        return
     run, nodes, edges, subs = state.run(lambda: _load_run(prov, run_id))
     counts = _element_counts(run, subs)
     if as_json:
