@@ -10,7 +10,6 @@ from plait import Dag, DagContext, DagRunner, inline
 from plait.dag import SwitchNode
 from plait.errors import DagValidationError, MapInputError, PlaitError, SwitchKeyError
 from plait.plugins import PluginHost
-from plait.records import NodeStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -39,9 +38,7 @@ def is_even(x: int) -> bool:
 
 def collatz() -> Dag:
     with Dag("collatz") as dag:
-        dag.node(route) >> dag.switch({"even": half, "odd": triple}, label="step") >> dag.node(
-            show
-        )
+        dag.node(route) >> dag.switch({"even": half, "odd": triple}, label="step") >> dag.node(show)
     return dag
 
 
@@ -289,8 +286,6 @@ async def test_flatten_of_an_element_that_returns_no_list_fails_naming_it() -> N
     result = await dag(n=2)
     assert isinstance(result.exception, MapInputError)
     assert "element 0 returned int" in str(result.exception)
-
-
 
 
 def test_render_draws_a_switch_with_its_branch_keys() -> None:

@@ -18,7 +18,7 @@ import attrs
 from plait.converter import structure
 from plait.errors import RunNotFoundError
 from plait.protocols import ProvenanceBackend, RunInspector
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunTree
+from plait.records import EdgeRecord, RunRecord, RunTree
 
 __all__ = ["InspectsRuns", "build_run_tree", "inspect_run", "node_output"]
 
@@ -59,9 +59,7 @@ async def _tree(prov: ProvenanceBackend, run: RunRecord, *, name: str, via: str)
     return RunTree(run=run, nodes=nodes, edges=edges, children=tuple(children), name=name, via=via)
 
 
-async def node_output(
-    prov: ProvenanceBackend, run_id: str, label: str, as_type: Any = None
-) -> Any:
+async def node_output(prov: ProvenanceBackend, run_id: str, label: str, as_type: Any = None) -> Any:
     """The stored output of node ``label`` of run ``run_id`` (JSON-safe data, or restored as
     ``as_type``); a LookupError naming the run and node when there is none."""
     for rec in await prov.get_node_executions(run_id):

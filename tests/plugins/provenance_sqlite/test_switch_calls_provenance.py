@@ -50,8 +50,10 @@ class Switchboard:
             return f"got {n}"
 
         with Dag("c") as dag:
-            dag.node(route) >> dag.switch({"even": even, "odd": odd}, label="step") >> dag.node(
-                show
+            (
+                dag.node(route)
+                >> dag.switch({"even": even, "odd": odd}, label="step")
+                >> dag.node(show)
             )
         return dag
 

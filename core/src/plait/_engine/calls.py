@@ -28,7 +28,7 @@ from plait._engine.run import RunState
 from plait._plan import Plan, PlanNode
 from plait.context import CURRENT_CONTEXT
 from plait.dag import Dag
-from plait.errors import CallError, DagPause, NsrefError
+from plait.errors import CallError, DagPause, NsrefError, PlaitError
 from plait.records import NodeStatus, RunStatus
 
 #: what a call's records name as the executor of an entry run by ``ctx.call``
@@ -90,9 +90,7 @@ async def acall(
     return _result(st, status, exc)
 
 
-def call(
-    env: Environment, state: RunState, caller: str, nsref: str, kwargs: dict[str, Any]
-) -> Any:
+def call(env: Environment, state: RunState, caller: str, nsref: str, kwargs: dict[str, Any]) -> Any:
     """From a worker thread: run the entry in this thread, recorded on the event loop."""
     try:
         anyio.get_current_task()
@@ -107,7 +105,7 @@ def call(
         begin = functools.partial(_begin, env, state, caller, nsref, kwargs)
         st, node, begun = anyio.from_thread.run_sync(begin)
     except RuntimeError as exc:
-        if isinstance(exc, CallError | DagPause):
+        if isinstance(exc, PlaitError):
             raise
         raise CallError(
             f"node {caller!r}: ctx.call({nsref!r}) works in the threads of the run's "
@@ -128,8 +126,8 @@ def call(
         CURRENT_CONTEXT.reset(token)
     outcome = value if type(value) is Raised else Returned(value, None, started)
     end = functools.partial(_end, env, st, node, begun, outcome)
-    status, exc = anyio.from_thread.run(end)
-    return _result(st, status, exc)
+    status, error = anyio.from_thread.run(end)
+    return _result(st, status, error)
 
 
 async def _awaited(node: PlanNode, kwargs: dict[str, Any]) -> Any:
@@ -149,7 +147,8 @@ def _begin(
     recording.run_started(env.host, st, {}, copied=False)
     begun = None
     if st.recording:
-        begun = recording.started(env.host, st, node, st.kwargs_of(node), CALLER_THREAD)
+        where = "async" if node.is_async else CALLER_THREAD
+        begun = recording.started(env.host, st, node, st.kwargs_of(node), where)
     st.status[node.index] = NodeStatus.RUNNING
     return st, node, begun
 

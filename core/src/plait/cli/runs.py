@@ -297,11 +297,9 @@ def _add_run(branch: Tree, tree: RunTree) -> None:
 
 def _print_tree(tree: RunTree) -> None:
     run = tree.run
-    root = Tree(
-        Text.assemble(
-            ("run ", "bold"), (run.run_id, "bold"), "  ", run.dag_nsref, "  ", status_text(run.status)
-        )
-    )
+    head = Text.assemble(("run ", "bold"), (run.run_id, "bold"), "  ", run.dag_nsref, "  ")
+    head.append_text(status_text(run.status))
+    root = Tree(head)
     _add_run(root, tree)
     make_console().print(root)
 
