@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from plait.cache import cached, register_cached_callable
 from plait.context import DagContext, current_context
-from plait.dag import CallNode, Dag, DagNode, MapNode
+from plait.dag import CallNode, Dag, DagNode, MapNode, SwitchNode
 from plait.errors import DagPause, DagValidationError, PlaitError
 from plait.hookspecs import hookimpl
 from plait.markers import inline
@@ -34,6 +34,7 @@ __all__ = [
     "PluginHost",
     "RunRecord",
     "RunStatus",
+    "SwitchNode",
     "cached",
     "current_context",
     "get_cache",
