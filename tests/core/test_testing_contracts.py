@@ -81,6 +81,7 @@ def test_contracts_catch_broken_backends(tmp_path: Path) -> None:
         "test_run_data_round_trip",
         "test_run_data_from_several_threads",
         "test_runner_records_a_run",
+        "test_inspect_run_gives_the_run_with_its_sub_runs",
         "test_runner_restarts_a_paused_run",
         "test_clear_one_callable",
         "test_clear_everything",

@@ -41,6 +41,7 @@ import pytest
 from plait.context import DagContext
 from plait.dag import Dag
 from plait.errors import DagPause, RestartError, RunNotFoundError
+from plait.inspection import inspect_run
 from plait.protocols import CacheBackend, ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
 from plait.runner import DagRunner
@@ -522,6 +523,38 @@ class ProvenanceBackendContract:
             "source": NodeStatus.SKIPPED,
             "double": NodeStatus.COMPLETED,
         }
+
+    @pytest.mark.anyio
+    async def test_inspect_run_gives_the_run_with_its_sub_runs(
+        self, backend: ProvenanceBackend
+    ) -> None:
+        """The inspection tree (the backend's own ``inspect_run``, or the default built on
+        the queries above): a map's elements are its children."""
+
+        async def numbers(n: int) -> list[int]:
+            return list(range(n))
+
+        async def square(x: int) -> int:
+            return x * x
+
+        sub = Dag("contract_square")
+        sub.node(square)
+        dag = Dag("contract_tree")
+        dag.node(numbers) >> dag.map(sub, label="each")
+        result = await DagRunner(dag, provenance=backend).run({"numbers": {"n": 2}})
+        assert result.outputs == {"each": [0, 1]}
+        self._needs_storage()
+        async with _opened(backend):
+            tree = await inspect_run(backend, result.run_id)
+            with pytest.raises(RunNotFoundError, match="no-such-run"):
+                await inspect_run(backend, "no-such-run")
+        assert tree.run.run_id == result.run_id
+        assert {n.label for n in tree.nodes} == {"numbers", "each"}
+        assert all(n.output is None for n in tree.nodes)
+        children = tree.children_of("each")
+        assert sorted(c.name for c in children) == ["each[0]", "each[1]"]
+        assert {c.via for c in children} == {"map"}
+        assert all([n.label for n in c.nodes] == ["square"] for c in children)
 
 
 def _with(record: Any, **changes: Any) -> Any:
