@@ -11,6 +11,8 @@ default method. Outputs are not part of the tree: :func:`node_output` loads one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -18,9 +20,17 @@ import attrs
 from plait.converter import structure
 from plait.errors import RunNotFoundError
 from plait.protocols import ProvenanceBackend, RunInspector
-from plait.records import EdgeRecord, RunRecord, RunTree
+from plait.records import EdgeRecord, NodeRecord, RunRecord, RunTree
 
-__all__ = ["InspectsRuns", "build_run_tree", "inspect_run", "node_output"]
+__all__ = [
+    "InspectsRuns",
+    "build_run_tree",
+    "child_name",
+    "inspect_run",
+    "node_output",
+    "sub_run_order",
+    "without_outputs",
+]
 
 
 async def inspect_run(prov: ProvenanceBackend, run_id: str) -> RunTree:
@@ -40,22 +50,35 @@ async def build_run_tree(prov: ProvenanceBackend, run_id: str) -> RunTree:
     return await _tree(prov, run, name="", via="")
 
 
+def without_outputs(records: Iterable[NodeRecord]) -> tuple[NodeRecord, ...]:
+    """Node records as a tree holds them: without their outputs."""
+    return tuple(attrs.evolve(r, output=None) if r.output is not None else r for r in records)
+
+
+def child_name(
+    parent: RunRecord, node_types: Mapping[str, str], child: RunRecord
+) -> tuple[str, str]:
+    """A sub-run's ``name`` (its nsref below ``parent``'s) and ``via`` (the type of the
+    node that made it, by ``node_types`` of the parent's nodes, or ``"ctx.call"``)."""
+    name = child.dag_nsref.removeprefix(f"{parent.dag_nsref}/")
+    caller, sep, _entry = name.partition("/call:")
+    return name, "ctx.call" if sep else node_types.get(caller.split("[", 1)[0], "")
+
+
+def sub_run_order(run: RunRecord) -> tuple[datetime, str]:
+    """The order of a tree's children: when they started, then by nsref."""
+    return run.started_at, run.dag_nsref
+
+
 async def _tree(prov: ProvenanceBackend, run: RunRecord, *, name: str, via: str) -> RunTree:
-    nodes = tuple(
-        attrs.evolve(rec, output=None) if rec.output is not None else rec
-        for rec in await prov.get_node_executions(run.run_id)
-    )
+    nodes = without_outputs(await prov.get_node_executions(run.run_id))
     get_edges = getattr(prov, "get_edge_traversals", None)
     edges: tuple[EdgeRecord, ...] = tuple(await get_edges(run.run_id)) if get_edges else ()
     types = {rec.label: rec.node_type for rec in nodes}
-    prefix = f"{run.dag_nsref}/"
     children = []
-    subs = await prov.list_runs(parent_run_id=run.run_id)
-    for sub in sorted(subs, key=lambda r: (r.started_at, r.dag_nsref)):
-        child_name = sub.dag_nsref.removeprefix(prefix)
-        caller, sep, _entry = child_name.partition("/call:")
-        child_via = "ctx.call" if sep else types.get(caller.split("[", 1)[0], "")
-        children.append(await _tree(prov, sub, name=child_name, via=child_via))
+    for sub in sorted(await prov.list_runs(parent_run_id=run.run_id), key=sub_run_order):
+        child, child_via = child_name(run, types, sub)
+        children.append(await _tree(prov, sub, name=child, via=child_via))
     return RunTree(run=run, nodes=nodes, edges=edges, children=tuple(children), name=name, via=via)
 
 

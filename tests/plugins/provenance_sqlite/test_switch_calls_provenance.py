@@ -10,7 +10,7 @@ import pytest
 
 from plait import Dag, DagContext, DagRunner, inline
 from plait.errors import CallError, CompositeError, InputError, PlaitError, RunNotFoundError
-from plait.inspection import inspect_run, node_output
+from plait.inspection import build_run_tree, inspect_run, node_output
 from plait.records import NodeStatus, RunStatus
 from plait_provenance_sqlite import SqliteProvenance
 
@@ -169,6 +169,7 @@ async def test_a_map_over_a_switch_restarts_only_the_failed_element(tmp_path: Pa
     assert calls == [3]
     async with SqliteProvenance(path) as prov:
         tree = await prov.inspect_run(first.run_id)
+        assert tree == await build_run_tree(prov, first.run_id)
     element = next(c for c in tree.children if c.name == "each[3]")
     assert element.via == "map"
     assert [(c.name, c.via, c.run.attempt) for c in element.children] == [
@@ -343,6 +344,9 @@ async def test_inspect_run_gives_one_tree_of_nodes_edges_and_sub_runs(tmp_path: 
         tree = await prov.inspect_run(result.run_id)
         same = await inspect_run(prov, result.run_id)
         ctree = await inspect_run(prov, calls.run_id)
+        # the store's own tree (one read transaction) is the default one
+        assert tree == await build_run_tree(prov, result.run_id)
+        assert ctree == await build_run_tree(prov, calls.run_id)
         output = await node_output(prov, result.run_id, "show")
         typed = await node_output(prov, result.run_id, "step", int)
         with pytest.raises(RunNotFoundError, match="nope"):

@@ -46,6 +46,7 @@ from plait.records import (
     NodeStatus,
     RunRecord,
     RunStatus,
+    RunTree,
     StatusChange,
 )
 from plait_provenance_sqlite import _queries, _schema
@@ -466,6 +467,12 @@ class SqliteProvenance(InspectsRuns):
             if sep and sub.dag_nsref.startswith(prefix):
                 calls.setdefault(caller, []).extend(await self.get_node_executions(sub.run_id))
         return calls
+
+    async def inspect_run(self, run_id: str) -> RunTree:
+        """The run with its nodes (outputs not loaded), edges and sub-runs as one tree, read
+        in one transaction (the same tree as :func:`plait.inspection.build_run_tree`)."""
+        where = self._where
+        return await self._read(lambda conn: _queries.run_tree(conn, run_id, where))
 
     async def status_history(self, run_id: str, label: str | None = None) -> list[StatusChange]:
         """Every status transition of the run and its nodes (or of node ``label``), in order.
