@@ -299,6 +299,7 @@ def test_a_plugin_cannot_replace_a_command_and_a_broken_one_spares_the_core(
     assert_error_line(result, "plugin 'clash' tried to add the command 'runs'")
     assert plait("runs", env=env).code == 0  # core commands never wait on plugin commands
 
+
 SWITCHING = """
 from plait import Dag, DagContext
 
