@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from plait.errors import RunNotFoundError
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord, RunStatus
 
 
 class MemoryProvenance:
@@ -23,6 +23,7 @@ class MemoryProvenance:
         self.runs: dict[str, RunRecord] = {}
         self.nodes: dict[str, dict[str, NodeRecord]] = {}
         self.data: dict[str, dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str, int], LogRecord] = {}
 
     async def open(self) -> None:
         return None
@@ -47,6 +48,10 @@ class MemoryProvenance:
     def write_run_data(self, run_id: str, key: str, value: Any) -> None:
         self._buffer("data", (run_id, key, value))
 
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
+        for record in records:
+            self._buffer("log", record)
+
     async def commit(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
@@ -55,6 +60,8 @@ class MemoryProvenance:
                 self.runs[item.run_id] = item
             elif kind == "node":
                 self.nodes.setdefault(item.run_id, {})[item.label] = item
+            elif kind == "log":
+                self.logs[item.run_id, item.label, item.seq] = item
             else:
                 run_id, key, value = item
                 self.data.setdefault(run_id, {})[key] = value
@@ -95,9 +102,22 @@ class MemoryProvenance:
     async def load_run_data(self, run_id: str) -> dict[str, Any]:
         return dict(self.data.get(run_id, {}))
 
+    async def get_logs(
+        self, run_id: str, label: str | None = None, after_seq: int | None = None
+    ) -> list[LogRecord]:
+        found = [
+            r
+            for (rid, lbl, seq), r in self.logs.items()
+            if rid == run_id
+            and (label is None or lbl == label)
+            and (after_seq is None or seq > after_seq)
+        ]
+        return sorted(found, key=lambda r: (r.at, r.label, r.seq))
+
 
 class BrokenProvenance(MemoryProvenance):
-    """Ignores ``limit``, raises a bare KeyError for unknown runs, loses run data."""
+    """Ignores ``limit`` and ``after_seq``, raises a bare KeyError for unknown runs, loses run
+    data."""
 
     async def get_run(self, run_id: str) -> RunRecord:
         return self.runs[run_id]
@@ -108,6 +128,11 @@ class BrokenProvenance(MemoryProvenance):
 
     def write_run_data(self, run_id: str, key: str, value: Any) -> None:
         return None
+
+    async def get_logs(
+        self, run_id: str, label: str | None = None, after_seq: int | None = None
+    ) -> list[LogRecord]:
+        return await super().get_logs(run_id, label)
 
 
 class Entry(NamedTuple):

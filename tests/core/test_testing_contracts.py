@@ -80,6 +80,8 @@ def test_contracts_catch_broken_backends(tmp_path: Path) -> None:
         "test_aclose_makes_buffered_writes_durable",
         "test_run_data_round_trip",
         "test_run_data_from_several_threads",
+        "test_log_lines_round_trip",
+        "test_log_lines_are_durable_on_aclose",
         "test_runner_records_a_run",
         "test_inspect_run_gives_the_run_with_its_sub_runs",
         "test_runner_restarts_a_paused_run",

@@ -8,7 +8,7 @@ from typing import Any
 
 from plait.errors import RunNotFoundError
 from plait.inspection import InspectsRuns
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord, RunStatus
 
 __all__ = ["NullProvenance"]
 
@@ -34,6 +34,9 @@ class NullProvenance(InspectsRuns):
         return None
 
     def write_run_data(self, run_id: str, key: str, value: Any) -> None:
+        return None
+
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
         return None
 
     async def commit(self) -> None:
@@ -62,3 +65,8 @@ class NullProvenance(InspectsRuns):
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]:
         return {}
+
+    async def get_logs(
+        self, run_id: str, label: str | None = None, after_seq: int | None = None
+    ) -> list[LogRecord]:
+        return []

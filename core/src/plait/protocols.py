@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from plait.executors import CallResult, NodeCall
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus, RunTree
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord, RunStatus, RunTree
 
 __all__ = ["CacheBackend", "CacheEntry", "Executor", "ProvenanceBackend", "RunInspector"]
 
@@ -63,6 +63,12 @@ class ProvenanceBackend(Protocol):
         """Buffer a run-scoped named value (JSON-safe). May be called from any thread."""
         ...
 
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
+        """Buffer log lines of nodes (each names its run, node, attempt and ``seq``); they
+        are made durable with the node records by the next :meth:`commit`. A record with
+        the ``run_id``, ``label`` and ``seq`` of a stored one replaces it."""
+        ...
+
     async def commit(self) -> None: ...
 
     async def get_run(self, run_id: str) -> RunRecord:
@@ -89,6 +95,14 @@ class ProvenanceBackend(Protocol):
         ...
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]: ...
+
+    async def get_logs(
+        self, run_id: str, label: str | None = None, after_seq: int | None = None
+    ) -> list[LogRecord]:
+        """The stored log lines of the run (of node ``label`` only, when given), ordered by
+        time then node then ``seq``; with ``after_seq``, only lines whose ``seq`` is greater
+        (to follow one node's lines). A run the backend has not recorded gives ``[]``."""
+        ...
 
 
 @runtime_checkable

@@ -19,6 +19,7 @@ __all__ = [
     "BackendKind",
     "CacheStats",
     "EdgeRecord",
+    "LogRecord",
     "MapProgress",
     "NodeRecord",
     "NodeStatus",
@@ -65,7 +66,14 @@ class NodeStatus(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class RunRecord:
-    """One run of a DAG: its identity, owner, inputs and latest status."""
+    """One run of a DAG: its identity, owner, inputs and latest status.
+
+    ``dag_ref`` is where the DAG came from, when it was loaded by reference
+    (``"module:attr"``, as ``plait run`` loads it): ``plait restart`` and ``plait replay``
+    load it from there. ``resumed_at`` is when the current attempt began (``None``: the
+    first attempt, which began at ``started_at``), ``earlier_ms`` the work time of the
+    attempts before it: :meth:`work_ms` counts work, not the idle time between attempts.
+    """
 
     run_id: str
     dag_nsref: str
@@ -84,6 +92,21 @@ class RunRecord:
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    dag_ref: str | None = None
+    resumed_at: datetime | None = None
+    earlier_ms: float = 0.0
+
+    def work_ms(self, now: datetime | None = None) -> float | None:
+        """Milliseconds of work of every attempt so far: the earlier attempts' and the
+        current one's, up to its end (or to ``now``, default: the current time, while it
+        runs). ``None`` for a run that is not running and has no end (its owner died)."""
+        end = self.finished_at
+        if end is None:
+            if self.status is not RunStatus.RUNNING:
+                return None
+            end = now or utcnow()
+        begun = self.resumed_at or self.started_at
+        return self.earlier_ms + max((end - begun).total_seconds() * 1000.0, 0.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -169,6 +192,29 @@ class RunTree:
         for child in self.children:
             out.extend(child.walk())
         return out
+
+
+@attrs.frozen(kw_only=True)
+class LogRecord:
+    """One stdlib ``logging`` record emitted while a node ran, as provenance keeps it.
+
+    ``seq`` numbers the lines of one node in one run from 0, across attempts (so
+    ``after_seq`` pages through them); ``attempt`` is the node's attempt that emitted it.
+    ``level`` is the stdlib level number (``logging.INFO`` is 20), ``logger`` the logger's
+    name, ``message`` the formatted message (``record.getMessage()``), ``exc_text`` the
+    formatted exception when the record carried one. A node's lines are bounded: past the
+    limit, one record from the ``plait`` logger says how many lines were not kept.
+    """
+
+    run_id: str
+    label: str
+    attempt: int = 1
+    seq: int = 0
+    at: datetime
+    level: int
+    logger: str
+    message: str
+    exc_text: str | None = None
 
 
 @attrs.frozen(kw_only=True)

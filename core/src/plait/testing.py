@@ -43,7 +43,14 @@ from plait.dag import Dag
 from plait.errors import DagPause, RestartError, RunNotFoundError
 from plait.inspection import inspect_run
 from plait.protocols import CacheBackend, ProvenanceBackend
-from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
+from plait.records import (
+    EdgeRecord,
+    LogRecord,
+    NodeRecord,
+    NodeStatus,
+    RunRecord,
+    RunStatus,
+)
 from plait.runner import DagRunner
 
 __all__ = ["CacheBackendContract", "ProvenanceBackendContract"]
@@ -146,6 +153,9 @@ class ProvenanceBackendContract:
             error_type="ValueError",
             error_message="bad day",
             traceback='Traceback (most recent call last):\n  File "x.py"\nValueError: bad day',
+            dag_ref="pkg.pipelines:daily",
+            resumed_at=_at(2),
+            earlier_ms=1234.5,
         )
         async with _opened(backend):
             backend.write_run(record)
@@ -155,7 +165,7 @@ class ProvenanceBackendContract:
             got = _with(got, source_inputs=record.source_inputs)
         assert got == record
         assert isinstance(got.status, RunStatus)
-        for stamp in (got.started_at, got.updated_at, got.finished_at):
+        for stamp in (got.started_at, got.updated_at, got.finished_at, got.resumed_at):
             assert stamp is not None
             assert stamp.utcoffset() == timedelta(0)
 
@@ -389,6 +399,64 @@ class ProvenanceBackendContract:
             data = await backend.load_run_data("r1")
         assert data == {f"t{t}-{i}": [t, i] for t in range(4) for i in range(25)}
 
+    # ------------------------------------------------------------------ log lines
+    @pytest.mark.anyio
+    async def test_log_lines_round_trip(self, backend: ProvenanceBackend) -> None:
+        self._needs_storage()
+        lines = [
+            _log("r1", "a", 0, at=1, message="loading 3 rows from Zürich"),
+            _log("r1", "a", 1, at=2, level=30, logger="pkg.load", message="slow"),
+            _log(
+                "r1",
+                "b",
+                0,
+                at=1.5,
+                level=40,
+                attempt=2,
+                message="failed",
+                exc_text="Traceback (most recent call last):\nKeyError: 'z'",
+            ),
+        ]
+        async with _opened(backend):
+            backend.write_run(_run("r1"))
+            backend.write_run(_run("r2", started=1))
+            backend.write_logs(lines[:1])
+            await backend.commit()
+            backend.write_logs(lines[1:])
+            backend.write_logs([_log("r2", "a", 0, at=1, message="other run")])
+            await backend.commit()
+            got = await backend.get_logs("r1")
+            assert got == [lines[0], lines[2], lines[1]]  # by time, then node, then seq
+            for line in got:
+                assert line.at.utcoffset() == timedelta(0)
+            assert await backend.get_logs("r1", label="a") == [lines[0], lines[1]]
+            assert await backend.get_logs("r1", label="a", after_seq=0) == [lines[1]]
+            assert await backend.get_logs("r1", label="b", after_seq=0) == []
+            assert await backend.get_logs("r1", label="nope") == []
+            assert await backend.get_logs("no-such-run") == []
+            assert [x.message for x in await backend.get_logs("r2")] == ["other run"]
+
+    @pytest.mark.anyio
+    async def test_a_log_line_written_again_replaces_it(self, backend: ProvenanceBackend) -> None:
+        self._needs_storage()
+        async with _opened(backend):
+            backend.write_run(_run("r1"))
+            backend.write_logs([_log("r1", "a", 0, at=1, message="first")])
+            await backend.commit()
+            backend.write_logs([_log("r1", "a", 0, at=1, message="again")])
+            await backend.commit()
+            assert [x.message for x in await backend.get_logs("r1")] == ["again"]
+
+    @pytest.mark.anyio
+    async def test_log_lines_are_durable_on_aclose(self, backend: ProvenanceBackend) -> None:
+        self._needs_storage()
+        async with _opened(backend):
+            backend.write_run(_run("r1"))
+            backend.write_logs([_log("r1", "a", i, at=i, message=f"line {i}") for i in range(50)])
+        async with _opened(backend):
+            got = await backend.get_logs("r1", label="a", after_seq=44)
+        assert [x.seq for x in got] == [45, 46, 47, 48, 49]
+
     # ------------------------------------------------------------------ a backend of nothing
     @pytest.mark.anyio
     async def test_stores_nothing_finds_nothing(self, backend: ProvenanceBackend) -> None:
@@ -400,7 +468,9 @@ class ProvenanceBackendContract:
                 [NodeRecord(run_id="r1", label="a", status=NodeStatus.RUNNING, updated_at=_at(1))]
             )
             backend.write_run_data("r1", "k", 1)
+            backend.write_logs([_log("r1", "a", 0, at=1, message="x")])
             await backend.commit()
+            assert await backend.get_logs("r1") == []
             assert await backend.list_runs() == []
             assert await backend.get_node_executions("r1") == []
             assert await backend.load_run_data("r1") == {}
@@ -555,6 +625,31 @@ class ProvenanceBackendContract:
         assert sorted(c.name for c in children) == ["each[0]", "each[1]"]
         assert {c.via for c in children} == {"map"}
         assert all([n.label for n in c.nodes] == ["square"] for c in children)
+
+
+def _log(
+    run_id: str,
+    label: str,
+    seq: int,
+    *,
+    at: float,
+    level: int = 20,
+    logger: str = "pkg",
+    message: str,
+    attempt: int = 1,
+    exc_text: str | None = None,
+) -> LogRecord:
+    return LogRecord(
+        run_id=run_id,
+        label=label,
+        attempt=attempt,
+        seq=seq,
+        at=_at(at),
+        level=level,
+        logger=logger,
+        message=message,
+        exc_text=exc_text,
+    )
 
 
 def _with(record: Any, **changes: Any) -> Any:

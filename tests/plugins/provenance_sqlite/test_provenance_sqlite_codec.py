@@ -13,10 +13,11 @@ import attrs
 import pytest
 
 from plait import NodeStatus, RunStatus
-from plait.records import EdgeRecord, NodeRecord, RunRecord
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord
 from plait_provenance_sqlite import SqliteProvenance
 from plait_provenance_sqlite.codec import (
     EDGES,
+    LOGS,
     NODES,
     NOT_STORED,
     RUN_DATA,
@@ -30,7 +31,7 @@ from plait_provenance_sqlite.codec import (
 )
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-TABLES = {RunRecord: RUNS, NodeRecord: NODES, EdgeRecord: EDGES}
+TABLES = {RunRecord: RUNS, NodeRecord: NODES, EdgeRecord: EDGES, LogRecord: LOGS}
 
 
 def fields_without_column(record: type, table: Table) -> list[str]:
@@ -78,7 +79,7 @@ async def test_columns_are_the_tables_on_disk(tmp_path: Path) -> None:
         pass
     conn = sqlite3.connect(tmp_path / "p.sqlite3")
     try:
-        for table in (RUNS, NODES, EDGES, RUN_DATA):
+        for table in (RUNS, NODES, EDGES, RUN_DATA, LOGS):
             on_disk = [name for _, name, *_ in conn.execute(f"PRAGMA table_info({table.name})")]
             # run_no / row_no number rows; the store computes them, records do not hold them
             on_disk = [n for n in on_disk if n not in ("run_no", "row_no")]
@@ -106,6 +107,23 @@ def run() -> RunRecord:
         error_type="ValueError",
         error_message="bad",
         traceback="tb",
+        dag_ref="pipelines:etl",
+        resumed_at=T0 + timedelta(seconds=1),
+        earlier_ms=250.5,
+    )
+
+
+def log_line() -> LogRecord:
+    return LogRecord(
+        run_id="r1",
+        label="load",
+        attempt=2,
+        seq=7,
+        at=T0,
+        level=30,
+        logger="pkg.load",
+        message="slow: ü",
+        exc_text="Traceback ...",
     )
 
 
@@ -154,8 +172,9 @@ def edge() -> EdgeRecord:
         (NODES, node()),
         (NODES, node(inputs=None, output=None, started_at=None, finished_at=None)),
         (EDGES, edge()),
+        (LOGS, log_line()),
     ],
-    ids=["run", "node", "node-empty", "edge"],
+    ids=["run", "node", "node-empty", "edge", "log"],
 )
 def test_record_round_trips_through_its_row(table: Table, record: Any) -> None:
     row = table.encode(record)

@@ -17,7 +17,7 @@ import pytest
 from plait import NodeStatus, PluginHost, RunStatus, get_provenance
 from plait.errors import RunNotFoundError, StoreError
 from plait.protocols import ProvenanceBackend
-from plait.records import EdgeRecord, NodeRecord, RunRecord
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord
 from plait_provenance_sqlite import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -584,7 +584,7 @@ async def test_migrates_a_version_1_file(db: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert dict(conn.execute("SELECT key, value FROM plait_meta"))["schema_version"] == "3"
+        assert dict(conn.execute("SELECT key, value FROM plait_meta"))["schema_version"] == "4"
     finally:
         conn.close()
 
@@ -632,7 +632,7 @@ async def test_migrates_a_version_2_file(db: Path) -> None:
         assert [n.label for n in await prov.get_node_executions("v3-run")] == ["x"]
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert not {"runs_v2", "node_executions_v2"} & tables
@@ -644,6 +644,80 @@ async def test_migrates_a_version_2_file(db: Path) -> None:
         assert strays == 0
     finally:
         conn.close()
+
+
+@pytest.mark.anyio
+async def test_migrates_a_version_3_file(db: Path) -> None:
+    # made by the version 3 release itself (see the fixture's header)
+    conn = sqlite3.connect(db)
+    conn.executescript((FIXTURES / "schema_v3.sql").read_text())
+    conn.close()
+    async with SqliteProvenance(db) as prov:
+        run = await prov.get_run("v3-run")
+        # what version 3 knew is kept; the new fields have their defaults
+        assert (run.status, run.failed_node, run.owner_pid) == ("failed", "b", 7)
+        assert (run.dag_ref, run.resumed_at, run.earlier_ms) == (None, None, 0.0)
+        assert run.work_ms() == 5000.0
+        nodes = await prov.get_node_executions("v3-run")
+        assert [(n.label, n.status, n.output) for n in nodes] == [
+            ("a", "completed", [0, 1]),
+            ("b", "failed", None),
+        ]
+        assert [n.label for n in await prov.lineage("v3-run", "b")] == ["a"]
+        assert await prov.load_run_data("v3-run") == {"token": {"v": 3}}
+        assert await prov.get_logs("v3-run") == []
+        # the migrated run takes log lines and the new run fields
+        line = LogRecord(
+            run_id="v3-run",
+            label="b",
+            attempt=2,
+            seq=0,
+            at=datetime(2026, 1, 2, tzinfo=UTC),
+            level=20,
+            logger="pkg",
+            message="retrying b",
+        )
+        prov.write_logs([line])
+        prov.write_run(attrs.evolve(run, dag_ref="pipe:dag", earlier_ms=5000.0, attempt=2))
+        await prov.commit()
+        assert await prov.get_logs("v3-run", label="b") == [line]
+        assert (await prov.get_run("v3-run")).dag_ref == "pipe:dag"
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        meta = dict(conn.execute("SELECT key, value FROM plait_meta"))
+        assert meta["schema_version"] == "4"
+    finally:
+        conn.close()
+
+
+@pytest.mark.anyio
+async def test_log_lines_are_purged_with_their_run(db: Path) -> None:
+    async with SqliteProvenance(db) as prov:
+        for run_id, started in (("old", 0), ("kept", 10_000)):
+            prov.write_run(
+                run_record(
+                    run_id, status=RunStatus.COMPLETED, started_at=at(started), updated_at=at(started)
+                )
+            )
+            prov.write_logs(
+                [
+                    LogRecord(
+                        run_id=run_id,
+                        label="a",
+                        seq=0,
+                        at=datetime(2026, 1, 2, tzinfo=UTC),
+                        level=20,
+                        logger="pkg",
+                        message=f"line of {run_id}",
+                    )
+                ]
+            )
+        await prov.commit()
+        assert await prov.purge(older_than=at(5000)) == 1
+        assert await prov.get_logs("old") == []
+        assert [x.message for x in await prov.get_logs("kept")] == ["line of kept"]
 
 
 @pytest.mark.anyio

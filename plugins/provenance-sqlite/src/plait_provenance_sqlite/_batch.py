@@ -14,8 +14,16 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from plait.converter import dumps
-from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
-from plait_provenance_sqlite.codec import EDGES, NODES, RUNS, edge_entry, history_entry, us
+from plait.records import EdgeRecord, LogRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
+from plait_provenance_sqlite.codec import (
+    EDGES,
+    LOGS,
+    NODES,
+    RUNS,
+    edge_entry,
+    history_entry,
+    us,
+)
 
 if tuple(c.name for c in NODES.lists) != ("history", "edges"):
     raise AssertionError("Batch.rows appends a node row's history, then its edges")
@@ -49,7 +57,7 @@ class Batch:
     """Buffered writes: run records, and node rows merged per execution (one per commit;
     a plain class, as one is made for every commit)."""
 
-    __slots__ = ("data", "edges", "node_history", "nodes", "run_history", "runs")
+    __slots__ = ("data", "edges", "logs", "node_history", "nodes", "run_history", "runs")
 
     def __init__(self) -> None:
         self.runs: dict[str, RunRecord] = {}
@@ -59,9 +67,11 @@ class Batch:
         self.node_history: dict[NodeKey, list[str]] = {}
         self.edges: list[EdgeRecord] = []
         self.data: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # log line rows by (run_id, label, seq): a line written again replaces it
+        self.logs: dict[tuple[str, str, int], list[Any]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.nodes or self.edges or self.data)
+        return bool(self.runs or self.nodes or self.edges or self.data or self.logs)
 
     def merge_older_into(self, newer: Batch) -> None:
         """Add ``newer`` (written while this batch failed to commit) behind this one."""
@@ -76,11 +86,13 @@ class Batch:
             self.node_history.setdefault(key, []).extend(entries)
         self.edges.extend(newer.edges)
         self.data.update(newer.data)
+        self.logs.update(newer.logs)
 
     def drop_run(self, run_id: str) -> None:
         """Forget the node records and edges of a run (they can never be written)."""
         self.nodes = {k: v for k, v in self.nodes.items() if k[0] != run_id}
         self.edges = [e for e in self.edges if e.run_id != run_id]
+        self.logs = {k: v for k, v in self.logs.items() if k[0] != run_id}
 
     def rows(
         self,
@@ -200,6 +212,12 @@ class Buffer:
     def add_edges(self, edges: Sequence[EdgeRecord]) -> None:
         with self._lock:
             self._batch.edges.extend(edges)
+
+    def add_logs(self, lines: Sequence[LogRecord]) -> None:
+        encode = LOGS.encode
+        rows = {(x.run_id, x.label, x.seq): encode(x) for x in lines}
+        with self._lock:
+            self._batch.logs.update(rows)
 
     def add_data(self, run_id: str, key: str, value: Any) -> None:
         row = (run_id, key, dumps(value), us(datetime.now(UTC)))

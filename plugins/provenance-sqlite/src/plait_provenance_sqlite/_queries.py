@@ -16,6 +16,7 @@ from plait.errors import PlaitError, RunNotFoundError
 from plait.inspection import child_name, sub_run_order, without_outputs
 from plait.records import (
     EdgeRecord,
+    LogRecord,
     NodeRecord,
     NodeStatus,
     RunRecord,
@@ -27,6 +28,7 @@ from plait_provenance_sqlite import _schema
 from plait_provenance_sqlite._writer import RUN_RANGE_JOIN
 from plait_provenance_sqlite.codec import (
     EDGES,
+    LOGS,
     NODES,
     RUN_MASK,
     RUNS,
@@ -45,6 +47,7 @@ __all__ = [
     "latest_nodes",
     "lineage",
     "list_runs_sql",
+    "logs",
     "node_attempts",
     "page_bound",
     "purge",
@@ -314,7 +317,7 @@ def purge(conn: sqlite3.Connection, chosen: str, params: Sequence[Any]) -> int:
                 )
             ],
         )
-        for table in ("edge_traversals", "run_data", "runs"):
+        for table in ("edge_traversals", "run_data", "node_logs", "runs"):
             conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM purge_ids)")
         conn.execute("DELETE FROM purge_ids")
         conn.execute("COMMIT")
@@ -324,3 +327,19 @@ def purge(conn: sqlite3.Connection, chosen: str, params: Sequence[Any]) -> int:
         raise
     deleted: int = count
     return deleted
+
+
+def logs(
+    conn: sqlite3.Connection, run_id: str, label: str | None, after_seq: int | None
+) -> list[LogRecord]:
+    """The log lines of a run (of one node), by time, then node, then ``seq``."""
+    sql = f"SELECT {LOGS.select} FROM node_logs WHERE run_id = ?"
+    params: list[Any] = [run_id]
+    if label is not None:
+        sql += " AND label = ?"
+        params.append(label)
+    if after_seq is not None:
+        sql += " AND seq > ?"
+        params.append(after_seq)
+    decode = LOGS.decode
+    return [decode(row) for row in conn.execute(sql + " ORDER BY at, label, seq", params)]

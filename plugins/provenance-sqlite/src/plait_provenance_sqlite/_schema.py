@@ -29,7 +29,7 @@ __all__ = [
 #: ``PRAGMA application_id`` of a plait provenance file: the bytes ``b"plPv"``.
 APPLICATION_ID: Final = 0x706C5076
 #: The schema version this release writes. Older files are migrated forward on open.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 #: A run's node executions have row numbers ``run_no << RUN_SHIFT | seq``: the run's range.
 RUN_SHIFT: Final = 32
 
@@ -210,6 +210,28 @@ CREATE_V3: Final[tuple[str, ...]] = (
     *_VIEWS,
 )
 
+# Version 4: where a run's DAG came from and its work time (``runs.dag_ref``,
+# ``runs.resumed_at``, ``runs.earlier_ms``), and the log lines of nodes (``node_logs``, one
+# row per line, clustered by run, node and line number).
+_RUNS_V4_COLUMNS: Final = (
+    "ALTER TABLE runs ADD COLUMN dag_ref TEXT",
+    "ALTER TABLE runs ADD COLUMN resumed_at INTEGER",
+    "ALTER TABLE runs ADD COLUMN earlier_ms REAL NOT NULL DEFAULT 0",
+)
+_LOGS_V4: Final = """CREATE TABLE node_logs (
+        run_id   TEXT NOT NULL,
+        label    TEXT NOT NULL,
+        seq      INTEGER NOT NULL,
+        attempt  INTEGER NOT NULL,
+        at       INTEGER NOT NULL,
+        level    INTEGER NOT NULL,
+        logger   TEXT NOT NULL,
+        message  TEXT NOT NULL,
+        exc_text TEXT,
+        PRIMARY KEY (run_id, label, seq)
+    ) WITHOUT ROWID"""
+CREATE_V4: Final[tuple[str, ...]] = (*CREATE_V3, *_RUNS_V4_COLUMNS, _LOGS_V4)
+
 #: Tables every version >= 1 has; a file claiming to be ours without them is damaged.
 _V1_TABLES: Final = frozenset({"plait_meta", "runs", "node_executions", "edge_traversals"})
 
@@ -282,10 +304,17 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 4: runs know where their DAG came from and their work time; node log lines."""
+    for statement in (*_RUNS_V4_COLUMNS, _LOGS_V4):
+        conn.execute(statement)
+
+
 #: ``MIGRATIONS[n]`` upgrades a version-``n`` file to version ``n + 1`` inside a transaction.
 MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
 }
 
 
@@ -347,7 +376,7 @@ def _verdict(path: Path, app_id: int, version: int, tables: set[str]) -> str:
 
 
 def _create(conn: sqlite3.Connection) -> None:
-    for statement in CREATE_V3:
+    for statement in CREATE_V4:
         conn.execute(statement)
     conn.execute(
         "INSERT INTO plait_meta (key, value) VALUES ('schema_version', ?), ('created_by', ?)",

@@ -18,7 +18,7 @@ import attrs
 
 from plait_provenance_sqlite import _schema
 from plait_provenance_sqlite._batch import FINAL_RUN, Batch, NodeKey
-from plait_provenance_sqlite.codec import EDGES, NODES, RUN_DATA, RUN_MASK, RUNS
+from plait_provenance_sqlite.codec import EDGES, LOGS, NODES, RUN_DATA, RUN_MASK, RUNS
 
 __all__ = ["RUN_RANGE_JOIN", "OrphanNodesError", "RunRows", "Writer", "is_busy", "retrying"]
 
@@ -32,6 +32,7 @@ _NODE_INSERT: Final = NODES.insert_numbered("row_no")
 _NODE_UPDATE: Final = NODES.update_by_number("row_no")
 _EDGE_INSERT: Final = EDGES.insert("INSERT OR IGNORE")
 _DATA_UPSERT: Final = RUN_DATA.upsert()
+_LOG_UPSERT: Final = LOGS.upsert()
 _RUN_ID: Final = RUNS.at["run_id"]
 _RUN_STATUS: Final = RUNS.at["status"]
 #: each run joined with the rows of its range
@@ -93,7 +94,7 @@ class Writer:
     def write(self, conn: sqlite3.Connection, batch: Batch) -> None:
         """Commit ``batch`` (one statement, or one transaction); raises with nothing written."""
         run_rows, node_rows, loose_edges = batch.rows()
-        if len(node_rows) == 1 and not (run_rows or loose_edges or batch.data):
+        if len(node_rows) == 1 and not (run_rows or loose_edges or batch.data or batch.logs):
             # the common commit after one node: one statement is its own transaction
             ((key, row),) = node_rows
             rows = self.run_rows.get(key[0])
@@ -138,6 +139,8 @@ class Writer:
             conn.executemany(_EDGE_INSERT, loose_edges)
         if batch.data:
             conn.executemany(_DATA_UPSERT, batch.data.values())
+        if batch.logs:
+            conn.executemany(_LOG_UPSERT, batch.logs.values())
 
     def _load_run_rows(self, conn: sqlite3.Connection, run_ids: set[str]) -> None:
         """Learn where the executions of these runs live (inside the write transaction).

@@ -27,11 +27,12 @@ from typing import Any, Final
 import attrs
 
 from plait.converter import dumps, loads
-from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
+from plait.records import EdgeRecord, LogRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
 from plait_provenance_sqlite import _schema
 
 __all__ = [
     "EDGES",
+    "LOGS",
     "NOT_STORED",
     "NODES",
     "RUNS",
@@ -351,6 +352,9 @@ RUNS: Final = Table(
         Column("error_type"),
         Column("error_message"),
         Column("traceback"),
+        Column("dag_ref"),
+        Column("resumed_at", Kind.TIME_OR_NONE),
+        Column("earlier_ms"),
         # [status, at, attempt] per status change (see history_entry)
         Column("history", Kind.LIST, Update.APPEND, field=None),
     ),
@@ -409,6 +413,22 @@ EDGES: Final = Table(
     record=EdgeRecord,
 )
 
+LOGS: Final = Table(
+    "node_logs",
+    (
+        Column("run_id", update=Update.KEY),
+        Column("label", update=Update.KEY),
+        Column("seq", update=Update.KEY),
+        Column("attempt"),
+        Column("at", Kind.TIME),
+        Column("level"),
+        Column("logger"),
+        Column("message"),
+        Column("exc_text"),
+    ),
+    record=LogRecord,
+)
+
 RUN_DATA: Final = Table(
     "run_data",
     (
@@ -424,5 +444,11 @@ RUN_DATA: Final = Table(
 edge_entry: Final = EDGES.entry_encoder("run_id")
 
 #: Record fields with no column of their own, and why (none today). A test checks that
-#: every field of RunRecord, NodeRecord and EdgeRecord has a column or is listed here.
-NOT_STORED: Final[dict[type, dict[str, str]]] = {RunRecord: {}, NodeRecord: {}, EdgeRecord: {}}
+#: every field of RunRecord, NodeRecord, EdgeRecord and LogRecord has a column or is listed
+#: here.
+NOT_STORED: Final[dict[type, dict[str, str]]] = {
+    RunRecord: {},
+    NodeRecord: {},
+    EdgeRecord: {},
+    LogRecord: {},
+}

@@ -42,6 +42,7 @@ from plait.inspection import InspectsRuns
 from plait.loops import LoopLocal
 from plait.records import (
     EdgeRecord,
+    LogRecord,
     NodeRecord,
     NodeStatus,
     RunRecord,
@@ -242,6 +243,11 @@ class SqliteProvenance(InspectsRuns):
     def write_run_data(self, run_id: str, key: str, value: Any) -> None:
         """Buffer a run-scoped value (JSON-safe data). Thread-safe."""
         self._buffer.add_data(run_id, key, value)
+
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
+        """Buffer nodes' log lines; a line with the run, node and ``seq`` of a stored one
+        replaces it. Committed with the node records."""
+        self._buffer.add_logs(records)
 
     # ------------------------------------------------------------------ commit
     async def commit(self) -> None:
@@ -486,6 +492,15 @@ class SqliteProvenance(InspectsRuns):
     async def load_run_data(self, run_id: str) -> dict[str, Any]:
         """Every run-scoped value stored for ``run_id`` (empty when none)."""
         return await self._read(partial(_queries.run_data, run_id=run_id))
+
+    async def get_logs(
+        self, run_id: str, label: str | None = None, after_seq: int | None = None
+    ) -> list[LogRecord]:
+        """The log lines of the run's nodes (of node ``label``; with ``after_seq``, only
+        those after it), by time, then node, then ``seq``. Empty for an unknown run."""
+        return await self._read(
+            partial(_queries.logs, run_id=run_id, label=label, after_seq=after_seq)
+        )
 
     # ------------------------------------------------------------------ export, purge
     async def _run_pages(

@@ -1,7 +1,8 @@
 """``JsonlProvenance``: every record plait writes, appended to one JSON-lines file.
 
-Each line is one record: ``{"kind": "run" | "node" | "edge" | "data", ...fields}``. A later
-line for the same run (or the same node of a run) supersedes an earlier one, so reading
+Each line is one record: ``{"kind": "run" | "node" | "edge" | "data" | "log", ...fields}``. A
+later line for the same run (the same node of a run, the same log line) supersedes an earlier
+one, so reading
 folds the file from the top. Appends are cheap and the file is easy to grep, ship or load
 into a dataframe; queries read the whole file, so keep it for small histories.
 """
@@ -21,7 +22,7 @@ import attrs
 
 from plait.converter import get_converter
 from plait.errors import RunNotFoundError
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord, RunStatus
 
 __all__ = ["JsonlProvenance"]
 
@@ -36,6 +37,7 @@ class _History:
     nodes: dict[str, dict[str, NodeRecord]] = attrs.Factory(dict)
     edges: dict[str, list[EdgeRecord]] = attrs.Factory(dict)
     data: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    logs: dict[str, dict[tuple[str, int], LogRecord]] = attrs.Factory(dict)
 
 
 class JsonlProvenance:
@@ -85,6 +87,10 @@ class JsonlProvenance:
     def write_run_data(self, run_id: str, key: str, value: Any) -> None:
         self._buffer("data", {"run_id": run_id, "key": key, "value": value})
 
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
+        for record in records:
+            self._buffer("log", self._converter.unstructure(record))
+
     # -- commit: make the buffered writes durable ---------------------------------------
     async def commit(self) -> None:
         with self._lock:
@@ -119,6 +125,9 @@ class JsonlProvenance:
                 elif kind == "edge":
                     edge = structure(fields, EdgeRecord)
                     history.edges.setdefault(edge.run_id, []).append(edge)
+                elif kind == "log":
+                    log = structure(fields, LogRecord)
+                    history.logs.setdefault(log.run_id, {})[log.label, log.seq] = log
                 elif kind == "data":
                     history.data.setdefault(fields["run_id"], {})[fields["key"]] = fields["value"]
         return history
@@ -165,3 +174,14 @@ class JsonlProvenance:
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]:
         return dict((await self._history()).data.get(run_id, {}))
+
+    async def get_logs(
+        self, run_id: str, label: str | None = None, after_seq: int | None = None
+    ) -> list[LogRecord]:
+        lines = (await self._history()).logs.get(run_id, {}).values()
+        found = [
+            log
+            for log in lines
+            if (label is None or log.label == label) and (after_seq is None or log.seq > after_seq)
+        ]
+        return sorted(found, key=lambda log: (log.at, log.label, log.seq))
