@@ -6,10 +6,11 @@ import logging
 import pickle
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from plait.context import DagContext
+from plait.context import CURRENT_CONTEXT, DagContext
 from plait.logcapture import LogCapture, capturing, install_record_factory, lines_of
 from plait.records import LogRecord
 
@@ -24,11 +25,9 @@ def _info_enabled() -> Iterator[None]:
     log.setLevel(before)
 
 
-def _in_node(label: str = "load", run_id: str = "r1") -> object:
-    from plait import context
-
-    var = getattr(context, "CURRENT_CONTEXT", None) or context._CURRENT  # type: ignore[attr-defined]
-    return var.set(DagContext(dag_nsref="d", node_label=label, run_id=run_id)), var
+def _in_node(label: str = "load", run_id: str = "r1") -> tuple[Any, Any]:
+    ctx = DagContext(dag_nsref="d", node_label=label, run_id=run_id)
+    return CURRENT_CONTEXT.set(ctx), CURRENT_CONTEXT
 
 
 def test_records_carry_run_and_label_inside_a_node_and_none_outside() -> None:
@@ -47,10 +46,10 @@ def test_records_carry_run_and_label_inside_a_node_and_none_outside() -> None:
         try:
             log.info("inside")
         finally:
-            var.reset(token)  # type: ignore[attr-defined]
+            var.reset(token)
     finally:
         log.removeHandler(handler)
-    assert [(r.getMessage(), r.plait_run_id, r.plait_label) for r in seen] == [  # type: ignore[attr-defined]
+    assert [(r.getMessage(), r.plait_run_id, r.plait_label) for r in seen] == [
         ("outside", None, None),
         ("inside", "r1", "load"),
     ]
@@ -68,7 +67,7 @@ def test_collect_keeps_the_level_and_above_with_exception_text() -> None:
             except KeyError:
                 log.exception("boom")
     finally:
-        var.reset(token)  # type: ignore[attr-defined]
+        var.reset(token)
     got = lines.records()
     assert [(r.seq, r.attempt, r.level, r.logger, r.message) for r in got] == [
         (5, 2, logging.INFO, "tests.logcapture", "rows: 3"),
@@ -89,7 +88,7 @@ def test_other_threads_do_not_leak_into_a_node() -> None:
             t.join()
             log.warning("mine")
     finally:
-        var.reset(token)  # type: ignore[attr-defined]
+        var.reset(token)
     assert [r.message for r in lines.records()] == ["mine"]
 
 
@@ -101,7 +100,7 @@ def test_lines_are_bounded_and_the_truncation_is_marked() -> None:
             for i in range(25):
                 log.info("line %d", i)
     finally:
-        var.reset(token)  # type: ignore[attr-defined]
+        var.reset(token)
     got = lines.records()
     assert [r.seq for r in got] == list(range(11))
     messages = [r.message for r in got]
@@ -124,7 +123,7 @@ def test_an_exception_carries_the_lines_logged_before_it() -> None:
         with pytest.raises(ValueError) as info:
             fail()
     finally:
-        var.reset(token)  # type: ignore[attr-defined]
+        var.reset(token)
     assert [r.message for r in lines_of(info.value)] == ["about to fail"]
     # and they survive pickling, as a worker process sends the exception back
     again = pickle.loads(pickle.dumps(info.value))

@@ -29,8 +29,9 @@ class Executor(Protocol):
 
     async def run(self, call: NodeCall, /) -> CallResult:
         """Call ``call()`` (or ``call(worker=...)``, naming the worker) where this executor
-        runs work and return its result, ``(value, placement)``, unchanged. An exception the
-        call raises is raised here. Cancellation must stop waiting for the call."""
+        runs work and return its result, ``(value, placement, log_lines)``, unchanged. An
+        exception the call raises is raised here (it carries the lines logged before it).
+        Cancellation must stop waiting for the call."""
         ...
 
     async def aclose(self) -> None:

@@ -16,11 +16,11 @@ from typing import Any, Self
 import anyio
 import attrs
 
-from plait import defaults
+from plait import defaults, logcapture
 from plait._engine import recording, scheduler
 from plait._engine.composite import run_composite
 from plait._engine.environment import Environment
-from plait._engine.run import HOST, Prefill, RunState, restorable
+from plait._engine.run import HOST, Prefill, RunState, next_log_seqs, restorable
 from plait.converter import structure
 from plait.dag import Dag, Plan
 from plait.errors import RestartError
@@ -30,6 +30,8 @@ from plait.protocols import Executor, ProvenanceBackend
 from plait.records import RunRecord, RunStatus
 
 __all__ = ["DagRunResult", "DagRunner"]
+
+_NOTHING = contextlib.nullcontext()
 
 
 @attrs.frozen(kw_only=True)
@@ -72,6 +74,10 @@ class DagRunner:
     defaults from ``PLAIT_PROVENANCE`` and ``PLAIT_EXECUTOR``) or instances.
     ``max_concurrency`` bounds the nodes running at once. With ``fail_fast=False`` a failure
     does not cancel independent branches.
+
+    The ``logging`` records nodes emit are kept in the provenance store (when it keeps
+    values): ``log_level`` and above (``None``: none), at most ``log_limit`` lines per
+    attempt of a node (see :mod:`plait.logcapture`).
     """
 
     def __init__(
@@ -84,11 +90,15 @@ class DagRunner:
         fail_fast: bool = True,
         host: PluginHost | None = None,
         provenance_options: Mapping[str, Any] | None = None,
+        log_level: int | None = logcapture.DEFAULT_LEVEL,
+        log_limit: int = logcapture.DEFAULT_LIMIT,
     ) -> None:
         if not isinstance(dag, Dag):
             raise TypeError(f"DagRunner takes a Dag, got {dag!r}")
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if log_limit < 1:
+            raise ValueError(f"log_limit must be >= 1, got {log_limit}")
         self.dag = dag
         self._env = Environment(
             host=host or default_host(),
@@ -98,6 +108,8 @@ class DagRunner:
             max_concurrency=max_concurrency,
             fail_fast=fail_fast,
             run_composite=run_composite,
+            log_level=log_level,
+            log_limit=log_limit,
         )
 
     @property
@@ -166,8 +178,13 @@ class DagRunner:
         source_inputs: Mapping[str, Mapping[str, Any]] | None = None,
         dag_nsref: str | None = None,
         correlation_id: str | None = None,
+        dag_ref: str | None = None,
     ) -> DagRunResult:
-        """Run the DAG once. ``source_inputs`` maps source labels to parameter values."""
+        """Run the DAG once. ``source_inputs`` maps source labels to parameter values.
+
+        ``dag_ref`` records where the DAG can be loaded from (``"module:attr"``, as
+        ``plait run`` takes it), so that ``plait restart`` and ``plait replay`` find it.
+        """
         plan = self.dag.plan()
         inputs = {k: dict(v) for k, v in (source_inputs or {}).items()}
         plan.structure_inputs(inputs)
@@ -176,6 +193,7 @@ class DagRunner:
             dag_nsref or self.dag.nsref,
             recording.json_inputs(plan, inputs, prov),
             correlation_id=correlation_id,
+            dag_ref=dag_ref,
         )
         return await self._run_top(plan, record, inputs, prov, prefill={})
 
@@ -200,6 +218,7 @@ class DagRunner:
             prefill = restorable(plan, old, records, rerun=set())
             data = await prov.load_run_data(run_id)
             subs = {r.dag_nsref: r for r in await prov.list_runs(parent_run_id=run_id)}
+            log_seq = await next_log_seqs(prov, run_id) if self._env.log_level is not None else {}
         return await self._run_top(
             plan,
             recording.resumed(old),
@@ -208,6 +227,7 @@ class DagRunner:
             prefill=prefill,
             data=data,
             attempts={r.label: r.attempt for r in records},
+            log_seq=log_seq,
             sub_runs=subs,
         )
 
@@ -238,7 +258,11 @@ class DagRunner:
             prefill = restorable(plan, old, records, rerun=plan.descendants(rerun_nodes))
             data = await prov.load_run_data(run_id)
         record = recording.new_run(
-            old.dag_nsref, old.source_inputs, correlation_id=old.correlation_id, replay_of=run_id
+            old.dag_nsref,
+            old.source_inputs,
+            correlation_id=old.correlation_id,
+            replay_of=run_id,
+            dag_ref=old.dag_ref,
         )
         return await self._run_top(
             plan, record, inputs, prov, prefill=prefill, data=data, copied=True
@@ -288,16 +312,27 @@ class DagRunner:
         prefill: Prefill,
         data: dict[str, Any] | None = None,
         attempts: dict[str, int] | None = None,
+        log_seq: dict[str, int] | None = None,
         copied: bool = False,
         sub_runs: dict[str, RunRecord] | None = None,
     ) -> DagRunResult:
         env = self._env
         async with self._backends_open(prov):
             env.start_run()
-            state = RunState(plan, record, inputs, prov, observing=env.host.observing)
+            state = RunState(
+                plan,
+                record,
+                inputs,
+                prov,
+                observing=env.host.observing,
+                log_level=env.log_level,
+                log_limit=env.log_limit,
+            )
             state.sub_runs = sub_runs
-            state.restore(data or {}, attempts or {})
-            status, exc = await scheduler.execute(env, state, prefill, copied=copied)
+            state.restore(data or {}, attempts or {}, log_seq)
+            capture = logcapture.capturing(env.log_level) if env.log_level is not None else None
+            with capture if capture is not None and state.capture else _NOTHING:
+                status, exc = await scheduler.execute(env, state, prefill, copied=copied)
             return DagRunResult.of(state, status, exc)
 
 

@@ -28,6 +28,7 @@ in your own suite.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -42,6 +43,7 @@ from plait.context import DagContext
 from plait.dag import Dag
 from plait.errors import DagPause, RestartError, RunNotFoundError
 from plait.inspection import inspect_run
+from plait.markers import inline
 from plait.protocols import CacheBackend, ProvenanceBackend
 from plait.records import (
     EdgeRecord,
@@ -516,6 +518,45 @@ class ProvenanceBackendContract:
         if backend.stores_values:
             assert run.source_inputs == {"load": {"n": 4}}
             assert [n.output for n in nodes] == [[0, 1, 2, 3], 6]
+
+    @pytest.mark.anyio
+    async def test_runner_keeps_the_log_lines_of_nodes(self, backend: ProvenanceBackend) -> None:
+        log = logging.getLogger("plait.contract.nodes")
+        log.setLevel(logging.INFO)
+
+        async def load(n: int) -> list[int]:
+            log.debug("not kept: below INFO")
+            log.info("loading %d", n)
+            return list(range(n))
+
+        @inline
+        def total(items: list[int]) -> int:
+            log.warning("summing %d items", len(items))
+            if len(items) > 3:
+                raise ValueError("too many")
+            return sum(items)
+
+        dag = Dag("contract_logs")
+        dag.node(load) >> dag.node(total)
+        runner = DagRunner(dag, provenance=backend)
+        ok = await runner.run({"load": {"n": 2}})
+        bad = await runner.run({"load": {"n": 5}})
+        log.setLevel(logging.NOTSET)
+        assert ok.ok
+        assert not bad.ok
+        async with _opened(backend):
+            lines = await backend.get_logs(ok.run_id)
+            failed = await backend.get_logs(bad.run_id, label="total")
+        if not backend.stores_values:  # the runner keeps lines only where values are kept
+            assert lines == []
+            assert failed == []
+            return
+        assert [(x.label, x.level, x.logger, x.message, x.seq, x.attempt) for x in lines] == [
+            ("load", logging.INFO, "plait.contract.nodes", "loading 2", 0, 1),
+            ("total", logging.WARNING, "plait.contract.nodes", "summing 2 items", 0, 1),
+        ]
+        assert all(x.run_id == ok.run_id and x.at.utcoffset() == timedelta(0) for x in lines)
+        assert [x.message for x in failed] == ["summing 5 items"]  # kept although it raised
 
     @pytest.mark.anyio
     async def test_runner_restarts_a_paused_run(self, backend: ProvenanceBackend) -> None:

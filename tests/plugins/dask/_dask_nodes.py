@@ -80,3 +80,13 @@ def echo_or_explode(x: int) -> int:
     if x % 2:
         raise ValueError(f"odd element {x}")
     return x
+
+
+def logging_on_worker(x: int) -> int:
+    import logging
+
+    log = logging.getLogger("dask_nodes")
+    log.info("on a dask worker with %d", x)
+    if x < 0:
+        raise ValueError(f"negative {x}")
+    return x + 1

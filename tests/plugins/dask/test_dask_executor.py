@@ -71,7 +71,7 @@ async def run_call(executor: DaskExecutor, fn: Callable[..., Any], *args: Any) -
     """Call ``fn(*args)`` through the executor contract; the value it returned."""
     params = list(inspect.signature(fn).parameters)
     call = NodeCall(label=fn.__name__, function=fn, arguments=dict(zip(params, args, strict=False)))
-    value, _placement = await executor.run(call)
+    value, _placement, _lines = await executor.run(call)
     return value
 
 
@@ -130,6 +130,30 @@ async def test_worker_exception_fails_node_with_remote_traceback() -> None:
     text = "".join(traceback.format_exception(result.exception))
     # frames from the worker, shipped back by Dask
     assert "_dask_nodes.py" in text and "in explode" in text
+
+
+async def test_log_lines_of_a_dask_node_come_back_to_the_store(tmp_path: Path) -> None:
+    # (the plugin-isolated session has no SQLite store)
+    SqliteProvenance = pytest.importorskip("plait_provenance_sqlite").SqliteProvenance
+    dag = Dag("dask_logs")
+    dag.node(nodes.logging_on_worker, executor="dask")
+    store = tmp_path / "runs.sqlite3"
+    ok = await DagRunner(dag, provenance=SqliteProvenance(store)).run(
+        {"logging_on_worker": {"x": 1}}
+    )
+    bad = await DagRunner(dag, provenance=SqliteProvenance(store)).run(
+        {"logging_on_worker": {"x": -1}}
+    )
+    assert ok.ok and not bad.ok
+    async with SqliteProvenance(store) as prov:
+        good = await prov.get_logs(ok.run_id)
+        failed = await prov.get_logs(bad.run_id)
+        (rec,) = await prov.get_node_executions(ok.run_id)
+    assert [(x.label, x.logger, x.message) for x in good] == [
+        ("logging_on_worker", "dask_nodes", "on a dask worker with 1")
+    ]
+    assert rec.pid != os.getpid()  # it ran in a worker process
+    assert [x.message for x in failed] == ["on a dask worker with -1"]
 
 
 async def test_unpicklable_function_is_a_clear_error() -> None:

@@ -14,7 +14,7 @@ object is built on that path.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -24,29 +24,41 @@ from plait._engine.run import COMPOSITES, RunState
 from plait._plan import PlanNode
 from plait.context import CURRENT_CONTEXT, DagContext
 from plait.errors import DagPause, NodeTimeoutError
-from plait.executors import NodeCall, Placement
+from plait.executors import CallResult, NodeCall, Placement
+from plait.logcapture import LogCapture, lines_of
+from plait.records import LogRecord
 
 
 class Raised:
-    """An attempt that raised ``error``: ``paused`` if it asked the run to pause."""
+    """An attempt that raised ``error``: ``paused`` if it asked the run to pause; ``lines``
+    are the log lines its tries kept."""
 
-    __slots__ = ("error", "paused")
+    __slots__ = ("error", "lines", "paused")
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, lines: Sequence[LogRecord] = ()) -> None:
         self.error = error
         self.paused = isinstance(error, DagPause)  # the one place a pause is recognised
+        self.lines = lines
 
 
 class Returned:
     """An attempt that returned ``value``; ``placement`` says where it ran (``None``: on
-    the event loop, or nothing asked); ``started`` is its ``time.perf_counter()`` start."""
+    the event loop, or nothing asked); ``started`` is its ``time.perf_counter()`` start;
+    ``lines`` are the log lines its tries kept."""
 
-    __slots__ = ("placement", "started", "value")
+    __slots__ = ("lines", "placement", "started", "value")
 
-    def __init__(self, value: Any, placement: Placement | None, started: float) -> None:
+    def __init__(
+        self,
+        value: Any,
+        placement: Placement | None,
+        started: float,
+        lines: Sequence[LogRecord] = (),
+    ) -> None:
         self.value = value
         self.placement = placement
         self.started = started
+        self.lines = lines
 
 
 Outcome = Returned | Raised
@@ -70,15 +82,18 @@ async def attempt(
     """
     retries_left = node.retries
     delay = node.retry_backoff
+    kept: list[LogRecord] = []  # the log lines of every try
     while True:
         started = time.perf_counter()
+        logs = state.log_capture(node, len(kept)) if state.capture else None
         try:
             if node.timeout is None:
-                value, placement = await _call(env, state, node, kwargs)
+                value, placement, lines = await _call(env, state, node, kwargs, logs)
             else:
-                value, placement = await _timed_call(env, state, node, kwargs)
+                value, placement, lines = await _timed_call(env, state, node, kwargs, logs)
         except Exception as exc:
-            raised = Raised(exc)
+            kept.extend(lines_of(exc))
+            raised = Raised(exc, kept)
             if raised.paused or retries_left == 0 or state.stopping:
                 return raised
             retries_left -= 1
@@ -86,27 +101,38 @@ async def attempt(
             await anyio.sleep(delay)
             delay *= 2
             continue
-        return Returned(value, placement, started)
+        if lines:
+            kept.extend(lines)
+        return Returned(value, placement, started, kept)
 
 
 async def _timed_call(
-    env: Environment, state: RunState, node: PlanNode, kwargs: dict[str, Any]
-) -> tuple[Any, Placement | None]:
+    env: Environment,
+    state: RunState,
+    node: PlanNode,
+    kwargs: dict[str, Any],
+    logs: LogCapture | None,
+) -> CallResult:
     assert node.timeout is not None
     try:
         with anyio.fail_after(node.timeout):
-            return await _call(env, state, node, kwargs)
+            return await _call(env, state, node, kwargs, logs)
     except TimeoutError as exc:
         raise NodeTimeoutError(f"node {node.label!r} timed out after {node.timeout} s") from exc
 
 
 async def _call(
-    env: Environment, state: RunState, node: PlanNode, kwargs: dict[str, Any]
-) -> tuple[Any, Placement | None]:
+    env: Environment,
+    state: RunState,
+    node: PlanNode,
+    kwargs: dict[str, Any],
+    logs: LogCapture | None,
+) -> CallResult:
     """One call of ``node``: a composite's elements, a coroutine or an ``@inline`` function
-    on the loop, anything else through its executor as a :class:`NodeCall`."""
+    on the loop, anything else through its executor as a :class:`NodeCall`. ``logs`` says
+    which log lines to keep (collected where the call runs)."""
     if isinstance(node.node, COMPOSITES):
-        return await env.run_composite(env, state, node, kwargs), None
+        return await env.run_composite(env, state, node, kwargs), None, ()
     function = node.call
     assert function is not None
     ctx: DagContext | None = kwargs[node.context_param] if node.context_param else None
@@ -118,13 +144,18 @@ async def _call(
             context=ctx or state.context_of(node),
             # no record to say where it ran: the worker is not asked
             record_placement=state.recording,
+            logs=logs,
         )
         return await env.executor(node.executor).run(call)
     token = CURRENT_CONTEXT.set(ctx or (state, node))
     try:
-        if node.is_async:
-            return await function(**kwargs), None
-        return function(**kwargs), None
+        if logs is None:
+            if node.is_async:
+                return await function(**kwargs), None, ()
+            return function(**kwargs), None, ()
+        with logs.collect() as collected:
+            value = await function(**kwargs) if node.is_async else function(**kwargs)
+        return value, None, collected.records()
     finally:
         CURRENT_CONTEXT.reset(token)
 
@@ -152,7 +183,7 @@ async def call_element_node(
         context = source.context_of(where)
     call = NodeCall(label=node.label, function=function, arguments=kwargs, context=context)
     try:
-        value, _placement = await env.executor(node.executor).run(call)
+        value, _placement, _lines = await env.executor(node.executor).run(call)
     except Exception as exc:
         return Raised(exc)
     return value

@@ -67,7 +67,15 @@ def sub_run(
         correlation_id=state.run.correlation_id,
         parent_run_id=state.run_id,
     )
-    st = RunState(plan, record, inputs, state.prov, observing=state.observing)
+    st = RunState(
+        plan,
+        record,
+        inputs,
+        state.prov,
+        observing=state.observing,
+        log_level=state.log_level,
+        log_limit=state.log_limit,
+    )
     st.env = env
     st.nested = True  # the caller holds a slot of the limiter: do not wait for another
     return st

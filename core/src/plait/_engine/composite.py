@@ -20,7 +20,15 @@ import anyio.lowlevel
 from plait._engine import recording, scheduler
 from plait._engine.attempt import Raised, call_element_node, call_inline
 from plait._engine.environment import Environment
-from plait._engine.run import CHECKPOINT_EVERY, COMPOSITES, NOT_DONE, Prefill, RunState, restorable
+from plait._engine.run import (
+    CHECKPOINT_EVERY,
+    COMPOSITES,
+    NOT_DONE,
+    Prefill,
+    RunState,
+    next_log_seqs,
+    restorable,
+)
 from plait._plan import Plan, PlanNode
 from plait.context import CURRENT_CONTEXT, DagContext
 from plait.converter import structure
@@ -168,8 +176,12 @@ class CompositeRun:
         self.todo: Sequence[int] = range(self.total)
         #: restart: element -> (its sub-run, that sub-run's node records, its run data, its
         #: own sub-runs)
+        #: element -> its prior sub-run, node records, run data, child runs, log seqs
         self.resume: dict[
-            int, tuple[RunRecord, list[NodeRecord], dict[str, Any], dict[str, RunRecord]]
+            int,
+            tuple[
+                RunRecord, list[NodeRecord], dict[str, Any], dict[str, RunRecord], dict[str, int]
+            ],
         ] = {}
         self.mode = _mode(state, plan)
         self.order = [plan.nodes[i] for i in plan.order]
@@ -308,7 +320,8 @@ class CompositeRun:
                     continue
             data = await prov.load_run_data(prior.run_id)
             children = await prov.list_runs(parent_run_id=prior.run_id)
-            self.resume[i] = (prior, records, data, {r.dag_nsref: r for r in children})
+            seqs = await next_log_seqs(prov, prior.run_id) if self.state.capture else {}
+            self.resume[i] = (prior, records, data, {r.dag_nsref: r for r in children}, seqs)
             todo.append(i)
         self.todo = todo
 
@@ -445,7 +458,15 @@ class CompositeRun:
                 correlation_id=state.run.correlation_id,
                 parent_run_id=state.run_id,
             )
-        st = RunState(self.plan, record, inputs, state.prov, observing=state.observing)
+        st = RunState(
+            self.plan,
+            record,
+            inputs,
+            state.prov,
+            observing=state.observing,
+            log_level=state.log_level,
+            log_limit=state.log_limit,
+        )
         st.env = self.env
         if state.data:
             st.data.update(state.data)
@@ -489,11 +510,11 @@ class CompositeRun:
         if resume is None:
             st = self._sub_run(i)
         else:
-            prior, records, data, children = resume
+            prior, records, data, children, seqs = resume
             prefill = restorable(self.plan, prior, records, rerun=set())
             st = self._sub_run(i, recording.resumed(prior), data)
             st.sub_runs = children
-            st.restore({}, {rec.label: rec.attempt for rec in records})
+            st.restore({}, {rec.label: rec.attempt for rec in records}, seqs)
         status, exc = await scheduler.execute(self.env, st, prefill, copied=False)
         if status is RunStatus.COMPLETED:
             self._completed(i, st.values[self.sink.index])

@@ -38,6 +38,8 @@ class Environment:
         max_concurrency: int | None,
         fail_fast: bool,
         run_composite: CompositeRunner,
+        log_level: int | None = None,
+        log_limit: int = 1000,
     ) -> None:
         self.host = host
         self.provenance_spec = provenance
@@ -49,6 +51,9 @@ class Environment:
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
         self.run_composite = run_composite
+        #: the nodes' log lines kept: this level and above, at most this many per attempt
+        self.log_level = log_level
+        self.log_limit = log_limit
         self.limiter: anyio.CapacityLimiter | None = None
         self.pause_requested = False
         self.active: list[RunState] = []

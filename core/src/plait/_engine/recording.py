@@ -12,7 +12,7 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -27,7 +27,15 @@ from plait.executors import Placement
 from plait.introspect import EMPTY
 from plait.plugins import PluginHost
 from plait.protocols import ProvenanceBackend
-from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus, utcnow
+from plait.records import (
+    EdgeRecord,
+    LogRecord,
+    NodeRecord,
+    NodeStatus,
+    RunRecord,
+    RunStatus,
+    utcnow,
+)
 
 LOOP_WORKER: Final = "event-loop"
 #: the node type of the record of a switch's branch that did not run
@@ -51,6 +59,7 @@ def new_run(
     correlation_id: str | None = None,
     parent_run_id: str | None = None,
     replay_of: str | None = None,
+    dag_ref: str | None = None,
 ) -> RunRecord:
     """The record of a run starting now in this process."""
     now = utcnow()
@@ -66,15 +75,26 @@ def new_run(
         correlation_id=correlation_id,
         owner_pid=os.getpid(),
         owner_host=HOST,
+        dag_ref=dag_ref,
     )
 
 
 def resumed(old: RunRecord) -> RunRecord:
-    """``old`` as it restarts in this process: running again, one attempt more, no error."""
+    """``old`` as it restarts in this process: running again, one attempt more, no error.
+
+    The work of its earlier attempts is added up (up to when the last one ended, or was last
+    heard of), so the idle time before the restart does not count as work."""
+    now = utcnow()
+    last = old.finished_at or old.updated_at
+    earlier = old.earlier_ms + max(
+        (last - (old.resumed_at or old.started_at)).total_seconds() * 1000.0, 0.0
+    )
     return attrs.evolve(
         old,
         status=RunStatus.RUNNING,
-        updated_at=utcnow(),
+        updated_at=now,
+        resumed_at=now,
+        earlier_ms=earlier,
         finished_at=None,
         attempt=old.attempt + 1,
         owner_pid=os.getpid(),
@@ -238,6 +258,13 @@ def started(
     if state.observing:
         host.on_node_start(rec)
     return rec
+
+
+def logged(state: RunState, node: PlanNode, lines: Sequence[LogRecord]) -> None:
+    """A node's log lines, to the store (before its final record: committed with it)."""
+    if lines:
+        state.prov.write_logs(lines)
+        state.log_seq[node.index] = lines[-1].seq + 1
 
 
 def ended(host: PluginHost, state: RunState, rec: NodeRecord) -> None:

@@ -16,6 +16,7 @@ from plait.context import DagContext
 from plait.converter import structure
 from plait.dag import CompositeNode
 from plait.errors import RestartError
+from plait.logcapture import DEFAULT_LIMIT, LogCapture
 from plait.protocols import ProvenanceBackend
 from plait.records import NodeRecord, NodeStatus, RunRecord
 
@@ -45,6 +46,8 @@ class RunState:
         prov: ProvenanceBackend,
         *,
         observing: bool,
+        log_level: int | None = None,
+        log_limit: int = DEFAULT_LIMIT,
     ) -> None:
         n = len(plan.nodes)
         self.plan = plan
@@ -55,6 +58,12 @@ class RunState:
         self.record_values = bool(getattr(prov, "stores_values", False))
         self.observing = observing
         self.recording = self.record_values or observing
+        #: nodes' log lines are kept (the store keeps values and a level is set)
+        self.capture = self.record_values and log_level is not None
+        self.log_level = log_level
+        self.log_limit = log_limit
+        #: per node, the ``seq`` of its next log line
+        self.log_seq: list[int] = [0] * n
         self.values: list[Any] = [NOT_DONE] * n
         self.status: list[NodeStatus] = [NodeStatus.PENDING] * n
         self.attempts: list[int] = [0] * n
@@ -123,14 +132,40 @@ class RunState:
             if remaining[s] == 0:
                 self.ready.append(s)
 
-    def restore(self, data: Mapping[str, Any], attempts: Mapping[str, int]) -> None:
-        """A resumed run gets its run data and its nodes' attempt counts back."""
+    def restore(
+        self,
+        data: Mapping[str, Any],
+        attempts: Mapping[str, int],
+        log_seq: Mapping[str, int] | None = None,
+    ) -> None:
+        """A resumed run gets its run data, its nodes' attempt counts and where their log
+        lines go on (see :func:`next_log_seqs`) back."""
         self.data.update(data)
         by_label = self.plan.by_label
         for label, n in attempts.items():
             pn = by_label.get(label)
             if pn is not None:
                 self.attempts[pn.index] = n
+        for label, seq in (log_seq or {}).items():
+            pn = by_label.get(label)
+            if pn is not None:
+                self.log_seq[pn.index] = seq
+
+    def log_capture(self, node: PlanNode, offset: int = 0) -> LogCapture | None:
+        """What to keep of the log lines of ``node``'s current attempt (``None``: nothing;
+        ``offset`` lines of it were kept already, by earlier tries)."""
+        if not self.capture or isinstance(node.node, COMPOSITES):
+            return None
+        assert self.log_level is not None
+        idx = node.index
+        return LogCapture(
+            run_id=self.run_id,
+            label=node.label,
+            attempt=self.attempts[idx],
+            first_seq=self.log_seq[idx] + offset,
+            level=self.log_level,
+            limit=self.log_limit,
+        )
 
     def prefill(self, prefill: Prefill, *, copied: bool) -> None:
         """Restored outputs count as done (``skipped`` when ``copied`` by a replay); every
@@ -178,6 +213,16 @@ def restorable(
         )
         prefill[node.index] = (value, rec)
     return prefill
+
+
+async def next_log_seqs(prov: ProvenanceBackend, run_id: str) -> dict[str, int]:
+    """Per node of a recorded run, the ``seq`` its next log line takes (a restart goes on
+    numbering where the earlier attempts stopped)."""
+    after: dict[str, int] = {}
+    for line in await prov.get_logs(run_id):
+        if line.seq >= after.get(line.label, 0):
+            after[line.label] = line.seq + 1
+    return after
 
 
 def this_process() -> tuple[int, str]:

@@ -23,6 +23,7 @@ from plait._engine.environment import Environment
 from plait._engine.run import CHECKPOINT_EVERY, COMPOSITES, NOT_DONE, Prefill, RunState
 from plait._plan import PlanNode
 from plait.context import CURRENT_CONTEXT
+from plait.logcapture import NodeLines, lines_of
 from plait.records import NodeRecord, NodeStatus, RunStatus
 
 
@@ -146,11 +147,18 @@ async def run_node(env: Environment, state: RunState, node: PlanNode) -> None:
         await state.prov.commit()
     try:
         outcome = await attempt(env, state, node, kwargs)
-    except anyio.get_cancelled_exc_class():
+    except anyio.get_cancelled_exc_class() as exc:
         state.status[node.index] = NodeStatus.CANCELLED
         if begun is not None:
+            if state.capture:  # what a node on the loop logged before it was cancelled
+                own = [
+                    x for x in lines_of(exc) if x.run_id == state.run_id and x.label == node.label
+                ]
+                recording.logged(state, node, own)
             recording.ended(env.host, state, recording.ending(begun, NodeStatus.CANCELLED))
         raise
+    if outcome.lines:
+        recording.logged(state, node, outcome.lines)
     if type(outcome) is Returned:
         state.status[node.index] = NodeStatus.COMPLETED
         if begun is not None:
@@ -198,7 +206,10 @@ def run_inline(env: Environment, state: RunState, node: PlanNode) -> None:
     token = CURRENT_CONTEXT.set(kwargs[node.context_param] if node.context_param else (state, node))
     try:
         assert node.call is not None
-        value = call_inline(node.call, kwargs)
+        if state.capture:
+            value = _inline_logged(state, node, kwargs)
+        else:
+            value = call_inline(node.call, kwargs)
     finally:
         CURRENT_CONTEXT.reset(token)
     if type(value) is Raised:
@@ -217,3 +228,23 @@ def run_inline(env: Environment, state: RunState, node: PlanNode) -> None:
         )
         state.prov.write_nodes((rec,))
     state.mark_done(idx, value)
+
+
+def _inline_logged(state: RunState, node: PlanNode, kwargs: dict[str, Any]) -> Any:
+    """:func:`call_inline` keeping the node's log lines (written before its record)."""
+    assert node.call is not None
+    assert state.log_level is not None
+    idx = node.index
+    lines = NodeLines(
+        state.run_id,
+        node.label,
+        state.attempts[idx],
+        state.log_seq[idx],
+        state.log_level,
+        state.log_limit,
+    )
+    with lines:
+        value = call_inline(node.call, kwargs)
+    if lines.head:
+        recording.logged(state, node, lines.records())
+    return value

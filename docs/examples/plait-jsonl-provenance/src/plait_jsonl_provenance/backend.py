@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import attrs
 
@@ -96,7 +97,10 @@ class JsonlProvenance:
         with self._lock:
             lines, self._pending = self._pending, []
         if lines:
-            await anyio.to_thread.run_sync(self._append, lines)
+            # shielded: lines taken from the buffer are written even if the caller is
+            # cancelled meanwhile (a failing node cancels the run's other tasks)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._append, lines)
 
     def _append(self, lines: list[str]) -> None:
         with self.path.open("a", encoding="utf-8") as f:

@@ -25,14 +25,15 @@ class PoolExecutor:
         if self._pool is None:  # started on first use, not when plait builds the executor
             self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="pool-worker")
         # ``call()`` calls the node's function with its arguments, makes the node's context
-        # current meanwhile, and returns (value, placement): the placement names this thread
+        # current meanwhile, and returns (value, placement, log_lines): the placement names
+        # this thread
         future = self._pool.submit(call)
         try:
             await wait_done(future)  # without blocking the event loop
         except BaseException:
             future.cancel()  # cancelled while waiting: a call not started never runs
             raise
-        return future.result()  # (value, placement), or the node's exception raised
+        return future.result()  # (value, placement, log_lines), or the node's exception raised
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
