@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,7 +106,11 @@ def test_runs_show_and_graph(plait: Plait) -> None:
     failed = plait("runs", "--status", "failed", "--json").json()
     assert [r["run_id"] for r in failed] == [bad_id]
     assert plait("runs", "--since", "1h", "--limit", "1", "--json").json()[0]["run_id"] == bad_id
-    assert plait("runs", "--dag", "other", "--json").json() == []
+    assert plait("runs", "--nsref", "other", "--json").json() == []
+    assert plait("runs", "--nsref", "pipe", "--json").json() == listed
+    # --dag means MODULE:DAG, as in every command
+    assert plait("runs", "--dag", "pipe:dag", "--json").json() == listed
+    assert plait("runs", "--dag", "pipe:paused", "--json").json() == []
     table = plait("runs")
     assert bad_id in table.out and "failed at total" in table.out
 
@@ -146,6 +153,131 @@ def test_replay_and_restart(plait: Plait, project: Any) -> None:
     assert plait("show", new_id, "--json").json()["run"]["replay_of"] == bad_id
 
 
+def test_restart_and_replay_need_no_dag(plait: Plait, project: Any) -> None:
+    """A run started by ``plait run`` records where its DAG came from."""
+    bad = plait("run", "pipe:dag", "-i", "load.day=2024-05-30", "-i", "load.n=100")
+    assert bad.code == 1, bad
+    bad_id = bad.err.split("error: run ", 1)[1].split()[0]
+    assert f"resume it: plait restart {bad_id}\n" in bad.out, bad  # no --dag to remember
+    shown = plait("show", bad_id, "--json").json()["run"]
+    assert shown["dag_ref"] == "pipe:dag"
+    first_work = shown["earlier_ms"] + 0.0
+    assert first_work == 0.0 and shown["resumed_at"] is None
+    time.sleep(1.5)  # idle between the failure and the restart: not work
+
+    pipe = project / "pipe.py"
+    pipe.write_text(pipe.read_text().replace("> 1000", "> 10**9"))
+    restarted = plait("restart", bad_id[:10], "--json")  # a prefix, and no --dag
+    assert restarted.code == 0, restarted
+    assert restarted.json()["run_id"] == bad_id
+    run = plait("show", bad_id, "--json").json()["run"]
+    assert run["attempt"] == 2 and run["resumed_at"] is not None
+    assert run["earlier_ms"] > 0
+    table = plait("runs", "--json").json()
+    assert table[0]["run_id"] == bad_id
+
+    replayed = plait("replay", bad_id, "--rerun", "total", "--json")
+    assert replayed.code == 0, replayed
+    new = plait("show", replayed.json()["run_id"], "--json").json()["run"]
+    assert new["replay_of"] == bad_id and new["dag_ref"] == "pipe:dag"
+
+
+def test_restarted_run_duration_counts_work_not_the_idle_gap(
+    plait: Plait, project: Any
+) -> None:
+    bad = plait("run", "pipe:dag", "-i", "load.day=2024-05-30", "-i", "load.n=100", "--json")
+    bad_id = bad.json()["run_id"]
+    time.sleep(2.0)
+    pipe = project / "pipe.py"
+    pipe.write_text(pipe.read_text().replace("> 1000", "> 10**9"))
+    assert plait("restart", bad_id, "--json").code == 0
+    shown = plait("show", bad_id).out
+    line = next(ln for ln in shown.splitlines() if ln.strip().startswith("duration"))
+    value, unit = line.split()[1:3]
+    assert unit == "ms" or float(value) < 1.5, shown  # not the 2 s the run sat failed
+
+
+def test_restart_of_a_run_started_from_python_asks_for_dag(plait: Plait, project: Any) -> None:
+    script = (
+        "import anyio, pipe\n"
+        "from plait import DagRunner\n"
+        "r = anyio.run(lambda: DagRunner(pipe.dag, provenance='sqlite').run("
+        "{'load': {'day': '2024-05-30', 'n': 100}}))\n"
+        "print(r.run_id)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=project, capture_output=True, text=True, check=False
+    )
+    run_id = proc.stdout.strip().splitlines()[-1]
+    result = plait("restart", run_id)
+    assert result.code == 2, result
+    assert_error_line(result, run_id, "--dag MODULE:DAG")
+    pipe = project / "pipe.py"
+    pipe.write_text(pipe.read_text().replace("> 1000", "> 10**9"))
+    given = plait("restart", run_id, "--dag", "pipe:dag", "--json")
+    assert given.code == 0, given
+
+
+def test_lineage(plait: Plait) -> None:
+    ok = plait("run", "pipe:dag", "-i", "load.day=2024-05-03", "--json").json()
+    lineage = plait("lineage", ok["run_id"][:8], "total", "--json")
+    assert lineage.code == 0, lineage
+    data = lineage.json()
+    assert data["node"]["label"] == "total"
+    assert [n["label"] for n in data["lineage"]] == ["load"]
+    table = plait("lineage", ok["run_id"], "total")
+    assert "load" in table.out and "completed" in table.out
+    source = plait("lineage", ok["run_id"], "load")
+    assert "a source node" in source.out
+    missing = plait("lineage", ok["run_id"], "nope")
+    assert missing.code == 2
+    assert_error_line(missing, "'nope'", ok["run_id"], "load, total")
+
+
+def test_a_prefix_resolves_among_top_level_runs(plait: Plait, project: Any) -> None:
+    """The sub-runs of a big map do not make a prefix of its run's id ambiguous."""
+    db = project / "runs.sqlite3"
+    script = f"""
+import anyio
+from datetime import UTC, datetime
+from plait.records import RunRecord, RunStatus
+from plait_provenance_sqlite import SqliteProvenance
+
+async def main():
+    now = datetime.now(UTC)
+    async with SqliteProvenance({str(db)!r}) as prov:
+        def run(run_id, parent=None):
+            return RunRecord(run_id=run_id, dag_nsref="m", status=RunStatus.COMPLETED,
+                             started_at=now, updated_at=now, parent_run_id=parent)
+        prov.write_run(run("4fb4" + "0" * 28))
+        for i in range(300):
+            prov.write_run(run(f"4fb4{{i:028x}}1", parent="4fb4" + "0" * 28))
+        prov.write_run(run("77aa" + "1" * 28))
+        prov.write_run(run("77aa" + "2" * 28))
+        await prov.commit()
+
+anyio.run(main)
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=project, check=True)
+    shown = plait("show", "4fb4", "--store", str(db), "--json")
+    assert shown.code == 0, shown
+    assert shown.json()["run"]["run_id"] == "4fb4" + "0" * 28
+    sub = plait("show", f"4fb4{7:028x}", "--store", str(db), "--json")  # only a sub-run
+    assert sub.json()["run"]["parent_run_id"] == "4fb4" + "0" * 28
+    ambiguous = plait("show", "77aa", "--store", str(db))
+    assert ambiguous.code == 2
+    assert_error_line(ambiguous, "'77aa' is ambiguous", "2 runs")
+
+
+def test_loop_trio_without_trio_is_a_usage_error(plait: Plait, project: Any) -> None:
+    hide = project / "no_trio"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['trio'] = None\n")
+    result = plait("--loop", "trio", "runs", env={"PYTHONPATH": str(hide)})
+    assert result.code == 2, result
+    assert_error_line(result, "--loop", "trio", "pip install trio")
+
+
 def test_store_path_option(plait: Plait, project: Any) -> None:
     db = project / "here.sqlite3"
     ran = plait("run", "pipe:dag", "-i", "load.day=2024-05-03", "--store", str(db), "--json")
@@ -171,8 +303,8 @@ def test_a_group_without_a_command_prints_its_help(plait: Plait, args: list[str]
     result = plait(*args)
     assert result.code == 0, result
     assert result.err == ""
-    assert result.out.startswith(f"Usage: plait {' '.join(args)}".rstrip() + " [OPTIONS]")
-    assert "Commands:" in result.out
+    assert result.out.strip().startswith(f"Usage: plait {' '.join(args)}".rstrip() + " [OPTIONS]")
+    assert "Commands" in result.out
 
 
 def test_plugins_lists_first_party_and_the_example_plugin(plait: Plait) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "ExecutorError",
     "InputError",
     "MapInputError",
+    "NodeNotFoundError",
     "NodeTimeoutError",
     "NsrefError",
     "PlaitError",
@@ -98,6 +99,10 @@ class StoreError(PlaitError, OSError):
 
 class RunNotFoundError(PlaitError, LookupError):
     """No run with that id is recorded in the provenance store."""
+
+
+class NodeNotFoundError(PlaitError, LookupError):
+    """The run is recorded but has no node (no execution) with that label."""
 
 
 class RestartError(PlaitError, RuntimeError):

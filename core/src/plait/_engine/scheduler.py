@@ -45,9 +45,13 @@ async def execute(
             await drain(env, state)
     except BaseException as exc:
         # the caller cancelled us (or KeyboardInterrupt): record and re-raise
-        cancelled = isinstance(exc, anyio.get_cancelled_exc_class() | KeyboardInterrupt)
+        interrupted = _interrupted(exc)
+        cancelled = interrupted or isinstance(exc, anyio.get_cancelled_exc_class())
         with anyio.CancelScope(shield=True):
             await finish(env, state, RunStatus.CANCELLED if cancelled else RunStatus.FAILED, exc)
+        if interrupted and not isinstance(exc, KeyboardInterrupt):
+            # trio delivers Ctrl-C inside a node's task: the caller gets it as it was sent
+            raise KeyboardInterrupt from exc
         raise
     finally:
         env.active.remove(state)
@@ -56,6 +60,15 @@ async def execute(
     if all(v is not NOT_DONE for v in state.values):
         return await finish(env, state, RunStatus.COMPLETED, None)
     return await finish(env, state, RunStatus.PAUSED, None)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Is ``exc`` a KeyboardInterrupt, or a group of exceptions holding one?"""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return False
 
 
 async def finish(

@@ -3,12 +3,13 @@ error into one line and every outcome into an exit code."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-import click
+import rich_click as click
 
 from plait.cli.cache import cache
 from plait.cli.common import (
@@ -22,6 +23,8 @@ from plait.cli.common import (
 )
 from plait.cli.demo import demo
 from plait.cli.graph import graph
+from plait.cli.lineage import lineage
+from plait.cli.logs import logs
 from plait.cli.plugins import plugins
 from plait.cli.running import replay, restart, run
 from plait.cli.runs import runs, show
@@ -82,12 +85,20 @@ def cli(ctx: click.Context, debug: bool, loop: str) -> None:
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         ctx.exit(EXIT_OK)
+    if loop == "trio":
+        try:
+            importlib.import_module("trio")
+        except ImportError:
+            raise click.BadParameter(
+                "the trio event loop needs trio, which is not installed (pip install trio)",
+                param_hint="--loop",
+            ) from None
     state = ctx.ensure_object(State)
     state.debug = debug
     state.loop = loop
 
 
-for command in (run, restart, replay, runs, show, graph, plugins, cache, demo):
+for command in (run, restart, replay, runs, show, logs, lineage, graph, plugins, cache, demo):
     cli.add_command(command)
 
 

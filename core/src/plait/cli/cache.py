@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click
+import rich_click as click
 from rich.table import Table
 
 from plait import cache as cache_mod

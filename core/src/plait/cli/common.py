@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import click
+import rich_click as click
 from rich.console import Console
 from rich.text import Text
 
@@ -174,10 +174,8 @@ def format_ms(ms: float | None) -> str:
 
 
 def run_ms(run: RunRecord) -> float | None:
-    end = run.finished_at or (datetime.now(UTC) if run.status is RunStatus.RUNNING else None)
-    if end is None:
-        return None
-    return (end - run.started_at).total_seconds() * 1000
+    """The run's work time (a restarted run's idle time between attempts left out)."""
+    return run.work_ms()
 
 
 def parse_since(text: str | None) -> datetime | None:

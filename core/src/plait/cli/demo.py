@@ -7,7 +7,8 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-import click
+import rich_click as click
+from click import get_current_context
 from rich.console import Console
 from rich.text import Text
 
@@ -26,6 +27,7 @@ from plait.cli.common import (
 )
 from plait.cli.loading import open_provenance
 from plait.cli.running import run_with_progress
+from plait.progress import RunProgress
 from plait.records import RunStatus
 from plait.runner import DagRunner, DagRunResult
 
@@ -113,10 +115,13 @@ def demo(
         lambda: run_with_progress(
             runner,
             lambda r: r.run(demo_mod.demo_inputs(the_day, orders), correlation_id="plait-demo"),
-            total=len(dag),
-            done=0,
-            show=False if as_json else progress,
-            title="demo",
+            RunProgress(
+                total=len(dag),
+                host=runner.host,
+                enabled=False if as_json else progress,
+                events=not as_json,
+                title="demo",
+            ),
         )
     )
     elapsed = time.monotonic() - started
@@ -127,4 +132,4 @@ def demo(
             f"run {result.run_id} {result.status} at node {result.failed_node!r}: "
             f"{first_line(result.error or '')}"
         )
-    click.get_current_context().exit(exit_code(result.status))
+    get_current_context().exit(exit_code(result.status))

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import click
+import rich_click as click
 
 from plait.converter import structure
 from plait.dag import Plan

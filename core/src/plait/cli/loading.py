@@ -105,18 +105,24 @@ def open_provenance(
 
 
 async def resolve_run(prov: ProvenanceBackend, run_id: str) -> RunRecord:
-    """The run ``run_id``, or the only run whose id starts with it."""
+    """The run ``run_id``, or the only top-level run whose id starts with it.
+
+    Sub-runs (the elements of map and call nodes) are matched only when no top-level run
+    is: a map's thousands of sub-runs do not make a prefix of its run's id ambiguous.
+    """
     try:
         return await prov.get_run(run_id)
     except RunNotFoundError:
         if len(run_id) < 4:
             raise
         matches = [r for r in await prov.list_runs() if r.run_id.startswith(run_id)]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            ids = ", ".join(r.run_id for r in matches[:5])
+        top = [r for r in matches if r.parent_run_id is None]
+        chosen = top or matches
+        if len(chosen) == 1:
+            return chosen[0]
+        if len(chosen) > 1:
+            ids = ", ".join(r.run_id for r in chosen[:5])
             raise RunNotFoundError(
-                f"run id prefix {run_id!r} is ambiguous: it matches {len(matches)} runs ({ids})"
+                f"run id prefix {run_id!r} is ambiguous: it matches {len(chosen)} runs ({ids})"
             ) from None
         raise

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Any
 
-import click
+import rich_click as click
 from rich.table import Table
 from rich.text import Text
 

@@ -3,13 +3,16 @@ outcome printed, its status as the exit code."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import click
+import rich_click as click
+from click import get_current_context
 from rich.pretty import pretty_repr
 from rich.text import Text
 
@@ -31,7 +34,7 @@ from plait.cli.loading import load_dag, open_provenance, resolve_run
 from plait.dag import Dag, Plan
 from plait.progress import RunProgress
 from plait.protocols import ProvenanceBackend
-from plait.records import RunStatus
+from plait.records import RunRecord, RunStatus
 from plait.runner import DagRunner, DagRunResult
 
 __all__ = ["replay", "restart", "run", "run_with_progress"]
@@ -56,24 +59,37 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="Executor for sync nodes (default: $PLAIT_EXECUTOR, else 'thread').",
     )(fn)
+    fn = click.option(
+        "--log-level",
+        type=click.Choice([*_LOG_LEVELS], case_sensitive=False),
+        default="info",
+        show_default=True,
+        help="The nodes' log lines kept in the provenance store: this level and above "
+        "('none': none).",
+    )(fn)
     return json_option(provenance_options(fn))
+
+
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "none": None,
+}
 
 
 async def run_with_progress(
     runner: DagRunner,
     action: Callable[[DagRunner], Awaitable[DagRunResult]],
-    *,
-    total: int,
-    done: int,
-    show: bool | None,
-    title: str,
+    progress: RunProgress,
 ) -> DagRunResult:
-    """``action(runner)`` under a live progress display (``show=None``: on a terminal)."""
-    with RunProgress(total=total, done=done, host=runner.host, enabled=show, title=title):
+    """``action(runner)`` with ``progress`` (registered on the runner's host) showing it."""
+    with progress:
         return await action(runner)
 
 
-def _print_result(result: DagRunResult, elapsed: float, dag_ref: str) -> None:
+def _print_result(result: DagRunResult, elapsed: float, dag_ref: str | None) -> None:
     console = make_console()
     console.print(run_header(result.run_id, result.status, elapsed))
     for label, value in result.outputs.items():
@@ -85,13 +101,18 @@ def _print_result(result: DagRunResult, elapsed: float, dag_ref: str) -> None:
             max_depth=4,
         )
         console.print(Text.assemble((f"{label} = ", "bold"), shown))
-    if result.status is RunStatus.PAUSED:
-        console.print(f"resume it: plait restart {result.run_id} --dag {dag_ref}")
+    if result.status is not RunStatus.COMPLETED:
+        console.print(f"resume it: {restart_command(result.run_id, dag_ref)}")
     console.print(f"details: plait show {result.run_id}")
 
 
+def restart_command(run_id: str, dag_ref: str | None) -> str:
+    """The command that resumes ``run_id`` (``--dag`` only when the run cannot tell)."""
+    return f"plait restart {run_id}" + (f" --dag {dag_ref}" if dag_ref else "")
+
+
 def _finish_run(
-    state: State, result: DagRunResult, elapsed: float, *, as_json: bool, dag_ref: str
+    state: State, result: DagRunResult, elapsed: float, *, as_json: bool, dag_ref: str | None
 ) -> int:
     if as_json:
         echo_json(
@@ -112,21 +133,46 @@ def _finish_run(
         if state.debug and result.exception is not None:
             traceback.print_exception(result.exception, file=sys.stderr)
         echo_error(f"run {result.run_id} {result.status}{where}: {first_line(result.error or '')}")
+        if as_json:
+            click.echo(f"resume it: {restart_command(result.run_id, dag_ref)}", err=True)
     return exit_code(result.status)
 
 
 def _runner(
-    state: State,
-    dag: Dag,
-    options: dict[str, Any],
+    state: State, dag: Dag, options: dict[str, Any], prov: ProvenanceBackend | None = None
 ) -> DagRunner:
     return DagRunner(
         dag,
-        provenance=open_provenance(state.host, options["provenance"], options["store"]),
+        provenance=prov or open_provenance(state.host, options["provenance"], options["store"]),
         executor=options["executor"],
         max_concurrency=options["max_concurrency"],
         host=state.host,
+        log_level=_LOG_LEVELS[options["log_level"].lower()],
     )
+
+
+async def _find_run(prov: ProvenanceBackend, run_id: str) -> RunRecord:
+    await prov.open()
+    try:
+        return await resolve_run(prov, run_id)
+    finally:
+        await prov.aclose()
+
+
+def _recorded_run(
+    state: State, run_id: str, dag_ref: str | None, options: dict[str, Any]
+) -> tuple[ProvenanceBackend, RunRecord, Dag, str | None]:
+    """The run ``run_id`` names, its DAG (from ``--dag``, else from where the run says it
+    came from) and the ``--dag`` a restart command needs (``None``: the run knows)."""
+    prov = open_provenance(state.host, options["provenance"], options["store"])
+    old = state.run(lambda: _find_run(prov, run_id))
+    ref = dag_ref or old.dag_ref
+    if ref is None:
+        raise click.UsageError(
+            f"run {old.run_id} does not record where its DAG came from (it was not started "
+            "by 'plait run'): give it with --dag MODULE:DAG"
+        )
+    return prov, old, load_dag(ref), None if old.dag_ref else ref
 
 
 def _execute(
@@ -137,25 +183,37 @@ def _execute(
     plan: Plan,
     done: int,
     title: str,
-    dag_ref: str,
+    dag_ref: str | None,
     options: dict[str, Any],
 ) -> None:
-    """Run ``action`` with progress, print its outcome and exit with its status."""
+    """Run ``action`` with progress, print its outcome and exit with its status.
+    ``dag_ref`` is the ``--dag`` a restart of the run needs (``None``: the run records it)."""
     as_json = options["as_json"]
     started = time.monotonic()
-    result = state.run(
-        lambda: run_with_progress(
-            runner,
-            action,
-            total=len(plan.nodes),
-            done=done,
-            show=False if as_json else options["progress"],
-            title=title,
-        )
+    progress = RunProgress(
+        total=len(plan.nodes),
+        done=done,
+        host=runner.host,
+        enabled=False if as_json else options["progress"],
+        events=not as_json,
+        title=title,
     )
+    # with --json, stdout is the JSON alone: what nodes print goes to stderr
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    try:
+        with quiet:
+            result = state.run(lambda: run_with_progress(runner, action, progress))
+    except KeyboardInterrupt:
+        if progress.run_id is not None:  # recorded as cancelled
+            click.echo(
+                f"run {progress.run_id} cancelled; resume it: "
+                f"{restart_command(progress.run_id, dag_ref)}",
+                err=True,
+            )
+        raise
     elapsed = time.monotonic() - started
     code = _finish_run(state, result, elapsed, as_json=as_json, dag_ref=dag_ref)
-    click.get_current_context().exit(code)
+    get_current_context().exit(code)
 
 
 @click.command()
@@ -191,23 +249,22 @@ def run(
     _execute(
         state,
         runner,
-        lambda r: r.run(source_inputs, correlation_id=correlation_id),
+        lambda r: r.run(source_inputs, correlation_id=correlation_id, dag_ref=dag_ref),
         plan=plan,
         done=0,
         title="run",
-        dag_ref=dag_ref,
+        dag_ref=None,  # the run records it
         options=options,
     )
 
 
 async def _prefilled(
     prov: ProvenanceBackend, plan: Plan, run_id: str, rerun: set[int] | None
-) -> tuple[str, int]:
-    """The full run id and how many nodes a restart (or a replay) will not execute."""
+) -> int:
+    """How many nodes a restart (or a replay) of ``run_id`` will not execute."""
     await prov.open()
     try:
-        run = await resolve_run(prov, run_id)
-        records = await prov.get_node_executions(run.run_id)
+        records = await prov.get_node_executions(run_id)
     finally:
         await prov.aclose()
     done = 0
@@ -217,29 +274,52 @@ async def _prefilled(
             continue
         if rerun is None or node.index not in rerun:
             done += 1
-    return run.run_id, done
+    return done
+
+
+def _check_rerun(plan: Plan, rerun: tuple[str, ...]) -> None:
+    unknown = sorted(set(rerun) - set(plan.by_label))
+    if unknown:
+        raise click.BadParameter(
+            f"DAG {plan.dag.nsref!r} has no node {', '.join(map(repr, unknown))} "
+            f"(nodes: {', '.join(plan.by_label)})",
+            param_hint="--rerun",
+        )
+
+
+_DAG_OPTION = click.option(
+    "--dag",
+    "dag_ref",
+    default=None,
+    metavar="MODULE:DAG",
+    help="The run's DAG (default: where the run says it came from; runs started by "
+    "'plait run' know).",
+)
 
 
 @click.command()
 @click.argument("run_id")
-@click.option("--dag", "dag_ref", required=True, metavar="MODULE:DAG", help="The run's DAG.")
+@_DAG_OPTION
 @click.option("--force", is_flag=True, help="Take over a run that still looks alive.")
 @run_options
 @pass_state
-def restart(state: State, /, run_id: str, dag_ref: str, force: bool, **options: Any) -> None:
-    """Resume a paused, failed or cancelled run in place (completed nodes are kept)."""
-    dag = load_dag(dag_ref)
+def restart(state: State, /, run_id: str, dag_ref: str | None, force: bool, **options: Any) -> None:
+    """Resume a paused, failed or cancelled run in place (completed nodes are kept).
+
+    RUN_ID may be a unique prefix of the id.
+    """
+    prov, old, dag, hint = _recorded_run(state, run_id, dag_ref, options)
     plan = dag.plan()
-    runner = _runner(state, dag, options)
-    full_id, done = state.run(lambda: _prefilled(runner.provenance, plan, run_id, None))
+    runner = _runner(state, dag, options, prov)
+    done = state.run(lambda: _prefilled(prov, plan, old.run_id, None))
     _execute(
         state,
         runner,
-        lambda r: r.restart(full_id, force=force),
+        lambda r: r.restart(old.run_id, force=force),
         plan=plan,
         done=done,
         title="restart",
-        dag_ref=dag_ref,
+        dag_ref=hint,
         options=options,
     )
 
@@ -254,33 +334,30 @@ def restart(state: State, /, run_id: str, dag_ref: str, force: bool, **options: 
     metavar="LABEL",
     help="A node to execute again (with everything downstream of it); repeat for more.",
 )
-@click.option("--dag", "dag_ref", required=True, metavar="MODULE:DAG", help="The run's DAG.")
+@_DAG_OPTION
 @run_options
 @pass_state
 def replay(
-    state: State, /, run_id: str, rerun: tuple[str, ...], dag_ref: str, **options: Any
+    state: State, /, run_id: str, rerun: tuple[str, ...], dag_ref: str | None, **options: Any
 ) -> None:
-    """A new run that re-executes the --rerun nodes and their descendants, copying the rest."""
-    dag = load_dag(dag_ref)
+    """A new run that re-executes the --rerun nodes and their descendants, copying the rest.
+
+    RUN_ID may be a unique prefix of the id.
+    """
+    if dag_ref is not None:  # a bad --rerun is found before the run is looked up
+        _check_rerun(load_dag(dag_ref).plan(), rerun)
+    prov, old, dag, hint = _recorded_run(state, run_id, dag_ref, options)
     plan = dag.plan()
-    unknown = sorted(set(rerun) - set(plan.by_label))
-    if unknown:
-        raise click.BadParameter(
-            f"DAG {dag.nsref!r} has no node {', '.join(map(repr, unknown))} "
-            f"(nodes: {', '.join(plan.by_label)})",
-            param_hint="--rerun",
-        )
-    runner = _runner(state, dag, options)
-    full_id, done = state.run(
-        lambda: _prefilled(runner.provenance, plan, run_id, plan.descendants(rerun))
-    )
+    _check_rerun(plan, rerun)
+    runner = _runner(state, dag, options, prov)
+    done = state.run(lambda: _prefilled(prov, plan, old.run_id, plan.descendants(rerun)))
     _execute(
         state,
         runner,
-        lambda r: r.replay(full_id, rerun_nodes=set(rerun)),
+        lambda r: r.replay(old.run_id, rerun_nodes=set(rerun)),
         plan=plan,
         done=done,
         title="replay",
-        dag_ref=dag_ref,
+        dag_ref=hint,
         options=options,
     )

@@ -7,7 +7,10 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-import click
+import attrs
+import rich_click as click
+from rich.console import Console
+from rich.pretty import pretty_repr
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -28,12 +31,23 @@ from plait.cli.common import (
     to_json,
 )
 from plait.cli.loading import load_dag, open_provenance, resolve_run
+from plait.cli.logs import print_log_lines
 from plait.inspection import inspect_run
 from plait.protocols import ProvenanceBackend
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus, RunTree
+from plait.records import (
+    EdgeRecord,
+    LogRecord,
+    NodeRecord,
+    NodeStatus,
+    RunRecord,
+    RunStatus,
+    RunTree,
+)
 from plait.render import STATUS_COLOURS
 
 __all__ = ["runs", "show"]
+
+_LAST_LOG_LINES = 10
 
 
 async def _list_runs(
@@ -89,7 +103,20 @@ def _run_detail(r: RunRecord) -> str:
     default=None,
     help="Only runs with this status.",
 )
-@click.option("--dag", "dag_nsref", default=None, metavar="NSREF", help="Only runs of this DAG.")
+@click.option(
+    "--dag",
+    "dag_ref",
+    default=None,
+    metavar="MODULE:DAG",
+    help="Only runs of this DAG (imported to learn its name).",
+)
+@click.option(
+    "--nsref",
+    "dag_nsref",
+    default=None,
+    metavar="NAME",
+    help="Only runs of the DAG of this name (the DAG column), without importing it.",
+)
 @click.option(
     "--since",
     default=None,
@@ -111,6 +138,7 @@ def _run_detail(r: RunRecord) -> str:
 def runs(
     state: State,
     status: str | None,
+    dag_ref: str | None,
     dag_nsref: str | None,
     since: str | None,
     limit: int,
@@ -120,6 +148,13 @@ def runs(
     as_json: bool,
 ) -> None:
     """List recorded runs, newest first."""
+    if dag_ref is not None:
+        name = load_dag(dag_ref).nsref
+        if dag_nsref is not None and dag_nsref != name:
+            raise click.BadParameter(
+                f"--dag {dag_ref} is the DAG {name!r}, not {dag_nsref!r}", param_hint="--nsref"
+            )
+        dag_nsref = name
     prov = open_provenance(state.host, provenance, store)
     records = state.run(
         lambda: _list_runs(
@@ -136,7 +171,8 @@ def runs(
         return
     console = make_console()
     if not records:
-        console.print("no runs recorded yet (try: plait demo)")
+        filtered = status or dag_nsref or since
+        console.print("no runs match" if filtered else "no runs recorded yet (try: plait demo)")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("RUN ID", "DAG", "STATUS", "STARTED", "DURATION", "DETAIL"):
@@ -153,9 +189,19 @@ def runs(
     console.print(table)
 
 
-async def _load_run(
-    prov: ProvenanceBackend, run_id: str
-) -> tuple[RunRecord, list[NodeRecord], list[EdgeRecord], list[RunRecord]]:
+@attrs.frozen(kw_only=True)
+class _Shown:
+    """Everything ``plait show`` prints of a run."""
+
+    run: RunRecord
+    nodes: list[NodeRecord]
+    edges: list[EdgeRecord]
+    subs: list[RunRecord]
+    #: the last log lines of each failed node
+    failed_logs: dict[str, list[LogRecord]]
+
+
+async def _load_run(prov: ProvenanceBackend, run_id: str) -> _Shown:
     await prov.open()
     try:
         run = await resolve_run(prov, run_id)
@@ -163,9 +209,14 @@ async def _load_run(
         get_edges = getattr(prov, "get_edge_traversals", None)
         edges: list[EdgeRecord] = list(await get_edges(run.run_id)) if get_edges else []
         subs = await prov.list_runs(parent_run_id=run.run_id)
+        failed_logs = {
+            n.label: (await prov.get_logs(run.run_id, n.label))[-_LAST_LOG_LINES:]
+            for n in nodes
+            if n.status is NodeStatus.FAILED
+        }
     finally:
         await prov.aclose()
-    return run, nodes, edges, subs
+    return _Shown(run=run, nodes=nodes, edges=edges, subs=subs, failed_logs=failed_logs)
 
 
 def _element_counts(run: RunRecord, subs: list[RunRecord]) -> dict[str, Counter[str]]:
@@ -304,6 +355,39 @@ def _print_tree(tree: RunTree) -> None:
     make_console().print(root)
 
 
+def _print_outputs(console: Console, nodes: list[NodeRecord], edges: list[EdgeRecord]) -> None:
+    """The outputs of the run's sinks (nodes no recorded edge leaves), summarised."""
+    feeding = {e.upstream for e in edges}
+    sinks = [n for n in nodes if n.status.has_output and n.label not in feeding]
+    if not sinks:
+        return
+    console.print()
+    console.print(Text("outputs", style="bold"))
+    for n in sinks:
+        shown = pretty_repr(
+            n.output,
+            max_width=max(console.width - len(n.label) - 5, 20),
+            max_length=10,
+            max_string=120,
+            max_depth=3,
+        )
+        console.print(Text.assemble(f"  {n.label} = ", shown), soft_wrap=False)
+
+
+def _print_failure(console: Console, node: NodeRecord, lines: list[LogRecord]) -> None:
+    """A failed node's error, its traceback and its last log lines."""
+    console.print()
+    error = f"{node.error_type or 'error'}: {first_line(node.error_message or '')}"
+    console.print(
+        Text.assemble(("node ", "bold"), (node.label, "bold"), " failed: ", (error, "red"))
+    )
+    if node.traceback:
+        console.print(Text(node.traceback.rstrip(), style="bright_black"), soft_wrap=True)
+    if lines:
+        console.print(Text(f"last log lines of {node.label}:", style="bold"))
+        print_log_lines(console, lines, label=False, indent="  ")
+
+
 @click.command()
 @click.argument("run_id")
 @click.option(
@@ -341,7 +425,8 @@ def show(
     store: Path | None,
     as_json: bool,
 ) -> None:
-    """Show one run: its status and every node's status, executor, duration and error.
+    """Show one run: its status, every node's status, executor, duration and error, the
+    outputs of its last nodes, and for a failed node its traceback and last log lines.
 
     RUN_ID may be a unique prefix of the id.
     """
@@ -353,14 +438,18 @@ def show(
         else:
             _print_tree(tree)
         return
-    run, nodes, edges, subs = state.run(lambda: _load_run(prov, run_id))
-    counts = _element_counts(run, subs)
+    shown = state.run(lambda: _load_run(prov, run_id))
+    run, nodes, edges = shown.run, shown.nodes, shown.edges
+    counts = _element_counts(run, shown.subs)
     if as_json:
         echo_json(
             {
                 "run": to_json(run),
                 "nodes": [to_json(n) for n in nodes],
                 "sub_runs": {label: dict(c) for label, c in counts.items()},
+                "failed_logs": {
+                    label: [to_json(r) for r in lines] for label, lines in shown.failed_logs.items()
+                },
             }
         )
         return
@@ -375,3 +464,7 @@ def show(
     console = make_console()
     console.print()
     console.print(_node_table(nodes, counts))
+    _print_outputs(console, nodes, edges)
+    for node in nodes:
+        if node.status is NodeStatus.FAILED:
+            _print_failure(console, node, shown.failed_logs.get(node.label, []))
