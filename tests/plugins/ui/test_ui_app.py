@@ -184,7 +184,7 @@ async def test_node_page_shows_values_history_attempts_and_lineage(
     assert html.count('class="badge st-running"') == 1  # status history: running, completed
     assert "2 upstream executions" in html
     assert 'data-up="prices" data-down="total"' in html  # lineage drawn
-    assert "this provenance store keeps no logs" in html
+    assert "no log records" in html  # the store keeps log lines; this node logged none
 
 
 async def test_script_in_a_value_renders_as_text(
@@ -423,7 +423,8 @@ async def test_restart_and_replay_buttons_need_the_token_and_the_same_origin(
 
 # ---------------------------------------------------------------------- any provenance store
 async def test_pages_work_over_a_third_party_store_with_only_the_protocol(tmp_path: Path) -> None:
-    """The documentation's example JSONL backend: no attempts, history, lineage or logs."""
+    """The documentation's example JSONL backend: no attempts, history or lineage (it keeps
+    log lines, as the protocol asks; these nodes log none)."""
     jsonl = pytest.importorskip("plait_jsonl_provenance")
     path = tmp_path / "runs.jsonl"
     result = await DagRunner(support.shop, provenance=jsonl.JsonlProvenance(path)).run(
@@ -438,7 +439,7 @@ async def test_pages_work_over_a_third_party_store_with_only_the_protocol(tmp_pa
     assert 'data-up="order_ids" data-down="prices"' in run
     assert node.status_code == 200
     assert "not kept by this store" in node.text  # no lineage read: said, not an error
-    assert "this provenance store keeps no logs" in node.text
+    assert "no log records" in node.text
 
 
 # ---------------------------------------------------------------------- live
