@@ -50,5 +50,13 @@ async def serve_async(
 
 
 def serve(app: Starlette, *, host: str, port: int, loop: str = "asyncio") -> None:
-    """Serve ``app`` on ``host:port`` in the foreground until interrupted."""
-    anyio.run(partial(serve_async, app, host=host, port=port, loop=loop), backend=loop)
+    """Serve ``app`` on ``host:port`` in the foreground until interrupted (Ctrl-C stops it:
+    a normal end, also when trio delivers the KeyboardInterrupt inside a request's task)."""
+    try:
+        anyio.run(partial(serve_async, app, host=host, port=port, loop=loop), backend=loop)
+    except KeyboardInterrupt:
+        return
+    except BaseExceptionGroup as group:
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is not None:
+            raise
