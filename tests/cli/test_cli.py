@@ -179,7 +179,7 @@ def test_plugins_lists_first_party_and_the_example_plugin(plait: Plait) -> None:
     result = plait("plugins", "--json")
     assert result.code == 0, result
     by_name = {p["name"]: p for p in result.json()}
-    assert by_name["provenance-sqlite"]["provides"] == ["provenance:sqlite"]
+    assert by_name["provenance-sqlite"]["provides"] == ["provenance:sqlite", "trigger-store:sqlite"]
     example = by_name["jsonl-provenance"]
     assert example["distribution"] == "plait-jsonl-provenance"
     assert example["version"] == "0.1.0"

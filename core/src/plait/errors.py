@@ -33,6 +33,8 @@ __all__ = [
     "RunNotFoundError",
     "StoreError",
     "SwitchKeyError",
+    "TriggerError",
+    "TriggerNotFoundError",
     "TtlError",
 ]
 
@@ -166,6 +168,15 @@ class CallError(PlaitError, LookupError):
 
 class NodeTimeoutError(PlaitError, TimeoutError):
     """A node ran longer than its ``timeout``."""
+
+
+class TriggerError(PlaitError, ValueError):
+    """A trigger is invalid (bad cron expression, unknown kind, a poll check that does not
+    import) or cannot fire (inactive, its DAG does not resolve)."""
+
+
+class TriggerNotFoundError(PlaitError, LookupError):
+    """No trigger of that name is defined or stored."""
 
 
 class DagPause(Exception):

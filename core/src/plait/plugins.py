@@ -62,12 +62,14 @@ KNOWN_PROVIDERS: dict[BackendKind, dict[str, str]] = {
     },
     BackendKind.PROVENANCE: {"sqlite": "plait-provenance-sqlite"},
     BackendKind.CACHE: {"sqlite": "plait-cache-sqlite"},
+    BackendKind.TRIGGER_STORE: {"sqlite": "plait-provenance-sqlite"},
 }
 
 _REGISTER_HOOKS: dict[BackendKind, str] = {
     BackendKind.EXECUTOR: "plait_register_executors",
     BackendKind.PROVENANCE: "plait_register_provenance_backends",
     BackendKind.CACHE: "plait_register_cache_backends",
+    BackendKind.TRIGGER_STORE: "plait_register_trigger_stores",
 }
 
 _LIFECYCLE_HOOKS = (

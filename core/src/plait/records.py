@@ -198,6 +198,7 @@ class BackendKind(enum.StrEnum):
     EXECUTOR = "executor"
     PROVENANCE = "provenance"
     CACHE = "cache"
+    TRIGGER_STORE = "trigger-store"
 
 
 @attrs.frozen(kw_only=True)

@@ -21,3 +21,17 @@ def plait_register_provenance_backends() -> list[BackendInfo]:
             "(options: path, timeout)",
         )
     ]
+
+
+@hookimpl
+def plait_register_trigger_stores() -> list[BackendInfo]:
+    from plait_provenance_sqlite.triggers import SqliteTriggerStore
+
+    return [
+        BackendInfo(
+            name="sqlite",
+            factory=SqliteTriggerStore,
+            description="trigger state and fire history in the provenance file "
+            "(options: path, timeout)",
+        )
+    ]
