@@ -67,8 +67,8 @@ def _log(line: str) -> None:
         fh.write(line + "\n")
 
 
-def first(when: datetime | None = None) -> int:
-    _log(f"first {os.getpid()} {when.isoformat() if when else '-'}")
+def first(ctx: DagContext, when: datetime | None = None) -> int:
+    _log(f"first {os.getpid()} {ctx.run_id} {when.isoformat() if when else '-'}")
     return 1
 
 
@@ -90,3 +90,19 @@ def build_crash_dag() -> Dag:
 
 
 crash_dag = build_crash_dag()
+
+
+# ---------------------------------------------------------------- poll checks
+POLL_RESULTS: list[object] = []
+
+
+async def next_poll_result() -> object:
+    """Pops the next scripted result; an exception instance is raised."""
+    result = POLL_RESULTS.pop(0) if POLL_RESULTS else None
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def sync_poll() -> dict[str, str]:
+    return {"tag": "from-sync-check"}

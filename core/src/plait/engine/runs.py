@@ -46,7 +46,7 @@ def _end_of(result: DagRunResult, attempt: int) -> RunEnd:
     error = None
     if result.status is not RunStatus.COMPLETED and result.error is not None:
         where = f"node {result.failed_node!r}: " if result.failed_node else ""
-        error = f"{where}{result.error_type or 'Error'}: {result.error}"
+        error = f"{where}{result.error}"
     return RunEnd(
         outcome=FireOutcome(result.status.value), run_id=result.run_id, error=error, attempt=attempt
     )

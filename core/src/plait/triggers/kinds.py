@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
 import attrs
 
 from plait.errors import BackendError, DuplicateBackendError, TriggerError
@@ -109,7 +108,8 @@ class ManualWatcher:
         return None
 
     async def watch(self, ctx: WatchContext) -> None:
-        await anyio.sleep_forever()
+        """Nothing to watch: return at once (the trigger stays active for manual fires)."""
+        await ctx.set_next_fire(None)
 
 
 def builtin_kinds() -> list[TriggerKind]:

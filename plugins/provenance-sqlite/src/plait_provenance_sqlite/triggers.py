@@ -421,7 +421,7 @@ class SqliteTriggerStore:
         def claim(conn: sqlite3.Connection) -> list[FireRecord]:
             rows = conn.execute(
                 "SELECT fire_id, trigger FROM trigger_fires WHERE outcome = 'requested' "
-                "ORDER BY fired_at, fire_id"
+                "ORDER BY fired_at, rowid"
             ).fetchall()
             claimed = []
             for fire_id, trigger in rows:
@@ -447,7 +447,7 @@ class SqliteTriggerStore:
                 return None
             row = conn.execute(
                 "SELECT fire_id FROM trigger_fires WHERE outcome = 'queued' AND trigger = ? "
-                "ORDER BY fired_at, fire_id LIMIT 1",
+                "ORDER BY fired_at, rowid LIMIT 1",
                 (trigger,),
             ).fetchone()
             if row is None:
@@ -528,7 +528,7 @@ class SqliteTriggerStore:
         sql = f"SELECT {_FIRES} FROM trigger_fires"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY fired_at DESC, fire_id DESC"
+        sql += " ORDER BY fired_at DESC, rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
