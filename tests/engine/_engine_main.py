@@ -16,10 +16,10 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from plait.engine import Engine, serve_until_signalled  # noqa: E402
-from plait.triggers import Trigger  # noqa: E402
-from plait_provenance_sqlite import SqliteProvenance  # noqa: E402
-from plait_provenance_sqlite.triggers import SqliteTriggerStore  # noqa: E402
+from plait.engine import Engine, serve_until_signalled
+from plait.triggers import Trigger
+from plait_provenance_sqlite import SqliteProvenance
+from plait_provenance_sqlite.triggers import SqliteTriggerStore
 
 
 def main() -> None:
