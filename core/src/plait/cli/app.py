@@ -25,6 +25,7 @@ from plait.cli.graph import graph
 from plait.cli.plugins import plugins
 from plait.cli.running import replay, restart, run
 from plait.cli.runs import runs, show
+from plait.cli.triggers import engine, fire, triggers
 from plait.errors import PlaitError
 
 __all__ = ["PlaitGroup", "cli", "main"]
@@ -87,7 +88,20 @@ def cli(ctx: click.Context, debug: bool, loop: str) -> None:
     state.loop = loop
 
 
-for command in (run, restart, replay, runs, show, graph, plugins, cache, demo):
+for command in (
+    run,
+    restart,
+    replay,
+    runs,
+    show,
+    graph,
+    plugins,
+    cache,
+    demo,
+    engine,
+    triggers,
+    fire,
+):
     cli.add_command(command)
 
 

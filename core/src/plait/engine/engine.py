@@ -217,6 +217,10 @@ class Engine:
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         stack_entered: list[DagRunner] = []
+        # the provenance first: a SQLite provenance store that opens a file another
+        # connection of this process already uses would drop that connection's locks
+        await self.provenance.open()
+        stack.push_async_callback(self._close_provenance)
         await self.store.open()
         stack.push_async_callback(self._close_store)
         now = utcnow()
@@ -229,8 +233,6 @@ class Engine:
                 heartbeat_at=now,
             )
         )
-        await self.provenance.open()
-        stack.push_async_callback(self._close_provenance)
         for name in self.triggers:  # kept open (with their executors) until the engine ends
             runner = self.runner_for(name)
             if runner not in stack_entered:

@@ -190,11 +190,15 @@ class SqliteTriggerStore:
 
     def _open_sync(self) -> sqlite3.Connection:
         path = self._path = self.path
-        _schema.check_file(path)
-        with contextlib.suppress(FileExistsError):
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Never open the file with plain open(): closing such a descriptor drops every POSIX
+        # lock this process holds on it, including those of a provenance connection to the
+        # same file, and another process could then delete the WAL under it. SQLite itself
+        # tells a file that is not a database (below), before writing anything.
+        if path.is_dir():
+            raise StoreError(f"trigger store {str(path)!r} is a directory, not a SQLite file")
         if not path.exists():
             with contextlib.suppress(FileExistsError):
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         try:
             conn = sqlite3.connect(
@@ -206,9 +210,12 @@ class SqliteTriggerStore:
             _schema.prepare(conn, path)
             prepare_triggers(conn, path)
             conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"cannot use trigger store {str(path)!r}: {exc}") from exc
+            raise StoreError(
+                f"{str(path)!r} is not a plait store ({exc}); refusing to use it as a trigger "
+                "store (the file was not modified)"
+            ) from exc
         except BaseException:
             conn.close()
             raise
