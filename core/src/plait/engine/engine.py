@@ -346,21 +346,20 @@ class Engine:
 
     async def _housekeep(self) -> None:
         await self.store.heartbeat(self.engine_id, utcnow())
-        states = await self.store.list_triggers()
-        for state in states:
-            if state.name not in self.triggers:
+        active = await self.store.activations()
+        for name, on in active.items():
+            if name not in self.triggers:
                 continue
-            if state.active and state.name not in self._watching:
-                log.info("trigger %r activated", state.name)
-                self._watch(state)
-            elif not state.active and state.name in self._watching:
-                log.info("trigger %r deactivated", state.name)
-                self._unwatch(state.name)
-        active = {s.name for s in states if s.active}
+            if on and name not in self._watching:
+                log.info("trigger %r activated", name)
+                self._watch(await self.store.get_trigger(name))
+            elif not on and name in self._watching:
+                log.info("trigger %r deactivated", name)
+                self._unwatch(name)
         limits = {
             name: (t.max_active_runs, t.overlap.value)
             for name, t in self.triggers.items()
-            if name in active
+            if active.get(name)
         }
         if limits:
             with anyio.CancelScope(shield=True):

@@ -304,6 +304,12 @@ class SqliteTriggerStore:
     async def list_triggers(self) -> list[TriggerState]:
         return await self._run(self._all_states, write=False)
 
+    async def activations(self) -> dict[str, bool]:
+        return await self._run(
+            lambda conn: {n: bool(a) for n, a in conn.execute("SELECT name, active FROM triggers")},
+            write=False,
+        )
+
     async def get_trigger(self, name: str) -> TriggerState:
         return await self._run(lambda conn: self._one_state(conn, name), write=False)
 
@@ -424,6 +430,14 @@ class SqliteTriggerStore:
         self, engine_id: str, limits: Mapping[str, tuple[int, str]], now: datetime
     ) -> list[FireRecord]:
         at = us(now)
+        pending = await self._run(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM trigger_fires WHERE outcome = 'requested' LIMIT 1"
+            ).fetchone(),
+            write=False,
+        )
+        if pending is None:  # the usual case, polled every second: no write lock taken
+            return []
 
         def claim(conn: sqlite3.Connection) -> list[FireRecord]:
             rows = conn.execute(
