@@ -21,8 +21,8 @@ from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
-import platformdirs
 
+from plait import defaults
 from plait.converter import dumps, loads
 from plait.errors import StoreError, TriggerNotFoundError
 from plait.loops import LoopLocal
@@ -165,9 +165,7 @@ class SqliteTriggerStore:
     @property
     def path(self) -> Path:
         if self._path is None:
-            from plait_provenance_sqlite.store import DEFAULT_FILENAME
-
-            return Path(platformdirs.user_data_dir("plait")) / DEFAULT_FILENAME
+            return defaults.provenance_path()  # the provenance store's file: one file
         return self._path
 
     # ------------------------------------------------------------------ lifecycle
