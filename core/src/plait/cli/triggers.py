@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import click
 from rich.table import Table
 from rich.text import Text
@@ -40,7 +41,7 @@ from plait.cli.common import (
 )
 from plait.cli.loading import open_provenance
 from plait.engine import Engine, serve_until_signalled
-from plait.errors import TriggerError
+from plait.errors import PlaitError, TriggerError
 from plait.records import BackendKind
 from plait.triggers import (
     EngineRecord,
@@ -49,6 +50,7 @@ from plait.triggers import (
     Trigger,
     TriggerState,
     TriggerStore,
+    check_trigger,
     triggers_from_config,
 )
 
@@ -237,6 +239,20 @@ def engine_status(state: State, store: Path | None, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------- plait triggers
+def _next_fire(state: State, s: TriggerState, now: datetime) -> datetime | None:
+    """A schedule's next instant from its definition (right even with no engine running);
+    other kinds: what the engine last recorded."""
+    if not s.active:
+        return None
+    if s.kind == "schedule":
+        try:
+            trigger = Trigger.from_dict(s.definition, host=state.host)
+            return check_trigger(trigger, state.host).next_fire(now)
+        except PlaitError:
+            return s.next_fire_at
+    return s.next_fire_at
+
+
 def _detail(s: TriggerState) -> str:
     d = s.definition
     if s.kind == "schedule":
@@ -267,6 +283,8 @@ def triggers(ctx: click.Context, state: State, store: Path | None, as_json: bool
         return states, last
 
     states, last = state.run(load)
+    now = datetime.now(UTC)
+    states = [attrs.evolve(s, next_fire_at=_next_fire(state, s, now)) for s in states]
     if as_json:
         echo_json(
             [
@@ -290,7 +308,7 @@ def triggers(ctx: click.Context, state: State, store: Path | None, as_json: bool
             s.kind,
             _detail(s),
             "yes" if s.active else Text("no", style="bright_black"),
-            format_when(s.next_fire_at) if s.active else "",
+            format_when(s.next_fire_at),
             format_when(s.last_fire_at),
             status_text(recent.outcome) if recent else "",
             (s.last_error or "")[:80] if s.errors else "",
