@@ -18,8 +18,17 @@ from _engine_dags import (
     stamp_dag,
 )
 
+from plait import hookimpl
 from plait.engine import Engine
-from plait.triggers import FireOutcome, ManualClock, Trigger
+from plait.plugins import PluginHost
+from plait.triggers import (
+    FireOutcome,
+    ManualClock,
+    ManualOptions,
+    Trigger,
+    TriggerKind,
+    WatchContext,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -231,3 +240,46 @@ async def test_deactivated_trigger_does_not_fire(
     async with make_engine([hourly]) as third:
         await clock.step_until(clock.now() + timedelta(hours=1), third.idle)
         assert len(await scheduled(third, "hourly")) == 1  # nothing caught up from before
+
+
+class _Boom:
+    """A watcher of a plugin kind: raises on its first start, fires a good and a bad payload
+    on its second, has nothing left to watch after that."""
+
+    starts = 0
+
+    def __init__(self, trigger: Trigger) -> None:
+        self.trigger = trigger
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        return None
+
+    async def watch(self, ctx: WatchContext) -> None:
+        type(self).starts += 1
+        if type(self).starts == 1:
+            raise RuntimeError("watcher bug")
+        if type(self).starts == 2:
+            await ctx.fire({"tag": "after-the-bug"})
+            await ctx.fire({"tag": object()})  # not JSON: recorded, not fatal
+
+
+async def test_a_broken_watcher_or_payload_never_stops_the_engine(
+    make_engine: Callable[..., Engine], clock: ManualClock, host: PluginHost
+) -> None:
+    class Plugin:
+        @hookimpl
+        def plait_register_trigger_kinds(self) -> list[TriggerKind]:
+            return [TriggerKind(name="boom", options_type=ManualOptions, watcher=_Boom)]
+
+    host.register(Plugin(), name="boom")
+    _Boom.starts = 0
+    boom = Trigger(name="boom", dag=stamp_dag, kind="boom", options=ManualOptions())
+    hourly = Trigger.schedule("hourly", stamp_dag, "0 * * * *")
+    async with make_engine([boom, hourly], host=host) as engine:
+        await clock.step_until(clock.now() + timedelta(hours=2), engine.idle)
+        state = await engine.store.get_trigger("boom")
+        fires = await engine.store.list_fires(trigger="boom")
+        assert len(await scheduled(engine, "hourly")) == 2  # the other trigger kept firing
+    assert _Boom.starts == 3  # restarted after its bug, and after the bad payload
+    assert [f.payload for f in fires] == [{"tag": "after-the-bug"}]
+    assert state.last_error is not None and "payload of trigger 'boom'" in state.last_error

@@ -339,8 +339,10 @@ class Engine:
                     self._enter()
                 try:
                     await self._housekeep()
-                except PlaitError as exc:
+                except PlaitError as exc:  # a busy or broken store: try again next time
                     log.warning("engine housekeeping failed: %s", exc)
+                except Exception:
+                    log.exception("engine housekeeping failed")
         finally:
             self._leave()
 

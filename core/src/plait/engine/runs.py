@@ -110,7 +110,14 @@ class FireRun:
             return await self._retry(fire, end)
         except PlaitError as exc:
             log.warning("%s: fire %s did not run: %s", self.where, fire.fire_id, exc)
-            return RunEnd(outcome=FireOutcome.ERROR, run_id=fire.run_id, error=str(exc))
+            return RunEnd(outcome=FireOutcome.ERROR, run_id=self.run_id, error=str(exc))
+        except Exception as exc:  # a bug must cost this fire, never the engine
+            log.exception("%s: fire %s failed unexpectedly", self.where, fire.fire_id)
+            return RunEnd(
+                outcome=FireOutcome.ERROR,
+                run_id=self.run_id,
+                error=f"unexpected {type(exc).__name__}: {exc}",
+            )
 
     async def _start(self, fire: FireRecord) -> DagRunResult:
         inputs = run_inputs(
