@@ -45,8 +45,9 @@ from plait.inspection import inspect_run
 from plait.protocols import CacheBackend, ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
 from plait.runner import DagRunner
+from plait.triggers.contract import TriggerStoreContract
 
-__all__ = ["CacheBackendContract", "ProvenanceBackendContract"]
+__all__ = ["CacheBackendContract", "ProvenanceBackendContract", "TriggerStoreContract"]
 
 _T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
