@@ -241,6 +241,12 @@ class PluginHost:
             for hookimpl in getattr(self._pm.hook, _REGISTER_HOOKS[kind]).get_hookimpls():
                 for info in hookimpl.function() or ():
                     provided.setdefault(hookimpl.plugin_name, []).append(f"{kind}:{info.name}")
+        for hookimpl in self._pm.hook.plait_register_trigger_kinds.get_hookimpls():
+            kinds: Any = hookimpl.function()
+            for trigger_kind in kinds or ():
+                provided.setdefault(hookimpl.plugin_name, []).append(
+                    f"trigger-kind:{trigger_kind.name}"
+                )
         out = []
         for key, info in self._infos.items():
             out.append(
