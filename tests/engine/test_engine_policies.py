@@ -283,3 +283,15 @@ async def test_a_broken_watcher_or_payload_never_stops_the_engine(
     assert _Boom.starts == 3  # restarted after its bug, and after the bad payload
     assert [f.payload for f in fires] == [{"tag": "after-the-bug"}]
     assert state.last_error is not None and "payload of trigger 'boom'" in state.last_error
+
+
+async def test_an_engine_serves_again_after_a_stop(
+    make_engine: Callable[..., Engine], clock: ManualClock
+) -> None:
+    engine = make_engine([Trigger.manual("m", stamp_dag)])
+    for round_ in ("first", "second"):
+        async with engine:
+            fire = await engine.fire("m", {"tag": round_}, wait=True)
+            assert fire.outcome is FireOutcome.COMPLETED
+    with pytest.raises(Exception, match="the engine is not serving"):
+        await engine.fire("m")

@@ -125,6 +125,7 @@ class Engine:
         self.poll_interval = poll_interval
         self.lease = lease
         self.engine_id = uuid.uuid4().hex
+        self._served = False
         self._runners: dict[int, DagRunner] = {}
         self._in_flight = 0  # runs
         self._runs_done: anyio.Event | None = None
@@ -202,6 +203,9 @@ class Engine:
         """Run until :meth:`stop`; ``task_status.started()`` once every trigger is watched."""
         if self._started is not None:
             raise TriggerError(f"engine {self.engine_id} is already serving")
+        if self._served:  # each time it serves, an engine is a new incarnation
+            self.engine_id = uuid.uuid4().hex
+        self._served = True
         self._started = anyio.Event()
         self._stop = anyio.Event()
         if self._stop_requested:
@@ -211,8 +215,10 @@ class Engine:
             async with contextlib.AsyncExitStack() as stack:
                 await self._open(stack)
                 await self._serve_open(task_status)
-        finally:
+        finally:  # ready to serve again
             self._started = None
+            self._stopping = self._stop_requested = False
+            self._grace = None
             self._runners.clear()
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
