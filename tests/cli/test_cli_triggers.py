@@ -149,6 +149,11 @@ def test_activate_and_deactivate_persist(plait: Plait, config: Path) -> None:
     inactive = plait("fire", "every-second", "--store", "db.sqlite")
     assert inactive.code == 2
     assert "trigger 'every-second' is inactive" in inactive.err
+    # no engine runs: the fire is recorded, the user is told, --wait gives up after --timeout
+    waiting = plait("fire", "by-hand", "--wait", "--timeout", "0.5", "--store", "db.sqlite")
+    assert waiting.code == 1
+    assert "of trigger 'by-hand': requested" in waiting.out
+    assert "no engine is running" in waiting.err
 
 
 def test_fire_bad_input(plait: Plait, config: Path) -> None:

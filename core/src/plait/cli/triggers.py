@@ -392,7 +392,7 @@ def fire(
     """Fire trigger NAME: the running engine starts its run within a second."""
     data = _payload(payload)
 
-    async def request() -> tuple[FireRecord, bool]:
+    async def request() -> FireRecord:
         async with _opened(open_trigger_store(state, store)) as s:
             trigger = await s.get_trigger(name)
             if not trigger.active:
@@ -400,13 +400,18 @@ def fire(
                     f"trigger {name!r} is inactive (`plait triggers activate {name}` enables it)"
                 )
             now = datetime.now(UTC)
-            engines = [e for e in await s.list_engines() if _alive(e, now)]
             record = await s.request_fire(uuid.uuid4().hex, name, data, now)
+            if not any(_alive(e, now) for e in await s.list_engines()):
+                click.echo(
+                    "warning: no engine is running on this store; the fire waits for the "
+                    "next `plait engine`",
+                    err=True,
+                )
             if wait:
                 record = await _wait_final(s, record.fire_id, timeout)
-            return record, bool(engines)
+            return record
 
-    record, engine_alive = state.run(request)
+    record = state.run(request)
     if as_json:
         echo_json(to_json(record))
     else:
@@ -415,12 +420,6 @@ def fire(
             click.echo(f"run {record.run_id}")
         if record.error:
             click.echo(f"error: {record.error}", err=True)
-    if not engine_alive:
-        click.echo(
-            "warning: no engine is running on this store; the fire waits for the next "
-            "`plait engine`",
-            err=True,
-        )
     if wait and record.outcome is not FireOutcome.COMPLETED:
         click.get_current_context().exit(EXIT_FAILED)
     click.get_current_context().exit(EXIT_OK)
