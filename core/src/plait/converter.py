@@ -2,11 +2,13 @@
 
 Everything plait stores, sends to hooks or returns goes through :func:`make_converter`
 (built on ``cattrs.preconf.json``). Never use ``cattrs.global_converter`` for plait data.
+pydantic models are values too, when pydantic is installed (it is not a dependency).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date, datetime, time, timedelta
 from pathlib import Path, PurePath
 from typing import Any, Final
@@ -45,7 +47,23 @@ def make_converter() -> JsonConverter:
     # datetime string never silently becomes a date.
     conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
     conv.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
+    _register_pydantic(conv)
     return conv
+
+
+def _is_pydantic_model(tp: Any) -> bool:
+    """Whether ``tp`` is a pydantic ``BaseModel`` class. pydantic is never imported here:
+    when nobody imported it, no value can be one of its models."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
+
+
+def _register_pydantic(conv: JsonConverter) -> None:
+    """pydantic models as values (inputs, outputs, cached values): unstructured with
+    ``model_dump(mode="json")``, structured with ``model_validate``, so they come back with
+    their type. pydantic stays optional: these hooks only ever match its models."""
+    conv.register_unstructure_hook_func(_is_pydantic_model, lambda m: m.model_dump(mode="json"))
+    conv.register_structure_hook_func(_is_pydantic_model, lambda data, tp: tp.model_validate(data))
 
 
 class _Holder:
