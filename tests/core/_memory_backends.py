@@ -122,6 +122,7 @@ class MemoryCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[str, str, float, float]] = {}
         self._counters: dict[str, list[int]] = {}
+        self._pushbacks: dict[str, float] = {}
 
     def open(self) -> None:
         return None
@@ -130,6 +131,7 @@ class MemoryCache:
         with self._lock:
             self._entries.clear()
             self._counters.clear()
+            self._pushbacks.clear()
 
     def lookup(self, key: str) -> Entry | None:
         found = self._entries.get(key)
@@ -178,6 +180,14 @@ class MemoryCache:
             for key in keys:
                 del self._entries[key]
         return len(keys)
+
+    def push_back(self, prefix: str, until: float) -> None:
+        with self._lock:
+            self._pushbacks[prefix] = until
+
+    def pushbacks(self, now: float) -> dict[str, float]:
+        with self._lock:
+            return {p: until for p, until in self._pushbacks.items() if until > now}
 
 
 class BrokenCache(MemoryCache):

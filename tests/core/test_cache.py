@@ -805,6 +805,12 @@ class DictCache:
     ) -> None:
         self.entries[key] = (callable_id, value_json, stored_at, expires_at)
 
+    def push_back(self, prefix: str, until: float) -> None:
+        self.pushed = {**getattr(self, "pushed", {}), prefix: until}
+
+    def pushbacks(self, now: float) -> dict[str, float]:
+        return {p: u for p, u in getattr(self, "pushed", {}).items() if u > now}
+
     def record_stats(
         self, callable_id: str, *, hits: int = 0, misses: int = 0, refreshes: int = 0
     ) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from plait.cache import cached, register_cached_callable
 from plait.context import DagContext, current_context
 from plait.dag import CallNode, Dag, DagNode, MapNode, SwitchNode
-from plait.errors import DagPause, DagValidationError, PlaitError
+from plait.entries import CachePolicy, entry
+from plait.errors import CachePushback, DagPause, DagValidationError, PlaitError
+from plait.factory import DagFactory, dag_factory
 from plait.hookspecs import hookimpl
 from plait.markers import inline
 from plait.namespace import Namespace, NamespaceNode
@@ -15,9 +17,12 @@ from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStat
 from plait.runner import DagRunner, DagRunResult
 
 __all__ = [
+    "CachePolicy",
+    "CachePushback",
     "CallNode",
     "Dag",
     "DagContext",
+    "DagFactory",
     "DagNode",
     "DagPause",
     "DagRunResult",
@@ -37,6 +42,8 @@ __all__ = [
     "SwitchNode",
     "cached",
     "current_context",
+    "dag_factory",
+    "entry",
     "get_cache",
     "get_executor",
     "get_provenance",

@@ -14,6 +14,11 @@ form of its bound arguments (defaults applied), so ``f(1, b=2)`` and ``f(b=2, a=
 an entry. Values go through plait's converter as JSON and come back as the annotated return
 type. Exceptions are never cached. Concurrent identical calls in one process compute once.
 
+Pushback: when a rate-limited service asks you to back off, :func:`push_back` (or raising
+:class:`plait.errors.CachePushback` from the cached callable) suppresses the probabilistic
+refreshes of every cached callable under a namespace prefix for a while; values are then
+served until ``max_ttl``. The pushback is kept in the cache store, for every process.
+
 Nothing happens at import or decoration time: the backend is looked up and opened on the
 first call.
 """
@@ -23,7 +28,6 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
-import importlib
 import inspect
 import json
 import json.scanner
@@ -34,7 +38,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, cast
@@ -45,7 +49,8 @@ import anyio.to_thread
 
 from plait import defaults
 from plait.converter import loads, structure, to_json_safe
-from plait.errors import CacheKeyError, ConversionError, NsrefError, PlaitWarning, TtlError
+from plait.errors import CacheKeyError, CachePushback, ConversionError, PlaitWarning, TtlError
+from plait.gref import resolve_callable
 from plait.records import CacheStats
 
 if TYPE_CHECKING:
@@ -58,9 +63,13 @@ __all__ = [
     "RandomSource",
     "cached",
     "callable_id",
+    "check_ttls",
     "clear",
     "close_backends",
+    "in_scope",
     "prune",
+    "push_back",
+    "pushbacks",
     "register_cached_callable",
     "stats",
 ]
@@ -144,6 +153,11 @@ def _ttl_seconds(value: object, name: str) -> float:
     if math.isnan(seconds) or seconds < 0:
         raise TtlError(f"{name} must be a non-negative duration, got {value!r}")
     return seconds
+
+
+def check_ttls(min_ttl: object, max_ttl: object) -> tuple[float, float]:
+    """``(min, max)`` in seconds; :class:`TtlError` for bad TTLs (days or timedeltas)."""
+    return _ttls(min_ttl, max_ttl)
 
 
 def _ttls(min_ttl: object, max_ttl: object) -> tuple[float, float]:
@@ -400,9 +414,12 @@ class _Cached:
         clock: Callable[[], float] | None,
         rng: RandomSource | None,
         host: PluginHost | None,
+        scope: str | None = None,
     ) -> None:
         self.fn = fn
         self.callable_id = callable_id(fn)
+        #: the name pushbacks are matched against: its nsref, or its callable id
+        self.scope = scope or self.callable_id
         self.min_s = min_s
         self.max_s = max_s
         self.version = version
@@ -470,16 +487,37 @@ class _Cached:
         data = to_json_safe(result, self._return_type, where=f"return value of {self.callable_id}")
         return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
-    def decide(self, entry: CacheEntry | None) -> int:
+    def decide(self, entry: CacheEntry | None, backend: CacheBackend) -> int:
         if entry is None:
             return _MISS
-        age = self._clock() - entry.stored_at
+        now = self._clock()
+        age = now - entry.stored_at
         if age < self.min_s:
             return _HIT
         if age >= self.max_s:
             return _MISS
         chance = (age - self.min_s) / (self.max_s - self.min_s)
-        return _REFRESH if self._random() < chance else _HIT
+        if self._random() >= chance:
+            return _HIT
+        # a refresh: unless someone asked this scope to back off
+        for prefix in backend.pushbacks(now):
+            if in_scope(prefix, self.scope):
+                return _HIT
+        return _REFRESH
+
+    def _pushback(self, exc: CachePushback) -> tuple[str, float]:
+        """``(prefix, until)`` of a pushback the callable asked for by raising ``exc``."""
+        seconds = _ttl_seconds(exc.duration, "CachePushback duration")
+        return exc.prefix or self.scope, self._clock() + seconds
+
+    def _serve_stale(self, backend: CacheBackend, entry: CacheEntry | None) -> tuple[bool, Any]:
+        """After a pushback: ``(True, value)`` when the stored value is within ``max_ttl``."""
+        if entry is None or self._clock() - entry.stored_at >= self.max_s:
+            return False, None
+        ok, value = self._restored(entry)
+        if ok:
+            backend.record_stats(self.callable_id, hits=1)
+        return ok, value
 
     def _fresher(self, first: CacheEntry | None, now: CacheEntry | None) -> bool:
         """Whether ``now`` was stored by someone else since we saw ``first``, and is usable."""
@@ -536,7 +574,7 @@ class _Cached:
         kwargs: dict[str, Any],
     ) -> Any:
         while True:
-            decision = self.decide(entry)
+            decision = self.decide(entry, backend)
             if decision == _HIT:
                 ok, value = self._restored(entry)
                 if ok:
@@ -573,6 +611,15 @@ class _Cached:
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
+            except CachePushback as exc:
+                backend.push_back(*self._pushback(exc))
+                served, value = self._serve_stale(backend, entry)
+                if not served:
+                    flight.error = exc
+                    raise
+                assert entry is not None
+                flight.value_json = entry.value_json
+                return value
             except Exception as exc:
                 served, value = self._refresh_failed(backend, decision, entry, exc)
                 if served:
@@ -612,7 +659,7 @@ class _Cached:
     ) -> Any:
         flight_key = (threading.get_ident(), key)  # one event loop per thread
         while True:
-            decision = self.decide(entry)
+            decision = self.decide(entry, backend)
             if decision == _HIT:
                 ok, value = self._restored(entry)
                 if ok:
@@ -657,6 +704,17 @@ class _Cached:
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
+            except CachePushback as exc:
+                await anyio.to_thread.run_sync(
+                    backend.push_back, *self._pushback(exc), limiter=_limiter()
+                )
+                served, value = self._serve_stale(backend, entry)
+                if not served:
+                    flight.error = exc
+                    raise
+                assert entry is not None
+                flight.value_json = entry.value_json
+                return value
             except Exception as exc:
                 served, value = self._refresh_failed(backend, decision, entry, exc)
                 if served:
@@ -698,6 +756,7 @@ def cached(
     clock: Callable[[], float] | None = None,
     rng: RandomSource | None = None,
     host: PluginHost | None = None,
+    scope: str | None = None,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """Cache a sync or async callable's results with a TTL.
 
@@ -707,7 +766,9 @@ def cached(
     :class:`plait.protocols.CacheBackend`; ``db_path`` is passed to a named backend as its
     ``path``. Bump ``version`` when the callable's results change meaning: old entries are
     then ignored. ``clock`` (epoch seconds) and ``rng`` make the TTL logic deterministic in
-    tests; ``host`` is the plugin host to look the backend up in.
+    tests; ``host`` is the plugin host to look the backend up in. ``scope`` is the name
+    pushbacks are matched against (:func:`push_back`; default: the callable id, and the
+    nsref for callables registered in a namespace).
 
     Raises :class:`plait.errors.TtlError` for bad TTLs. At call time an argument that
     cannot be part of a key raises :class:`plait.errors.CacheKeyError` (a ``TypeError``)
@@ -730,6 +791,7 @@ def cached(
             clock=clock,
             rng=rng,
             host=host,
+            scope=scope,
         )
         wrapper: Any
         if _is_async(fn):
@@ -756,24 +818,6 @@ def cached(
 
 
 # ---------------------------------------------------------------------- registration
-def _import_gref(gref: str) -> Callable[..., Any]:
-    module_name, colon, attr_path = gref.partition(":")
-    if not colon or not module_name or not attr_path:
-        raise NsrefError(f"gref {gref!r} must look like 'package.module:callable'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise NsrefError(f"gref {gref!r}: cannot import module {module_name!r}: {exc}") from exc
-    for part in attr_path.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError as exc:
-            raise NsrefError(f"gref {gref!r}: {part!r} not found") from exc
-    if not callable(target):
-        raise NsrefError(f"gref {gref!r} names {type(target).__name__} object, not a callable")
-    return cast("Callable[..., Any]", target)
-
-
 def register_cached_callable(
     ns: Namespace,
     gref: str | Callable[..., Any],
@@ -787,14 +831,23 @@ def register_cached_callable(
     clock: Callable[[], float] | None = None,
     rng: RandomSource | None = None,
     host: PluginHost | None = None,
+    tags: Iterable[str] | None = None,
 ) -> NamespaceNode:
     """Register the callable at ``gref`` (``"package.module:callable"``, or the callable
-    itself) in ``ns`` at ``nsref`` (default: its name), cached as :func:`cached` does.
+    itself) in ``ns`` at ``nsref`` (default: its name), cached as :func:`cached` does, with
+    ``tags``. Pushbacks match its nsref.
 
     The node keeps the original callable's signature and type hints, so a DAG wires it like
     the uncached one.
     """
-    fn = _import_gref(gref) if isinstance(gref, str) else gref
+    from plait.entries import CachePolicy
+    from plait.namespace import format_nsref, parse_nsref
+
+    fn = resolve_callable(gref) if isinstance(gref, str) else gref
+    policy = CachePolicy(min_ttl=min_ttl, max_ttl=max_ttl, version=version)
+    if nsref is None:
+        nsref = getattr(fn, "__name__", None) or type(fn).__name__
+    nsref = format_nsref(*parse_nsref(nsref))
     decorator = cached(
         min_ttl,
         max_ttl,
@@ -804,8 +857,9 @@ def register_cached_callable(
         clock=clock,
         rng=rng,
         host=host,
+        scope=nsref,
     )
-    return ns.register(fn, nsref, decorator=decorator)
+    return ns.register(fn, nsref, decorator=decorator, tags=tags, cache_policy=policy)
 
 
 # ---------------------------------------------------------------------- operations
@@ -846,6 +900,50 @@ def clear(
         return store.clear()
     cid = target if isinstance(target, str) else callable_id(target)
     return store.clear(cid)
+
+
+def in_scope(prefix: str, scope: str) -> bool:
+    """Whether a pushback for ``prefix`` covers ``scope`` (an nsref or a callable id).
+
+    ``"market"`` covers ``"market:fetch"`` and ``"market.eu:fetch"``, not
+    ``"marketing:fetch"``; ``"market:fetch"`` covers only itself.
+    """
+    if not scope.startswith(prefix):
+        return False
+    return len(scope) == len(prefix) or prefix[-1] in ".:" or scope[len(prefix)] in ".:"
+
+
+def push_back(
+    prefix: str,
+    duration: float | timedelta,
+    backend: str | CacheBackend | None = None,
+    *,
+    db_path: str | Path | None = None,
+    host: PluginHost | None = None,
+    now: float | None = None,
+) -> float:
+    """Suppress probabilistic refreshes of every cached callable under ``prefix`` (an nsref
+    prefix such as ``"market"``, or a callable id) for ``duration`` (days, or a timedelta);
+    return when it ends (epoch seconds). The pushback is kept in the store, for every process
+    that shares it; a later one for the same prefix replaces it (a ``duration`` of 0 lifts
+    it). Values past ``max_ttl`` and misses are still computed."""
+    if not isinstance(prefix, str) or not prefix:
+        raise TtlError(f"a pushback needs a non-empty prefix, got {prefix!r}")
+    until = (time.time() if now is None else now) + _ttl_seconds(duration, "duration")
+    _resolve_backend(backend, db_path, host).push_back(prefix, until)
+    return until
+
+
+def pushbacks(
+    backend: str | CacheBackend | None = None,
+    *,
+    db_path: str | Path | None = None,
+    host: PluginHost | None = None,
+    now: float | None = None,
+) -> dict[str, float]:
+    """Pushbacks in force (as of ``now``): prefix -> when it ends (epoch seconds)."""
+    store = _resolve_backend(backend, db_path, host)
+    return store.pushbacks(time.time() if now is None else now)
 
 
 def prune(

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from plait._plan import EdgeKey, Plan, PlanNode, compile_plan
-from plait.errors import DagValidationError, DuplicateNameError, InputError, SwitchKeyError
+from plait.errors import DagValidationError, DuplicateNameError, SwitchKeyError
+from plait.factory import DagFactory, stand_in
 from plait.introspect import EMPTY, CallableInfo, ParamInfo, type_name
 from plait.namespace import Namespace, NamespaceNode
+from plait.run_inputs import source_inputs
 
 if TYPE_CHECKING:
     from plait.runner import DagRunResult
@@ -364,7 +367,7 @@ class Dag:
     # ------------------------------------------------------------------ building
     def node(
         self,
-        target: Callable[..., Any] | NamespaceNode | Dag,
+        target: Callable[..., Any] | NamespaceNode | Dag | DagFactory[Any],
         label: str | None = None,
         *,
         executor: str | None = None,
@@ -372,8 +375,12 @@ class Dag:
         retry_backoff: float = 0.1,
         timeout: float | None = None,
     ) -> DagNode:
-        """Add a node. A plain callable is registered in the Dag's namespace; a Dag becomes
-        a :class:`CallNode`. ``executor`` picks the executor for a sync callable by name."""
+        """Add a node. A plain callable is registered in the Dag's namespace; a Dag (or a
+        ``@dag_factory``) becomes a :class:`CallNode`. ``executor`` picks the executor for a
+        sync callable by name."""
+        stand = None if isinstance(target, Dag | types.FunctionType) else stand_in(target)
+        if stand is not None:
+            target, label = stand[0], label or stand[1]
         if isinstance(target, Dag):
             label = label or target.nsref
             self._check_label(label)
@@ -417,7 +424,7 @@ class Dag:
 
     def map(
         self,
-        sub_dag: Dag | SwitchNode,
+        sub_dag: Dag | SwitchNode | DagFactory[Any],
         label: str | None = None,
         *,
         max_concurrency: int | None = None,
@@ -433,6 +440,9 @@ class Dag:
         the map returns them joined into one list."""
         if isinstance(sub_dag, SwitchNode):
             sub_dag = self._detach(sub_dag)
+        stand = None if isinstance(sub_dag, Dag) else stand_in(sub_dag)
+        if stand is not None:
+            sub_dag, label = stand[0], label or f"map_{stand[1]}"
         if not isinstance(sub_dag, Dag):
             raise TypeError(f"dag.map() takes a Dag or a switch node, got {sub_dag!r}")
         label = label or f"map_{sub_dag.nsref}"
@@ -594,25 +604,13 @@ class Dag:
 
     # ------------------------------------------------------------------ running
     async def __call__(self, **kwargs: Any) -> DagRunResult:
-        """Run once with null provenance; ``kwargs`` go to source parameters by name."""
+        """Run once with null provenance; ``kwargs`` go to source parameters by name, or,
+        given as ``label={...}``, to the source node of that label (see
+        :mod:`plait.run_inputs`)."""
         from plait.runner import DagRunner
 
         plan = self.plan()
-        inputs: dict[str, dict[str, Any]] = {}
-        used: set[str] = set()
-        for i in plan.sources:
-            node = plan.nodes[i]
-            for p in node.input_params:
-                if p.name in kwargs:
-                    inputs.setdefault(node.label, {})[p.name] = kwargs[p.name]
-                    used.add(p.name)
-        unknown = sorted(set(kwargs) - used)
-        if unknown:
-            names = sorted({p.name for i in plan.sources for p in plan.nodes[i].input_params})
-            raise InputError(
-                f"DAG {self.nsref!r}: no source node takes {', '.join(map(repr, unknown))} "
-                f"(source parameters: {', '.join(names) or 'none'})"
-            )
+        inputs = source_inputs(self.nsref, [plan.nodes[i] for i in plan.sources], kwargs)
         return await DagRunner(self).run(source_inputs=inputs)
 
     # ------------------------------------------------------------------ rendering

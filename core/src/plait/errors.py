@@ -14,14 +14,18 @@ __all__ = [
     "BackendError",
     "BackendNotFoundError",
     "CacheKeyError",
+    "CachePushback",
     "CallError",
     "CompositeError",
+    "ConfigError",
     "ConversionError",
     "DagPause",
     "DagValidationError",
     "DuplicateBackendError",
     "DuplicateNameError",
     "ExecutorError",
+    "FactoryError",
+    "GrefError",
     "InputError",
     "MapInputError",
     "NodeTimeoutError",
@@ -33,6 +37,8 @@ __all__ = [
     "RunNotFoundError",
     "StoreError",
     "SwitchKeyError",
+    "TagError",
+    "TagQueryError",
     "TriggerError",
     "TriggerNotFoundError",
     "TtlError",
@@ -45,6 +51,40 @@ class PlaitError(Exception):
 
 class NsrefError(PlaitError, ValueError):
     """A namespace reference (``"a.b:name"``) is malformed or names nothing."""
+
+
+class GrefError(NsrefError):
+    """A global reference (``"package.module:callable"``) is malformed or imports nothing."""
+
+
+class TagError(PlaitError, ValueError):
+    """A tag is not a tag (see :mod:`plait.tags`), or tags were given as one string."""
+
+
+class TagQueryError(PlaitError, ValueError):
+    """A tag query is malformed. ``position`` is the 0-based offset of the culprit in
+    ``text``; the message repeats the query with a caret under it."""
+
+    def __init__(self, message: str, *, text: str, position: int) -> None:
+        self.text = text
+        self.position = position
+        super().__init__(
+            f"tag query {text!r}: {message} at position {position}\n  {text}\n  {' ' * position}^"
+        )
+
+
+class FactoryError(PlaitError, TypeError):
+    """A DAG factory (or an entry built on load) is misused or did not build what it must."""
+
+
+class ConfigError(PlaitError, ValueError):
+    """A configuration is invalid. ``problems`` lists every one, each naming file and key."""
+
+    def __init__(self, problems: Sequence[Any]) -> None:
+        self.problems: tuple[Any, ...] = tuple(problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid configuration ({len(self.problems)} {noun}):\n{lines}")
 
 
 class DuplicateNameError(PlaitError, ValueError):
@@ -189,6 +229,23 @@ class DagPause(Exception):
     def __init__(self, reason: str = "") -> None:
         self.reason = reason
         super().__init__(reason or "paused")
+
+
+class CachePushback(Exception):
+    """Raise inside a cached callable to ask for fewer calls (a rate-limited API said so).
+
+    Probabilistic refreshes of every cached callable under the namespace ``prefix``
+    (default: the raising callable's own scope) are suppressed for ``duration`` (days as a
+    number, or a :class:`~datetime.timedelta`); the pushback is kept in the cache store, so
+    every process sharing the store backs off. The call that raised is answered from the
+    cache when its stored value is still within ``max_ttl``; otherwise this exception
+    propagates to the caller.
+    """
+
+    def __init__(self, duration: Any, prefix: str | None = None) -> None:
+        self.duration = duration
+        self.prefix = prefix
+        super().__init__(f"back off for {duration} (prefix {prefix!r})")
 
 
 class PlaitWarning(UserWarning):

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from typing import Any, Final
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
-from plait.errors import DuplicateNameError, NsrefError
+from plait.errors import DuplicateNameError, FactoryError, NsrefError
 from plait.introspect import CallableInfo, describe
+from plait.tags import TagQuery, check_tags
+
+if TYPE_CHECKING:
+    from plait.dag import Dag
+    from plait.entries import CachePolicy
+    from plait.factory import FactoryCall
+    from plait.protocols import CacheBackend
 
 __all__ = ["Namespace", "NamespaceNode", "format_nsref", "parse_nsref"]
 
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NO_TAGS: Final[frozenset[str]] = frozenset()
 
 
 def parse_nsref(nsref: str) -> tuple[tuple[str, ...], str]:
@@ -44,10 +53,22 @@ class NamespaceNode:
     """A registered callable. Stays callable; knows its nsref, signature and resolved types.
 
     ``decorator``, when given, wraps the callable for calls (the signature and types are
-    still read from the original).
+    still read from the original). ``tags`` are what :meth:`Namespace.query` matches;
+    ``cache_policy`` is set when the entry is served through a cache, ``factory_call`` when
+    a DAG factory built it (both are what :meth:`Namespace.to_dict` writes).
     """
 
-    __slots__ = ("__weakref__", "_call", "decorator", "fn", "localns", "nsref")
+    __slots__ = (
+        "__weakref__",
+        "_call",
+        "cache_policy",
+        "decorator",
+        "factory_call",
+        "fn",
+        "localns",
+        "nsref",
+        "tags",
+    )
 
     def __init__(
         self,
@@ -55,6 +76,10 @@ class NamespaceNode:
         nsref: str,
         decorator: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
         localns: dict[str, Any] | None = None,
+        *,
+        tags: frozenset[str] = _NO_TAGS,
+        cache_policy: CachePolicy | None = None,
+        factory_call: FactoryCall | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"cannot register {fn!r} at {nsref!r}: not callable")
@@ -62,7 +87,17 @@ class NamespaceNode:
         self.nsref = nsref
         self.decorator = decorator
         self.localns = localns
+        self.tags = tags
+        self.cache_policy = cache_policy
+        self.factory_call = factory_call
         self._call = decorator(fn) if decorator is not None else fn
+
+    @property
+    def dag(self) -> Dag | None:
+        """The :class:`~plait.Dag` registered here, or ``None`` for a plain callable."""
+        from plait.dag import Dag
+
+        return self.fn if isinstance(self.fn, Dag) else None
 
     @property
     def call(self) -> Callable[..., Any]:
@@ -95,32 +130,110 @@ class NamespaceNode:
 class Namespace:
     """Callables by nsref. Branches are reachable by attribute: ``ns.a.b.name(...)``."""
 
+    __hash__ = None  # type: ignore[assignment]  # equal by content, and mutable
+
     def __init__(self) -> None:
         self._leaves: dict[str, NamespaceNode] = {}
         self._branches: dict[str, Namespace] = {}
 
     def register(
         self,
-        fn: Callable[..., Any] | NamespaceNode,
+        fn: Callable[..., Any] | NamespaceNode | Dag,
         nsref: str | None = None,
         *,
         decorator: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
         localns: dict[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        args: Mapping[str, Any] | None = None,
+        cache_policy: CachePolicy | None = None,
     ) -> NamespaceNode:
-        """Register ``fn`` at ``nsref`` (default: its ``__name__``) and return its node."""
+        """Register ``fn`` at ``nsref`` (default: its ``__name__``) and return its node.
+
+        ``fn`` may be a :class:`~plait.Dag`, or a :func:`~plait.dag_factory`, which is
+        called with ``args`` (keyword arguments) and the Dag it builds registered. ``tags``
+        are matched by :meth:`query`. ``cache_policy`` only records the TTLs of an entry
+        that ``decorator`` serves through a cache (:func:`plait.register_cached_callable`
+        sets both).
+        """
+        factory_call = None
         if isinstance(fn, NamespaceNode):
             decorator = decorator or fn.decorator
+            factory_call = fn.factory_call
             fn = fn.fn
         if nsref is None:
             nsref = getattr(fn, "__name__", None) or type(fn).__name__
         branches, leaf = parse_nsref(nsref)
         nsref = format_nsref(branches, leaf)
+        checked = _NO_TAGS if tags is None else check_tags(tags, where=f"nsref {nsref!r}")
+        if type(fn) is not types.FunctionType or args is not None:  # plain functions: fast
+            fn, factory_call = _built(fn, args, factory_call, nsref)
         target = self._branch(branches, create=True, nsref=nsref)
         if leaf in target._leaves or leaf in target._branches:
             raise DuplicateNameError(f"nsref {nsref!r} is already registered")
-        node = NamespaceNode(fn, nsref, decorator, localns)
+        node = NamespaceNode(
+            fn,
+            nsref,
+            decorator,
+            localns,
+            tags=checked,
+            cache_policy=cache_policy,
+            factory_call=factory_call,
+        )
         target._leaves[leaf] = node
         return node
+
+    def register_module(
+        self,
+        module: str | types.ModuleType,
+        branch: str | None = None,
+        *,
+        cache: CacheBackend | str | None = None,
+    ) -> list[NamespaceNode]:
+        """Register every function (and DAG factory) of ``module`` marked with
+        :func:`plait.entry`, under ``branch`` (``"a.b"``; default: top level), in the order
+        they are defined. An entry marked with a cache section is served through the cache
+        backend ``cache`` (a name or an instance; default: the default cache)."""
+        from plait.entries import register_module
+
+        return register_module(self, module, branch, cache=cache)
+
+    def query(self, query: str) -> list[NamespaceNode]:
+        """The entries whose tags match ``query`` (``"etl & ~slow | critical"``), depth
+        first. A malformed query raises :class:`plait.errors.TagQueryError` at its position.
+        """
+        match = TagQuery(query)
+        return [node for node in self if match(node.tags)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The namespace as JSON/TOML-safe data: ``{"entries": [{"gref": ..., "nsref": ...,
+        "tags": [...], "cache": {...}, "args": {...}}, ...]}``. Every entry must be
+        importable (a module-level function, or a Dag built by a ``@dag_factory``);
+        otherwise :class:`plait.errors.GrefError` names its nsref."""
+        from plait.entries import namespace_to_dict
+
+        return namespace_to_dict(self)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        cache: CacheBackend | str | None = None,
+    ) -> Namespace:
+        """The namespace ``data`` describes (what :meth:`to_dict` returns, or the
+        ``entries``/``modules`` of a configuration file). Every problem is reported at once
+        in one :class:`plait.errors.ConfigError`. Cached entries use ``cache`` (a backend
+        name or instance; default: the default cache)."""
+        from plait.entries import namespace_from_dict
+
+        return namespace_from_dict(data, cache=cache, namespace=cls())
+
+    def __eq__(self, other: object) -> bool:
+        """Same nsrefs holding the same callables (or the same factory calls), tags and
+        cache policies."""
+        if not isinstance(other, Namespace):
+            return NotImplemented
+        return _identity(self) == _identity(other)
 
     def get(self, nsref: str) -> NamespaceNode:
         """The node at ``nsref``; :class:`NsrefError` naming it when there is none."""
@@ -182,3 +295,35 @@ class Namespace:
 
     def nsrefs(self) -> list[str]:
         return [node.nsref for node in self]
+
+    def __repr__(self) -> str:
+        return f"<Namespace: {len(self)} entries>"
+
+
+def _built(
+    fn: Any, args: Mapping[str, Any] | None, factory_call: FactoryCall | None, nsref: str
+) -> tuple[Any, FactoryCall | None]:
+    """What to register for ``fn``: a DAG factory is called with ``args``; a Dag keeps the
+    record of the factory call that built it."""
+    from plait.factory import DagFactory, origin_of
+
+    if isinstance(fn, DagFactory):
+        built = fn.build(args or {}, where=f"nsref {nsref!r}")
+        return built, origin_of(built)
+    if args is not None:
+        raise FactoryError(
+            f"nsref {nsref!r}: args are for DAG factories, and {fn!r} is not one "
+            "(decorate it with @plait.dag_factory)"
+        )
+    return fn, factory_call if factory_call is not None else origin_of(fn)
+
+
+def _identity(ns: Namespace) -> dict[str, tuple[Any, ...]]:
+    return {
+        node.nsref: (
+            node.factory_call if node.factory_call is not None else node.fn,
+            node.tags,
+            node.cache_policy,
+        )
+        for node in ns
+    }

@@ -162,6 +162,25 @@ class CacheBackend(Protocol):
         """Drop entries whose ``expires_at`` is at or before epoch ``now``; return how many."""
         ...
 
+    def push_back(self, prefix: str, until: float) -> None:
+        """Keep a pushback: no probabilistic refresh under ``prefix`` until epoch ``until``.
+
+        Replaces an earlier pushback of the same prefix. Durable, visible to every process
+        sharing the store. Called from a worker thread for async callables.
+
+        .. versionadded:: 0.2
+        """
+        ...
+
+    def pushbacks(self, now: float) -> dict[str, float]:
+        """The pushbacks still in force at epoch ``now``: prefix -> until. Called before
+        every refresh (rare: only in the ``min_ttl``..``max_ttl`` window), on the event loop
+        for async callables, so it must be quick.
+
+        .. versionadded:: 0.2
+        """
+        ...
+
     def close(self) -> None:
         """Persist buffered counters and release the store. A later call may reopen it."""
         ...

@@ -666,14 +666,35 @@ class CacheBackendContract:
         assert _value(cache, "fresh") == "3"
         assert cache.prune(200.0) == 0
 
+    def test_pushbacks_in_force_until_they_end(self, cache: CacheBackend) -> None:
+        assert cache.pushbacks(100.0) == {}
+        cache.push_back("market", 200.0)
+        cache.push_back("weather.eu:fetch", 150.0)
+        assert cache.pushbacks(100.0) == {"market": 200.0, "weather.eu:fetch": 150.0}
+        assert cache.pushbacks(150.0) == {"market": 200.0}  # ends at its 'until'
+        assert cache.pushbacks(200.0) == {}
+
+    def test_a_later_pushback_replaces_the_earlier(self, cache: CacheBackend) -> None:
+        cache.push_back("market", 500.0)
+        cache.push_back("market", 120.0)  # shortened (a duration of 0 lifts it)
+        assert cache.pushbacks(100.0) == {"market": 120.0}
+
+    def test_pushbacks_survive_clear_and_prune(self, cache: CacheBackend) -> None:
+        cache.push_back("market", 500.0)
+        cache.clear()
+        cache.prune(400.0)  # prune may drop pushbacks that ended; this one has not
+        assert cache.pushbacks(100.0) == {"market": 500.0}
+
     def test_close_and_reopen(self, backend: CacheBackend) -> None:
         backend.open()
         backend.store("k", "m:f", "1", 10.0, 20.0)
         backend.record_stats("m:f", misses=1, hits=2)
+        backend.push_back("m", 30.0)
         backend.close()
         backend.open()
         try:
             if self.persistent:
+                assert backend.pushbacks(10.0) == {"m": 30.0}
                 assert _value(backend, "k") == "1"
                 assert backend.stats()["m:f"] == {
                     "hits": 2,

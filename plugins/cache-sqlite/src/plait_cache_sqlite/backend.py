@@ -5,7 +5,12 @@ Layout of the file (schema version :data:`SCHEMA_VERSION`, ``PRAGMA user_version
 
 - ``entries(key, callable_id, value_json, stored_at, expires_at)``: one row per cached call.
 - ``counters(callable_id, hits, misses, refreshes)``: persisted statistics.
+- ``pushbacks(prefix, until)``: refreshes suppressed under a namespace prefix until
+  ``until`` (epoch seconds); added in schema version 2.
 - ``meta(name, value)``: who created the file.
+
+A file of schema version 1 is migrated in place on open (one transaction that adds the
+``pushbacks`` table and bumps the version; its entries and counters are kept).
 
 Concurrency: two connections per backend, each guarded by a lock and opened with
 ``check_same_thread=False`` (the backend is used from worker threads). Reads go through
@@ -35,13 +40,18 @@ __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteCache"]
 #: ``PRAGMA application_id`` of a plait cache file: ASCII "PLCA".
 APPLICATION_ID = 0x504C4341
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: How long a lookup or write waits for another process holding the lock, in seconds.
 BUSY_TIMEOUT = 10.0
 #: Buffered counters are written at least this often (seconds) while calls keep coming.
 FLUSH_INTERVAL = 5.0
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_PUSHBACKS_TABLE = """CREATE TABLE pushbacks (
+        prefix TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    ) WITHOUT ROWID"""
 
 _SCHEMA = (
     """CREATE TABLE entries (
@@ -60,7 +70,11 @@ _SCHEMA = (
         refreshes INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID""",
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    _PUSHBACKS_TABLE,
 )
+
+#: Statements that bring a file of version ``n - 1`` to version ``n``.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {2: (_PUSHBACKS_TABLE,)}
 
 _LOOKUP = "SELECT value_json, stored_at FROM entries WHERE key = ?"
 _STORE = (
@@ -209,6 +223,31 @@ class SqliteCache:
             with contextlib.suppress(StoreError):
                 self._write(None)
 
+    # ------------------------------------------------------------------ pushbacks
+    def push_back(self, prefix: str, until: float) -> None:
+        """Suppress refreshes under ``prefix`` until epoch ``until`` (replaces an earlier
+        pushback of the prefix)."""
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO pushbacks (prefix, until) VALUES (?, ?)", (prefix, until)
+            )
+        )
+
+    def pushbacks(self, now: float) -> dict[str, float]:
+        """The pushbacks in force at epoch ``now``: prefix -> until."""
+        while True:
+            with self._read_lock:
+                cursor = self._read_cursor
+                if cursor is not None:
+                    try:
+                        rows = cursor.execute(
+                            "SELECT prefix, until FROM pushbacks WHERE until > ?", (now,)
+                        ).fetchall()
+                    except sqlite3.Error as exc:
+                        raise self._error("cannot read", exc) from exc
+                    return dict(rows)
+            self.open()
+
     # ------------------------------------------------------------------ writes
     def store(
         self, key: str, callable_id: str, value_json: str, stored_at: float, expires_at: float
@@ -241,11 +280,12 @@ class SqliteCache:
     def prune(self, now: float | None = None) -> int:
         """Drop entries whose ``expires_at`` is at or before ``now`` (default: the time now)."""
         cutoff = time.time() if now is None else now
-        result: int = self._write(
-            lambda conn: (
-                conn.execute("DELETE FROM entries WHERE expires_at <= ?", (cutoff,)).rowcount
-            )
-        )
+
+        def prune(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM pushbacks WHERE until <= ?", (cutoff,))
+            return conn.execute("DELETE FROM entries WHERE expires_at <= ?", (cutoff,)).rowcount
+
+        result: int = self._write(prune)
         return result
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -381,7 +421,26 @@ class SqliteCache:
                 f"this plait-cache-sqlite supports ({SCHEMA_VERSION}); upgrade "
                 "plait-cache-sqlite or use another path"
             )
-        # Version 1 is the first schema; later versions add their migrations here.
+        if version < SCHEMA_VERSION:
+            self._migrate(conn, path)
+
+    def _migrate(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Bring an older file to :data:`SCHEMA_VERSION` in one transaction (another process
+        may be migrating at once: the version is read again under the write lock)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target]:
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot migrate to schema version {SCHEMA_VERSION}", exc) from exc
 
     def _create(self, path: Path) -> None:
         """Build a fresh database beside ``path`` and link it into place atomically."""
