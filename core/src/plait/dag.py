@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _NOT_IDENT = re.compile(r"\W")
+_FUNCTION = types.FunctionType
 
 
 class Edge:
@@ -378,9 +379,10 @@ class Dag:
         """Add a node. A plain callable is registered in the Dag's namespace; a Dag (or a
         ``@dag_factory``) becomes a :class:`CallNode`. ``executor`` picks the executor for a
         sync callable by name."""
-        stand = None if isinstance(target, Dag | types.FunctionType) else stand_in(target)
-        if stand is not None:
-            target, label = stand[0], label or stand[1]
+        if type(target) is not _FUNCTION and not isinstance(target, Dag):
+            stand = stand_in(target)
+            if stand is not None:
+                target, label = stand[0], label or stand[1]
         if isinstance(target, Dag):
             label = label or target.nsref
             self._check_label(label)

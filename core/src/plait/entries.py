@@ -27,6 +27,7 @@ import attrs
 from plait.errors import ConfigError, FactoryError, GrefError, PlaitError, TtlError
 from plait.factory import DagFactory, FactoryCall
 from plait.gref import gref_of, import_module, resolve
+from plait.namespace import EntryMeta
 from plait.problems import Checker, join
 from plait.tags import check_tags
 
@@ -210,7 +211,9 @@ def _register(
             tags=tags,
         )
     if factory_call is not None:
-        node.factory_call = factory_call
+        node.meta = EntryMeta(
+            tags=node.tags, cache_policy=node.cache_policy, factory_call=factory_call
+        )
     return node
 
 

@@ -7,6 +7,8 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
+
 from plait.errors import DuplicateNameError, FactoryError, NsrefError
 from plait.introspect import CallableInfo, describe
 from plait.tags import TagQuery, check_tags
@@ -17,10 +19,11 @@ if TYPE_CHECKING:
     from plait.factory import FactoryCall
     from plait.protocols import CacheBackend
 
-__all__ = ["Namespace", "NamespaceNode", "format_nsref", "parse_nsref"]
+__all__ = ["EntryMeta", "Namespace", "NamespaceNode", "format_nsref", "parse_nsref"]
 
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NO_TAGS: Final[frozenset[str]] = frozenset()
+_FUNCTION: Final = types.FunctionType
 
 
 def parse_nsref(nsref: str) -> tuple[tuple[str, ...], str]:
@@ -49,6 +52,17 @@ def format_nsref(branches: tuple[str, ...], leaf: str) -> str:
     return f"{'.'.join(branches)}:{leaf}" if branches else leaf
 
 
+@attrs.frozen(kw_only=True)
+class EntryMeta:
+    """What a namespace entry carries besides its callable."""
+
+    tags: frozenset[str] = _NO_TAGS
+    #: set when the entry is served through a cache
+    cache_policy: CachePolicy | None = None
+    #: set when a factory built the entry
+    factory_call: FactoryCall | None = None
+
+
 class NamespaceNode:
     """A registered callable. Stays callable; knows its nsref, signature and resolved types.
 
@@ -58,17 +72,7 @@ class NamespaceNode:
     a DAG factory built it (both are what :meth:`Namespace.to_dict` writes).
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_call",
-        "cache_policy",
-        "decorator",
-        "factory_call",
-        "fn",
-        "localns",
-        "nsref",
-        "tags",
-    )
+    __slots__ = ("__weakref__", "_call", "decorator", "fn", "localns", "meta", "nsref")
 
     def __init__(
         self,
@@ -76,10 +80,7 @@ class NamespaceNode:
         nsref: str,
         decorator: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
         localns: dict[str, Any] | None = None,
-        *,
-        tags: frozenset[str] = _NO_TAGS,
-        cache_policy: CachePolicy | None = None,
-        factory_call: FactoryCall | None = None,
+        meta: EntryMeta | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"cannot register {fn!r} at {nsref!r}: not callable")
@@ -87,10 +88,21 @@ class NamespaceNode:
         self.nsref = nsref
         self.decorator = decorator
         self.localns = localns
-        self.tags = tags
-        self.cache_policy = cache_policy
-        self.factory_call = factory_call
+        #: tags, cache policy, factory call; None for a plain entry (most: every Dag node)
+        self.meta = meta
         self._call = decorator(fn) if decorator is not None else fn
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return _NO_TAGS if self.meta is None else self.meta.tags
+
+    @property
+    def cache_policy(self) -> CachePolicy | None:
+        return None if self.meta is None else self.meta.cache_policy
+
+    @property
+    def factory_call(self) -> FactoryCall | None:
+        return None if self.meta is None else self.meta.factory_call
 
     @property
     def dag(self) -> Dag | None:
@@ -155,30 +167,27 @@ class Namespace:
         that ``decorator`` serves through a cache (:func:`plait.register_cached_callable`
         sets both).
         """
-        factory_call = None
+        carried = None
         if isinstance(fn, NamespaceNode):
             decorator = decorator or fn.decorator
-            factory_call = fn.factory_call
+            carried = fn.meta
             fn = fn.fn
         if nsref is None:
             nsref = getattr(fn, "__name__", None) or type(fn).__name__
         branches, leaf = parse_nsref(nsref)
         nsref = format_nsref(branches, leaf)
-        checked = _NO_TAGS if tags is None else check_tags(tags, where=f"nsref {nsref!r}")
-        if type(fn) is not types.FunctionType or args is not None:  # plain functions: fast
-            fn, factory_call = _built(fn, args, factory_call, nsref)
+        meta = carried
+        if (
+            type(fn) is not _FUNCTION  # a Dag, a factory, a callable object...
+            or tags is not None
+            or args is not None
+            or cache_policy is not None
+        ):  # plain functions (every node a Dag registers) skip all this
+            fn, meta = _entry(fn, nsref, tags, args, cache_policy, carried)
         target = self._branch(branches, create=True, nsref=nsref)
         if leaf in target._leaves or leaf in target._branches:
             raise DuplicateNameError(f"nsref {nsref!r} is already registered")
-        node = NamespaceNode(
-            fn,
-            nsref,
-            decorator,
-            localns,
-            tags=checked,
-            cache_policy=cache_policy,
-            factory_call=factory_call,
-        )
+        node = NamespaceNode(fn, nsref, decorator, localns, meta)
         target._leaves[leaf] = node
         return node
 
@@ -300,22 +309,33 @@ class Namespace:
         return f"<Namespace: {len(self)} entries>"
 
 
-def _built(
-    fn: Any, args: Mapping[str, Any] | None, factory_call: FactoryCall | None, nsref: str
-) -> tuple[Any, FactoryCall | None]:
-    """What to register for ``fn``: a DAG factory is called with ``args``; a Dag keeps the
-    record of the factory call that built it."""
+def _entry(
+    fn: Any,
+    nsref: str,
+    tags: Iterable[str] | None,
+    args: Mapping[str, Any] | None,
+    cache_policy: CachePolicy | None,
+    carried: EntryMeta | None,
+) -> tuple[Any, EntryMeta | None]:
+    """What to register for ``fn`` and its metadata: a DAG factory is called with
+    ``args``; a Dag keeps the record of the factory call that built it."""
     from plait.factory import DagFactory, origin_of
 
+    factory_call = None if carried is None else carried.factory_call
     if isinstance(fn, DagFactory):
-        built = fn.build(args or {}, where=f"nsref {nsref!r}")
-        return built, origin_of(built)
-    if args is not None:
+        fn = fn.build(args or {}, where=f"nsref {nsref!r}")
+        factory_call = origin_of(fn)
+    elif args is not None:
         raise FactoryError(
             f"nsref {nsref!r}: args are for DAG factories, and {fn!r} is not one "
             "(decorate it with @plait.dag_factory)"
         )
-    return fn, factory_call if factory_call is not None else origin_of(fn)
+    elif factory_call is None:
+        factory_call = origin_of(fn)
+    checked = _NO_TAGS if tags is None else check_tags(tags, where=f"nsref {nsref!r}")
+    if not checked and cache_policy is None and factory_call is None:
+        return fn, None
+    return fn, EntryMeta(tags=checked, cache_policy=cache_policy, factory_call=factory_call)
 
 
 def _identity(ns: Namespace) -> dict[str, tuple[Any, ...]]:
