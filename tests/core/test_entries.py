@@ -64,7 +64,7 @@ def test_a_factory_entry_registers_the_dag_it_builds() -> None:
     ns.register_module("_fragments")
     node = ns.get("pipeline")
     assert node.dag is not None and set(node.dag.nodes) == {"fetch", "clean", "shout"}
-    assert node.factory_call is not None and node.factory_call.args == {"suffix": "!"}
+    assert node.factory_call is not None and node.factory_call.args == {}  # defaults
 
 
 def test_entry_marks_without_changing_the_function() -> None:

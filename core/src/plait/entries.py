@@ -354,7 +354,7 @@ def _parse_entry(raw: object, key: str, checker: Checker) -> EntrySpec | None:
     tags: frozenset[str] = frozenset()
     raw_tags = checker.strings(table, "tags", key)
     try:
-        tags = check_tags(raw_tags, where="tag list")
+        tags = check_tags(raw_tags, where=None)
     except PlaitError as exc:
         checker.add(join(key, "tags"), str(exc))
     factory = table.get("factory")

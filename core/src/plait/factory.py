@@ -34,7 +34,7 @@ _ORIGINS: weakref.WeakKeyDictionary[Any, FactoryCall] = weakref.WeakKeyDictionar
 @attrs.frozen(kw_only=True)
 class FactoryCall:
     """How a Dag was built: the factory's gref (``None`` when it is not importable) and the
-    keyword arguments it was called with (defaults applied)."""
+    arguments it was called with, by parameter name (defaults left out)."""
 
     gref: str | None
     args: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
@@ -57,13 +57,13 @@ class DagFactory(Generic[P]):
         from plait.dag import Dag
 
         bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
+        given = dict(bound.arguments)  # what the caller chose; defaults stay the factory's
         dag = self.fn(*bound.args, **bound.kwargs)
         if not isinstance(dag, Dag):
             raise FactoryError(
                 f"DAG factory {self.name!r} returned {type(dag).__name__}, not a Dag"
             )
-        call = FactoryCall(gref=gref_of(self), args=dict(bound.arguments), factory=self)
+        call = FactoryCall(gref=gref_of(self), args=given, factory=self)
         _ORIGINS[dag] = call
         return dag
 

@@ -30,24 +30,28 @@ _WORDS: Final = {"and": "&", "or": "|", "not": "~"}
 Predicate = Callable[[frozenset[str]], bool]
 
 
-def check_tags(tags: Iterable[str] | None, *, where: str) -> frozenset[str]:
-    """The tags as a frozenset; :class:`TagError` naming ``where`` for a bad one.
+def check_tags(tags: Iterable[str] | None, *, where: str | None) -> frozenset[str]:
+    """The tags as a frozenset; :class:`TagError` naming ``where`` (when given) for a bad one.
 
     A single string is refused (``tags="etl"`` would be three one-letter tags elsewhere).
     """
     if tags is None:
         return frozenset()
     if isinstance(tags, str):
-        raise TagError(f"{where}: tags must be a list of strings, not the string {tags!r}")
+        raise TagError(f"{_at(where)}tags must be a list of strings, not the string {tags!r}")
     out = set()
     for tag in tags:
         if not isinstance(tag, str) or not _TAG.match(tag) or tag.lower() in _WORDS:
             raise TagError(
-                f"{where}: tag {tag!r} is not a tag (letters, digits, '_', '-', '.', '/', "
+                f"{_at(where)}tag {tag!r} is not a tag (letters, digits, '_', '-', '.', '/', "
                 "starting with a letter or digit; not 'and', 'or' or 'not')"
             )
         out.add(tag)
     return frozenset(out)
+
+
+def _at(where: str | None) -> str:
+    return f"{where}: " if where else ""
 
 
 class TagQuery:
