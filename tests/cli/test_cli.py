@@ -242,13 +242,13 @@ def test_demo_twice_shows_cache_hits(plait: Plait) -> None:
 
     stats = plait("cache", "stats", "--json")
     assert stats.code == 0, stats
-    by_id = {s["callable_id"]: s for s in stats.json()}
+    by_id = {s["callable_id"]: s for s in stats.json()["callables"]}
     assert by_id["plait.demo:lookup_customer"]["hits"] > 0
     assert plait("cache", "prune", "--json").json() == {"pruned": 0}
     cleared = plait("cache", "clear", "plait.demo:exchange_rate", "--json").json()
     assert cleared["cleared"] > 0
     assert plait("cache", "clear").code == 0
-    assert plait("cache", "stats", "--json").json() == []
+    assert plait("cache", "stats", "--json").json() == {"callables": [], "pushbacks": []}
 
 
 def install_command_plugin(project: Any, name: str, source: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ unless ``--debug`` is given.
 Modules: :mod:`~plait.cli.app` (the group and :func:`main`), :mod:`~plait.cli.running`
 (``run``, ``restart``, ``replay``), :mod:`~plait.cli.runs` (``runs``, ``show``),
 :mod:`~plait.cli.graph`, :mod:`~plait.cli.plugins`, :mod:`~plait.cli.cache`,
+:mod:`~plait.cli.config` (``config check``, and ``--config`` for the others),
 :mod:`~plait.cli.demo`; :mod:`~plait.cli.common` (options, console, errors),
 :mod:`~plait.cli.loading` (DAGs, provenance backends, run ids) and
 :mod:`~plait.cli.inputs` (``--input`` values) are shared.

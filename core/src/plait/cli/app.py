@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -20,6 +21,7 @@ from plait.cli.common import (
     echo_error,
     first_line,
 )
+from plait.cli.config import config
 from plait.cli.demo import demo
 from plait.cli.graph import graph
 from plait.cli.plugins import plugins
@@ -70,6 +72,15 @@ class PlaitGroup(click.Group):
 @click.version_option(package_name="plait", prog_name="plait")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="PLAIT_CONFIG",
+    help="A configuration file ($PLAIT_CONFIG): its namespace's DAGs can be run by nsref, "
+    "its [storage] is the default provenance store and cache.",
+)
+@click.option(
     "--loop",
     type=click.Choice(["asyncio", "trio"]),
     default="asyncio",
@@ -78,7 +89,7 @@ class PlaitGroup(click.Group):
     help="Event loop to run on ($PLAIT_LOOP).",
 )
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, loop: str) -> None:
+def cli(ctx: click.Context, debug: bool, config_path: Path | None, loop: str) -> None:
     """plait: compose plain callables into DAGs, run them, remember every run."""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -86,6 +97,7 @@ def cli(ctx: click.Context, debug: bool, loop: str) -> None:
     state = ctx.ensure_object(State)
     state.debug = debug
     state.loop = loop
+    state.config_path = config_path
 
 
 for command in (
@@ -97,6 +109,7 @@ for command in (
     graph,
     plugins,
     cache,
+    config,
     demo,
     engine,
     triggers,
@@ -143,4 +156,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             "(run with --debug for the traceback)"
         )
         code = EXIT_FAILED
+    finally:
+        state.close()
     sys.exit(code if isinstance(code, int) else EXIT_OK)

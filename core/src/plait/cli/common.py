@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import click
@@ -20,6 +20,9 @@ from plait.converter import get_converter, to_json_safe
 from plait.errors import ConversionError
 from plait.plugins import PluginHost
 from plait.records import RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from plait.config import Config
 
 __all__ = [
     "EXIT_FAILED",
@@ -77,6 +80,27 @@ class State:
         self._host: PluginHost | None = None
         self.cache_backend: str | None = None
         self.cache_path: Path | None = None
+        #: ``--config FILE``, loaded on first use by :meth:`config`
+        self.config_path: Path | None = None
+        self._config: Config | None = None
+
+    def config(self) -> Config | None:
+        """The ``--config`` file, loaded once (its log level applied); ``None`` without one.
+        An invalid file raises :class:`plait.errors.ConfigError` listing every problem."""
+        if self.config_path is None:
+            return None
+        if self._config is None:
+            from plait.config import load
+
+            self._config = load(self.config_path, host=self.host)
+            self._config.configure_logging()
+        return self._config
+
+    def close(self) -> None:
+        """Release what the invocation opened (the configured cache)."""
+        if self._config is not None:
+            self._config.close()
+            self._config = None
 
     @property
     def host(self) -> PluginHost:

@@ -26,8 +26,9 @@ from plait.cli.common import (
     provenance_options,
     run_header,
 )
+from plait.cli.config import dag_for, provenance_for
 from plait.cli.inputs import parse_inputs
-from plait.cli.loading import load_dag, open_provenance, resolve_run
+from plait.cli.loading import resolve_run
 from plait.dag import Dag, Plan
 from plait.progress import RunProgress
 from plait.protocols import ProvenanceBackend
@@ -122,7 +123,7 @@ def _runner(
 ) -> DagRunner:
     return DagRunner(
         dag,
-        provenance=open_provenance(state.host, options["provenance"], options["store"]),
+        provenance=provenance_for(state, options),
         executor=options["executor"],
         max_concurrency=options["max_concurrency"],
         host=state.host,
@@ -159,7 +160,7 @@ def _execute(
 
 
 @click.command()
-@click.argument("dag_ref", metavar="MODULE:DAG")
+@click.argument("dag_ref", metavar="MODULE:DAG|NSREF")
 @click.option(
     "--input",
     "-i",
@@ -179,19 +180,20 @@ def run(
     correlation_id: str | None,
     **options: Any,
 ) -> None:
-    """Run the DAG MODULE:DAG once and record it.
+    """Run the DAG MODULE:DAG (or NSREF, a DAG of the --config file) once and record it.
 
     \b
     plait run pipeline:dag --input fetch.day=2024-05-01 --input fetch.limit=10
+    plait --config pipeline.toml run reports:daily --input fetch.city=Oslo
     """
-    dag = load_dag(dag_ref)
+    dag, nsref = dag_for(state, dag_ref)
     plan = dag.plan()
     source_inputs = parse_inputs(plan, inputs)
     runner = _runner(state, dag, options)
     _execute(
         state,
         runner,
-        lambda r: r.run(source_inputs, correlation_id=correlation_id),
+        lambda r: r.run(source_inputs, correlation_id=correlation_id, dag_nsref=nsref),
         plan=plan,
         done=0,
         title="run",
@@ -222,13 +224,13 @@ async def _prefilled(
 
 @click.command()
 @click.argument("run_id")
-@click.option("--dag", "dag_ref", required=True, metavar="MODULE:DAG", help="The run's DAG.")
+@click.option("--dag", "dag_ref", required=True, metavar="MODULE:DAG|NSREF", help="The run's DAG.")
 @click.option("--force", is_flag=True, help="Take over a run that still looks alive.")
 @run_options
 @pass_state
 def restart(state: State, /, run_id: str, dag_ref: str, force: bool, **options: Any) -> None:
     """Resume a paused, failed or cancelled run in place (completed nodes are kept)."""
-    dag = load_dag(dag_ref)
+    dag, _ = dag_for(state, dag_ref)
     plan = dag.plan()
     runner = _runner(state, dag, options)
     full_id, done = state.run(lambda: _prefilled(runner.provenance, plan, run_id, None))
@@ -254,14 +256,14 @@ def restart(state: State, /, run_id: str, dag_ref: str, force: bool, **options: 
     metavar="LABEL",
     help="A node to execute again (with everything downstream of it); repeat for more.",
 )
-@click.option("--dag", "dag_ref", required=True, metavar="MODULE:DAG", help="The run's DAG.")
+@click.option("--dag", "dag_ref", required=True, metavar="MODULE:DAG|NSREF", help="The run's DAG.")
 @run_options
 @pass_state
 def replay(
     state: State, /, run_id: str, rerun: tuple[str, ...], dag_ref: str, **options: Any
 ) -> None:
     """A new run that re-executes the --rerun nodes and their descendants, copying the rest."""
-    dag = load_dag(dag_ref)
+    dag, _ = dag_for(state, dag_ref)
     plan = dag.plan()
     unknown = sorted(set(rerun) - set(plan.by_label))
     if unknown:

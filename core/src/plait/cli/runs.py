@@ -27,7 +27,8 @@ from plait.cli.common import (
     status_text,
     to_json,
 )
-from plait.cli.loading import load_dag, open_provenance, resolve_run
+from plait.cli.config import dag_for, provenance_for
+from plait.cli.loading import resolve_run
 from plait.inspection import inspect_run
 from plait.protocols import ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus, RunTree
@@ -120,7 +121,7 @@ def runs(
     as_json: bool,
 ) -> None:
     """List recorded runs, newest first."""
-    prov = open_provenance(state.host, provenance, store)
+    prov = provenance_for(state, {"provenance": provenance, "store": store})
     records = state.run(
         lambda: _list_runs(
             prov,
@@ -345,7 +346,7 @@ def show(
 
     RUN_ID may be a unique prefix of the id.
     """
-    prov = open_provenance(state.host, provenance, store)
+    prov = provenance_for(state, {"provenance": provenance, "store": store})
     if as_tree:
         tree = state.run(lambda: _load_tree(prov, run_id))
         if as_json:
@@ -367,7 +368,8 @@ def show(
     if fmt == "mermaid":
         statuses = {n.label: str(n.status) for n in nodes}
         if dag_ref is not None:
-            click.echo(load_dag(dag_ref).to_mermaid(statuses=statuses), nl=False)
+            dag, _ = dag_for(state, dag_ref)
+            click.echo(dag.to_mermaid(statuses=statuses), nl=False)
         else:
             click.echo(_records_mermaid(nodes, edges), nl=False)
         return
