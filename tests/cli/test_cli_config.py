@@ -72,16 +72,12 @@ def test_restart_by_nsref(plait: Plait, configured: Path) -> None:
     )
     (configured.parent / "gate.py").write_text(GATE)
     first = plait(
-        "--config",
-        "pipeline.toml",
-        "run",
-        "reports:gated",
-        "-i",
-        "fetch_readings.city=Oslo",
-        "--json",
+        "--config", "pipeline.toml", "run", "reports:gated", "-i", "fetch_readings.city=Oslo"
     )
     assert first.code == 3, first  # paused
-    run_id = first.json()["run_id"]
+    run_id = first.out.split()[1]
+    hint = f"resume it: plait --config pipeline.toml restart {run_id} --dag reports:gated"
+    assert hint in first.out
     (configured.parent / "open").write_text("")
     again = plait(
         "--config", "pipeline.toml", "restart", run_id, "--dag", "reports:gated", "--json"

@@ -74,7 +74,7 @@ async def run_with_progress(
         return await action(runner)
 
 
-def _print_result(result: DagRunResult, elapsed: float, dag_ref: str) -> None:
+def _print_result(result: DagRunResult, elapsed: float, dag_ref: str, prog: str) -> None:
     console = make_console()
     console.print(run_header(result.run_id, result.status, elapsed))
     for label, value in result.outputs.items():
@@ -87,8 +87,8 @@ def _print_result(result: DagRunResult, elapsed: float, dag_ref: str) -> None:
         )
         console.print(Text.assemble((f"{label} = ", "bold"), shown))
     if result.status is RunStatus.PAUSED:
-        console.print(f"resume it: plait restart {result.run_id} --dag {dag_ref}")
-    console.print(f"details: plait show {result.run_id}")
+        console.print(f"resume it: {prog} restart {result.run_id} --dag {dag_ref}")
+    console.print(f"details: {prog} show {result.run_id}")
 
 
 def _finish_run(
@@ -107,7 +107,8 @@ def _finish_run(
             }
         )
     else:
-        _print_result(result, elapsed, dag_ref)
+        prog = "plait" if state.config_path is None else f"plait --config {state.config_path}"
+        _print_result(result, elapsed, dag_ref, prog)
     if result.status in (RunStatus.FAILED, RunStatus.CANCELLED):
         where = f" at node {result.failed_node!r}" if result.failed_node else ""
         if state.debug and result.exception is not None:
