@@ -529,7 +529,11 @@ class _Cached:
         self, backend: CacheBackend, decision: int, entry: CacheEntry | None, exc: Exception
     ) -> tuple[bool, Any]:
         """An early refresh raised: the cached value is still within ``max_ttl``, so serve it
-        (and warn) rather than fail a call that a plain hit would have answered."""
+        (and warn) rather than fail a call that a plain hit would have answered. After a
+        :class:`CachePushback` (already recorded), a value within ``max_ttl`` is served
+        quietly, whatever the call was."""
+        if isinstance(exc, CachePushback):
+            return self._serve_stale(backend, entry)
         if decision != _REFRESH or entry is None:
             return False, None
         ok, value = self._restored(entry)
@@ -611,16 +615,9 @@ class _Cached:
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
-            except CachePushback as exc:
-                backend.push_back(*self._pushback(exc))
-                served, value = self._serve_stale(backend, entry)
-                if not served:
-                    flight.error = exc
-                    raise
-                assert entry is not None
-                flight.value_json = entry.value_json
-                return value
             except Exception as exc:
+                if isinstance(exc, CachePushback):
+                    backend.push_back(*self._pushback(exc))
                 served, value = self._refresh_failed(backend, decision, entry, exc)
                 if served:
                     assert entry is not None
@@ -704,18 +701,10 @@ class _Cached:
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
-            except CachePushback as exc:
-                await anyio.to_thread.run_sync(
-                    backend.push_back, *self._pushback(exc), limiter=_limiter()
-                )
-                served, value = self._serve_stale(backend, entry)
-                if not served:
-                    flight.error = exc
-                    raise
-                assert entry is not None
-                flight.value_json = entry.value_json
-                return value
             except Exception as exc:
+                if isinstance(exc, CachePushback):
+                    pushback = self._pushback(exc)
+                    await anyio.to_thread.run_sync(backend.push_back, *pushback, limiter=_limiter())
                 served, value = self._refresh_failed(backend, decision, entry, exc)
                 if served:
                     assert entry is not None
