@@ -1,4 +1,5 @@
-"""Cache pushback: refreshes under a namespace prefix suppressed for a while, in the store."""
+"""Cache pushback (refreshes under a namespace prefix suppressed for a while, in the store)
+and require_cache (a function reached only through its cache)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from plait import Namespace, cached, register_cached_callable
-from plait.cache import DAY, close_backends, in_scope, push_back, pushbacks, stats
-from plait.errors import CachePushback, TtlError
+from plait.cache import (
+    DAY,
+    close_backends,
+    in_scope,
+    push_back,
+    pushbacks,
+    require_cache,
+    stats,
+)
+from plait.errors import CacheBypassError, CachePushback, TtlError
 
 pytest.importorskip("plait_cache_sqlite")
 
@@ -186,3 +195,40 @@ def test_a_zero_duration_lifts_a_pushback(tmp_path: Path) -> None:
     push_back("market", 1, db_path=db, now=100.0)
     push_back("market", 0, db_path=db, now=100.0)
     assert pushbacks(db_path=db, now=100.0) == {}
+
+
+# ---------------------------------------------------------------------- require_cache
+def quote_api(ticker: str) -> float:
+    require_cache()
+    return 1.5
+
+
+async def aquote_api(ticker: str) -> float:
+    require_cache()
+    return 2.5
+
+
+def calls_the_api_directly(ticker: str) -> float:
+    return quote_api(ticker)  # bypasses quote_api's cache, from inside another cached call
+
+
+def test_require_cache_refuses_direct_calls(tmp_path: Path) -> None:
+    db = tmp_path / "cache.sqlite3"
+    quote = cached(1, 2, db_path=db)(quote_api)
+    assert quote("ACME") == 1.5 and quote("ACME") == 1.5  # computed once through the cache
+    with pytest.raises(CacheBypassError, match=f"{__name__}:quote_api must be called through"):
+        quote_api("ACME")
+    wrapper = cached(1, 2, db_path=db)(calls_the_api_directly)
+    with pytest.raises(CacheBypassError, match="quote_api"):
+        wrapper("ACME")
+    assert issubclass(CacheBypassError, RuntimeError)
+
+
+@pytest.mark.anyio
+async def test_require_cache_in_async_callables_and_namespaces(tmp_path: Path) -> None:
+    db = tmp_path / "cache.sqlite3"
+    ns = Namespace()
+    register_cached_callable(ns, aquote_api, 1, 2, db_path=db, nsref="api:quote")
+    assert await ns.api.quote("ACME") == 2.5
+    with pytest.raises(CacheBypassError):
+        await aquote_api("ACME")

@@ -26,6 +26,7 @@ first call.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import functools
 import hashlib
 import inspect
@@ -34,6 +35,7 @@ import json.scanner
 import math
 import os
 import random
+import sys
 import threading
 import time
 import warnings
@@ -49,7 +51,14 @@ import anyio.to_thread
 
 from plait import defaults
 from plait.converter import loads, structure, to_json_safe
-from plait.errors import CacheKeyError, CachePushback, ConversionError, PlaitWarning, TtlError
+from plait.errors import (
+    CacheBypassError,
+    CacheKeyError,
+    CachePushback,
+    ConversionError,
+    PlaitWarning,
+    TtlError,
+)
 from plait.gref import resolve_callable
 from plait.records import CacheStats
 
@@ -71,6 +80,7 @@ __all__ = [
     "push_back",
     "pushbacks",
     "register_cached_callable",
+    "require_cache",
     "stats",
 ]
 
@@ -353,6 +363,11 @@ _REGISTRY: Final = _Registry()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_REGISTRY.after_fork)
 
+#: The callable id of the cached callable computing in this context (see require_cache).
+_THROUGH_CACHE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "plait_through_cache", default=None
+)
+
 _LIMITER: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
     "plait_cache_limiter"
 )
@@ -505,6 +520,20 @@ class _Cached:
                 return _HIT
         return _REFRESH
 
+    def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        token = _THROUGH_CACHE.set(self.callable_id)
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            _THROUGH_CACHE.reset(token)
+
+    async def _acompute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        token = _THROUGH_CACHE.set(self.callable_id)
+        try:
+            return await self.fn(*args, **kwargs)
+        finally:
+            _THROUGH_CACHE.reset(token)
+
     def _pushback(self, exc: CachePushback) -> tuple[str, float]:
         """``(prefix, until)`` of a pushback the callable asked for by raising ``exc``."""
         seconds = _ttl_seconds(exc.duration, "CachePushback duration")
@@ -608,7 +637,7 @@ class _Cached:
                         flight.value_json = latest.value_json
                         backend.record_stats(self.callable_id, hits=1)
                         return value
-                result = self.fn(*args, **kwargs)
+                result = self._compute(args, kwargs)
                 value_json = self.encode(result)
                 stored_at = self._clock()
                 backend.store(key, self.callable_id, value_json, stored_at, stored_at + self.max_s)
@@ -686,7 +715,7 @@ class _Cached:
                         flight.value_json = latest.value_json
                         backend.record_stats(self.callable_id, hits=1)
                         return value
-                result = await self.fn(*args, **kwargs)
+                result = await self._acompute(args, kwargs)
                 value_json = self.encode(result)
                 stored_at = self._clock()
                 await anyio.to_thread.run_sync(
@@ -889,6 +918,29 @@ def clear(
         return store.clear()
     cid = target if isinstance(target, str) else callable_id(target)
     return store.clear(cid)
+
+
+def require_cache() -> None:
+    """Call first thing in a function that must only be reached through its cache (an API
+    whose rate limit a direct call would spend): raises :class:`CacheBypassError` unless a
+    cached wrapper is computing it right now.
+
+    ::
+
+        @cached(min_ttl=1, max_ttl=7)
+        def quote(ticker: str) -> float:
+            require_cache()
+            return expensive_api.quote(ticker)
+
+        quote.__wrapped__("ACME")  # CacheBypassError naming quote
+    """
+    frame = sys._getframe(1)
+    caller = f"{frame.f_globals.get('__name__')}:{frame.f_code.co_qualname}"
+    if _THROUGH_CACHE.get() != caller:  # none computing, or another cached callable
+        raise CacheBypassError(
+            f"{caller} must be called through its cache (the @cached function, or its "
+            "namespace entry), not directly"
+        )
 
 
 def in_scope(prefix: str, scope: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "BackendError",
     "BackendNotFoundError",
+    "CacheBypassError",
     "CacheKeyError",
     "CachePushback",
     "CallError",
@@ -161,6 +162,11 @@ class ConversionError(PlaitError, TypeError):
 
 class CacheKeyError(PlaitError, TypeError):
     """An argument of a cached callable cannot be part of a cache key."""
+
+
+class CacheBypassError(PlaitError, RuntimeError):
+    """A function that calls :func:`plait.cache.require_cache` was called directly, not
+    through its cache."""
 
 
 class TtlError(PlaitError, ValueError):
