@@ -80,7 +80,6 @@ class NamespaceNode:
         nsref: str,
         decorator: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
         localns: dict[str, Any] | None = None,
-        meta: EntryMeta | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"cannot register {fn!r} at {nsref!r}: not callable")
@@ -89,7 +88,7 @@ class NamespaceNode:
         self.decorator = decorator
         self.localns = localns
         #: tags, cache policy, factory call; None for a plain entry (most: every Dag node)
-        self.meta = meta
+        self.meta: EntryMeta | None = None
         self._call = decorator(fn) if decorator is not None else fn
 
     @property
@@ -187,7 +186,9 @@ class Namespace:
         target = self._branch(branches, create=True, nsref=nsref)
         if leaf in target._leaves or leaf in target._branches:
             raise DuplicateNameError(f"nsref {nsref!r} is already registered")
-        node = NamespaceNode(fn, nsref, decorator, localns, meta)
+        node = NamespaceNode(fn, nsref, decorator, localns)
+        if meta is not None:
+            node.meta = meta
         target._leaves[leaf] = node
         return node
 
