@@ -171,7 +171,7 @@ gref = "_fragments:broken_dag"
 module = "_not_a_module"
 
 [triggers.nightly]
-dag = "reports:none"
+cron = "0 3 * * *"
 """
 
 
@@ -193,7 +193,8 @@ def test_check_reports_every_problem_with_file_and_key(tmp_path: Path) -> None:
     assert "entries[2].cache.max_tll" in keys
     assert "entries[3]" in keys  # the DAG does not validate
     assert "modules[0]" in keys
-    assert "triggers.nightly.kind" in keys and "triggers.nightly.dag" in keys
+    assert "triggers.nightly" in keys
+    assert "trigger 'nightly': missing 'dag'" in "\n".join(str(p) for p in problems)
     messages = "\n".join(str(p) for p in problems)
     assert f"{path}: entries[0]: gref '_fragments:nope': 'nope' not found" in messages
     assert "no provenance backend named 'no_such_store' (installed:" in messages

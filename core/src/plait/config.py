@@ -11,7 +11,7 @@ is installed. Its top-level keys::
     log_level = "INFO"        # the root logger's level (configure_logging)
     [storage.provenance]      # backend = plugin name; the other keys are its options
     [storage.cache]           # idem; served to every entry with a cache section
-    [triggers.<name>]         # kept as validated tables (kind = "..." at least)
+    [triggers.<name>]         # checked as the engine reads them, kept as tables
 
 A relative ``path`` option of a backend is relative to the file. :func:`check` reports
 every problem at once, each with the file and key; :func:`load` raises them as one
@@ -255,8 +255,11 @@ def _storage(
     return storage, cache_backend
 
 
-def _triggers(raw: object, namespace: Namespace, checker: Checker) -> dict[str, Mapping[str, Any]]:
-    """Each trigger a table with a ``kind``; a ``dag`` it names must be registered."""
+def _triggers(raw: object, host: PluginHost, checker: Checker) -> dict[str, Mapping[str, Any]]:
+    """Each trigger table checked as the engine reads it (:func:`trigger_from_dict`: its
+    kind, options and common keys), and kept as the table."""
+    from plait.triggers.config import trigger_from_dict
+
     if raw is None:
         return {}
     table = checker.table(raw, "triggers", None)
@@ -268,10 +271,11 @@ def _triggers(raw: object, namespace: Namespace, checker: Checker) -> dict[str, 
         trigger = checker.table(value, key, None)
         if trigger is None:
             continue
-        checker.string(trigger, "kind", key, required=True)
-        dag = trigger.get("dag")
-        if dag is not None and (not isinstance(dag, str) or dag not in namespace):
-            checker.add(join(key, "dag"), f"nothing is registered at nsref {dag!r}")
+        try:
+            trigger_from_dict(trigger, name=name, host=host)
+        except PlaitError as exc:
+            checker.add(key, str(exc))
+            continue
         out[name] = dict(trigger)
     return out
 
@@ -303,7 +307,7 @@ def _build(path: Path, checker: Checker, host: PluginHost | None) -> Config | No
     namespace = Namespace()
     declared = build_namespace(namespace, entries, modules, checker, cache=cache)
     _validate_dags(namespace, declared, checker)
-    triggers = _triggers(table.get("triggers"), namespace, checker)
+    triggers = _triggers(table.get("triggers"), host, checker)
     return Config(
         path=path,
         namespace=namespace,
