@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from plait import NodeStatus, PluginHost, RunStatus, get_provenance
-from plait.errors import RunNotFoundError, StoreError
+from plait.errors import ArgumentError, PlaitError, RunNotFoundError, StoreError
 from plait.protocols import ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, RunRecord
 from plait_provenance_sqlite import (
@@ -453,6 +453,53 @@ async def test_iter_runs_and_history_in_batches(db: Path) -> None:
         assert total == 50
         with pytest.raises(ValueError, match="batch_size"):
             [b async for b in prov.iter_runs(batch_size=0)]
+
+
+@pytest.mark.anyio
+async def test_purge_keeps_every_run_of_a_tree_that_is_still_running(db: Path) -> None:
+    """A finished sub-run (a completed map element) of a running run is not purged: a
+    restart after a crash needs it. Sub-runs go only with their top-level run."""
+    now = datetime.now(UTC)
+    specs = [
+        ("live", RunStatus.RUNNING, None),
+        ("live-el-0", RunStatus.COMPLETED, "live"),
+        ("live-el-1", RunStatus.FAILED, "live"),
+        ("done", RunStatus.COMPLETED, None),
+        ("done-el", RunStatus.COMPLETED, "done"),
+        ("done-el-el", RunStatus.COMPLETED, "done-el"),
+        ("stuck", RunStatus.FAILED, None),
+        ("stuck-el", RunStatus.RUNNING, "stuck"),  # a sub-run left running: keep the tree
+        ("orphan", RunStatus.COMPLETED, "gone"),  # its parent was deleted by hand
+    ]
+    async with SqliteProvenance(db) as prov:
+        for run_id, status, parent in specs:
+            prov.write_run(
+                run_record(
+                    run_id, started_at=now, updated_at=now, status=status, parent_run_id=parent
+                )
+            )
+            prov.write_nodes([node_record("a", run_id=run_id)])
+        assert await prov.purge(status="completed") == 4  # done (+2 below it), orphan
+        remaining = {r.run_id for r in await prov.list_runs()}
+        assert remaining == {"live", "live-el-0", "live-el-1", "stuck", "stuck-el"}
+        assert await prov.purge() == 0
+        assert await prov.purge(status="failed") == 0  # stuck's tree is not finished
+        (node,) = await prov.get_node_executions("live-el-0")
+        assert node.status == "completed"
+        assert await prov.purge(status="running") == 3  # asked for: the live tree goes
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("age", [timedelta(days=-1), timedelta(microseconds=-1)])
+async def test_purge_refuses_a_negative_age(db: Path, age: timedelta) -> None:
+    async with SqliteProvenance(db) as prov:
+        prov.write_run(run_record("r1", status=RunStatus.COMPLETED))
+        with pytest.raises(ArgumentError, match="older_than") as info:
+            await prov.purge(older_than=age)
+        assert isinstance(info.value, PlaitError)
+        assert isinstance(info.value, ValueError)
+        assert [r.run_id for r in await prov.list_runs()] == ["r1"]
+        assert await prov.purge(older_than=timedelta(0)) == 1
 
 
 @pytest.mark.anyio

@@ -37,7 +37,7 @@ import attrs
 import platformdirs
 
 from plait.converter import structure
-from plait.errors import StoreError
+from plait.errors import ArgumentError, StoreError
 from plait.inspection import InspectsRuns
 from plait.loops import LoopLocal
 from plait.records import (
@@ -556,25 +556,33 @@ class SqliteProvenance(InspectsRuns):
         older_than: datetime | timedelta | None = None,
         status: RunStatus | str | None = None,
     ) -> int:
-        """Delete finished runs (and their sub-runs, nodes, edges, history and data).
+        """Delete whole finished runs: top-level runs with every sub-run of theirs (their
+        nodes, edges, history and data). Returns how many runs (sub-runs included) went.
 
         ``older_than`` is a moment or an age (runs started before it); ``status`` keeps only
-        runs in that status. Running runs are deleted only when ``status="running"`` is
-        asked for explicitly. Returns how many runs were deleted.
+        top-level runs in that status. A sub-run is never purged on its own, and a run is
+        kept while it or any of its sub-runs is running, unless ``status="running"`` is
+        asked for explicitly (the run of a crashed process stays ``running``).
         """
-        where = []
+        if isinstance(older_than, timedelta):
+            if older_than < timedelta(0):
+                raise ArgumentError(
+                    f"older_than must be an age of zero or more, got {older_than!r} "
+                    "(a negative age would purge every finished run)"
+                )
+            older_than = datetime.now(UTC) - older_than
+        roots = ["(parent_run_id IS NULL OR parent_run_id NOT IN (SELECT run_id FROM runs))"]
         params: list[Any] = []
-        if status is None:
-            where.append("status != 'running'")
-        else:
-            where.append("status = ?")
+        if status is not None:
+            roots.append("status = ?")
             params.append(RunStatus(status).value)
         if older_than is not None:
-            if isinstance(older_than, timedelta):
-                older_than = datetime.now(UTC) - older_than
-            where.append("started_at < ?")
+            roots.append("started_at < ?")
             params.append(query_us(older_than, "older_than"))
-        chosen = f"SELECT run_id FROM runs WHERE {' AND '.join(where)}"
+        keep_running = status is None or RunStatus(status) is not RunStatus.RUNNING
+        delete = partial(
+            _queries.purge, roots=" AND ".join(roots), params=params, keep_running=keep_running
+        )
         await self.commit()
         if self._conn is None:
             await self.open()
@@ -582,10 +590,9 @@ class SqliteProvenance(InspectsRuns):
             if conn is None:
                 raise StoreError(f"provenance store {str(self.path)!r} is closed")
             self._writer.run_rows.clear()  # a purged run's rows are gone
-            delete = partial(_queries.purge, conn, chosen, params)
             try:
                 return await anyio.to_thread.run_sync(
-                    retrying, conn, self.timeout, delete, limiter=limiter
+                    retrying, conn, self.timeout, partial(delete, conn), limiter=limiter
                 )
             except sqlite3.Error as exc:
                 raise StoreError(
