@@ -7,6 +7,8 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -282,3 +284,29 @@ def test_symlink_to_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "d")
     refused(tmp_path / "link", "is a directory")
+
+
+# a plait cache whose last writer (a process that died without closing) bumped the schema:
+# the new version is only in the -wal
+BUMP_LEAVING_A_WAL = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA wal_autocheckpoint = 0")
+conn.execute(f"PRAGMA user_version = {int(sys.argv[2])}")
+conn.execute("INSERT INTO entries VALUES ('k', 'm:f', '1', 1.0, 2.0)")
+os._exit(0)
+"""
+
+
+def test_newer_schema_in_the_wal_is_refused_and_the_wal_kept(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with SqliteCache(path):
+        pass
+    subprocess.run(
+        [sys.executable, "-c", BUMP_LEAVING_A_WAL, str(path), str(SCHEMA_VERSION + 1)],
+        check=True,
+    )
+    wal = path.with_name(path.name + "-wal")
+    before = (sha256(path), sha256(wal))
+    refused(path, f"schema version {SCHEMA_VERSION + 1}, newer")
+    assert (sha256(path), sha256(wal)) == before

@@ -145,9 +145,9 @@ class SqliteCache:
             if not path.exists():
                 self._create(path)
             self._check_header(path)
+            self._identify(path)  # read-only: a refused file keeps its bytes and its -wal
             writer = self._connect(path)
             try:
-                self._check_version(writer, path)
                 reader = self._connect(path)
             except BaseException:
                 writer.close()
@@ -367,12 +367,24 @@ class SqliteCache:
                 f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x}); refusing to use it"
             )
 
-    def _check_version(self, conn: sqlite3.Connection, path: Path) -> None:
+    def _identify(self, path: Path) -> None:
+        """Check the schema through a read-only connection, before any read-write one.
+
+        Closing a read-write connection to a file in WAL mode merges its ``-wal`` into it
+        and deletes it: a file that is refused must never have had one.
+        """
+        uri = f"{path.absolute().as_uri()}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error("cannot open", exc) from exc
         try:
             (app_id,) = conn.execute("PRAGMA application_id").fetchone()
             (version,) = conn.execute("PRAGMA user_version").fetchone()
         except sqlite3.Error as exc:
             raise self._error("cannot read its schema", exc) from exc
+        finally:
+            conn.close()
         if app_id != APPLICATION_ID:
             raise StoreError(f"cache database {str(path)!r} is not a plait cache file")
         if version > SCHEMA_VERSION:

@@ -23,7 +23,10 @@ __all__ = [
     "MIGRATIONS",
     "RUN_SHIFT",
     "SCHEMA_VERSION",
+    "check_file",
+    "identify",
     "prepare",
+    "read_only_uri",
 ]
 
 #: ``PRAGMA application_id`` of a plait provenance file: the bytes ``b"plPv"``.
@@ -305,6 +308,35 @@ def check_file(path: Path) -> None:
             f"{str(path)!r} is not a SQLite database; refusing to use it as a provenance store "
             "(the file was not modified)"
         )
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI that opens ``path`` read-only (``sqlite3.connect(..., uri=True)``)."""
+    return f"{path.absolute().as_uri()}?mode=ro"
+
+
+def identify(path: Path) -> None:
+    """Refuse an existing file that is not a provenance store plait may write, looking at it
+    through a read-only connection (which reads, and never merges, the file's ``-wal``).
+
+    Closing a read-write connection to a file in WAL mode checkpoints its ``-wal`` into it
+    and deletes it: a file must be judged before plait opens it for writing.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(read_only_uri(path), uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read provenance store {str(path)!r}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        _verdict(path, *_state(conn))
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"cannot read provenance store {str(path)!r}: {exc} (the file was not modified)"
+        ) from exc
+    finally:
+        conn.close()
 
 
 def _state(conn: sqlite3.Connection) -> tuple[int, int, set[str]]:

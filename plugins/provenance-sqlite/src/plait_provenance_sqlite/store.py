@@ -169,6 +169,7 @@ class SqliteProvenance(InspectsRuns):
     def _open_sync(self) -> sqlite3.Connection:
         path = self._path = self.path
         _schema.check_file(path)
+        _schema.identify(path)  # read-only: a refused file keeps its bytes and its -wal
         _make_private_dirs(path.parent)
         if not path.exists():
             try:
