@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import random
 import re
 import sqlite3
 import stat
@@ -310,3 +312,38 @@ def test_newer_schema_in_the_wal_is_refused_and_the_wal_kept(tmp_path: Path) -> 
     before = (sha256(path), sha256(wal))
     refused(path, f"schema version {SCHEMA_VERSION + 1}, newer")
     assert (sha256(path), sha256(wal)) == before
+
+
+def test_cut_and_bit_flipped_copies_raise_only_store_errors(tmp_path: Path) -> None:
+    sound = tmp_path / "sound.db"
+    with SqliteCache(sound) as backend:
+        for i in range(200):
+            backend.store(f"k{i}", f"m:f{i % 3}", f'{{"v": "{"é" * 50}"}}', 1.0, 2.0)
+    source = sound.read_bytes()
+    rng = random.Random(1201)
+    refused = 0
+    for n in range(120):
+        data = bytearray(source)
+        if n % 3 == 0:
+            data = data[: rng.randrange(len(data))]
+        else:
+            for _ in range(rng.randint(1, 24)):
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        copy = tmp_path / f"damaged-{n}.db"
+        copy.write_bytes(bytes(data))
+        backend = SqliteCache(copy)
+        error = None
+        try:
+            for i in range(0, 200, 7):
+                backend.lookup(f"k{i}")
+            backend.stats()
+            backend.prune(1.5)
+        except StoreError as exc:
+            error = exc
+        finally:
+            with contextlib.suppress(StoreError):
+                backend.close()
+        if error is not None:
+            assert str(copy) in str(error)
+            refused += 1
+    assert refused > 40

@@ -42,6 +42,8 @@ BUSY_TIMEOUT = 10.0
 FLUSH_INTERVAL = 5.0
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+# what SQLite raises on a damaged file (the message of a malformed schema may not be UTF-8)
+_SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
 _SCHEMA = (
     """CREATE TABLE entries (
@@ -186,7 +188,7 @@ class SqliteCache:
                 if cursor is not None:
                     try:
                         row = cursor.execute(_LOOKUP, (key,)).fetchone()
-                    except sqlite3.Error as exc:
+                    except _SQLITE_ERRORS as exc:
                         raise self._error("cannot read", exc) from exc
                     break
             self.open()  # not open yet, or closed since: (re)open
@@ -266,14 +268,17 @@ class SqliteCache:
                     ).fetchall()
                 finally:
                     conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot read", exc) from exc
-        for cid, hits, misses, refreshes in counters:
-            out[cid] = {"hits": hits, "misses": misses, "refreshes": refreshes, "entries": 0}
-        for cid, count in entries:
-            out.setdefault(cid, {"hits": 0, "misses": 0, "refreshes": 0, "entries": 0})
-            out[cid]["entries"] = count
-        return dict(sorted(out.items()))
+        try:
+            for cid, hits, misses, refreshes in counters:
+                out[cid] = {"hits": hits, "misses": misses, "refreshes": refreshes, "entries": 0}
+            for cid, count in entries:
+                out.setdefault(cid, {"hits": 0, "misses": 0, "refreshes": 0, "entries": 0})
+                out[cid]["entries"] = count
+            return dict(sorted(out.items()))
+        except (TypeError, ValueError) as exc:  # values of the wrong type: a damaged file
+            raise self._error("holds damaged counters", exc) from exc
 
     def flush(self) -> None:
         """Persist buffered counters now."""
@@ -310,7 +315,7 @@ class SqliteCache:
                 conn.execute("COMMIT")
         except BaseException as exc:
             self._restore_pending(pending)
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, _SQLITE_ERRORS):
                 raise self._error("cannot write", exc) from exc
             raise
         return result
@@ -336,12 +341,12 @@ class SqliteCache:
                 check_same_thread=False,
                 cached_statements=64,
             )
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot open", exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             conn.close()
             raise self._error("cannot open", exc) from exc
         return conn
@@ -376,12 +381,12 @@ class SqliteCache:
         uri = f"{path.absolute().as_uri()}?mode=ro"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot open", exc) from exc
         try:
             (app_id,) = conn.execute("PRAGMA application_id").fetchone()
             (version,) = conn.execute("PRAGMA user_version").fetchone()
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot read its schema", exc) from exc
         finally:
             conn.close()

@@ -331,7 +331,7 @@ def identify(path: Path) -> None:
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
         _verdict(path, *_state(conn))
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:  # (a damaged schema's error text)
         raise StoreError(
             f"cannot read provenance store {str(path)!r}: {exc} (the file was not modified)"
         ) from exc

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -37,7 +37,7 @@ import attrs
 import platformdirs
 
 from plait.converter import structure
-from plait.errors import ArgumentError, StoreError
+from plait.errors import ArgumentError, PlaitError, StoreError
 from plait.inspection import InspectsRuns
 from plait.loops import LoopLocal
 from plait.records import (
@@ -66,6 +66,9 @@ DEFAULT_FILENAME: Final = "provenance.sqlite3"
 CHECKPOINT_EVERY: Final = 4000
 
 _RUN_ID: Final = RUNS.at["run_id"]
+# what decoding a damaged row raises: bad JSON or UTF-8 (ValueError), a value of the wrong
+# type or shape, a time out of range
+_DAMAGE: Final = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 
 
 @attrs.frozen(kw_only=True)
@@ -191,7 +194,7 @@ class SqliteProvenance(InspectsRuns):
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             # the event-loop fast path must never wait: contention moves to a thread
             conn.execute("PRAGMA busy_timeout = 0")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             conn.close()
             raise StoreError(f"cannot use provenance store {str(path)!r}: {exc}") from exc
         except BaseException:
@@ -306,7 +309,7 @@ class SqliteProvenance(InspectsRuns):
                 f"node records of run {exc.run_id!r} were not stored in "
                 f"{str(self.path)!r}: the run has no run record (write_run it first)"
             )
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, sqlite3.Error | UnicodeDecodeError):  # (a damaged file's message)
             return StoreError(f"cannot write to provenance store {str(self.path)!r}: {exc}")
         return exc
 
@@ -326,8 +329,12 @@ class SqliteProvenance(InspectsRuns):
                     )
 
     # ------------------------------------------------------------------ reads
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Commit own writes, then run ``fn(conn)`` in one read transaction on a thread."""
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], what: str = "") -> T:
+        """Commit own writes, then run ``fn(conn)`` in one read transaction on a thread.
+
+        ``what`` names what is read (``"run 'r1'"``) in the StoreError a damaged or
+        unreadable file raises.
+        """
         await self.commit()
         if self._conn is None:
             await self.open()
@@ -342,12 +349,28 @@ class SqliteProvenance(InspectsRuns):
                 finally:
                     conn.execute("COMMIT")
 
-            try:
+            with self._damage(what):
                 return await anyio.to_thread.run_sync(
                     retrying, conn, self.timeout, in_snapshot, limiter=limiter
                 )
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read provenance store {str(self.path)!r}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _damage(self, what: str) -> Iterator[None]:
+        """Turn what a damaged file makes SQLite, JSON or a record decoder raise into a
+        StoreError naming the file and ``what`` was read."""
+        try:
+            yield
+        except PlaitError:
+            raise
+        except sqlite3.Error as exc:
+            of = f" ({what})" if what else ""
+            raise StoreError(f"cannot read provenance store {self._where}{of}: {exc}") from exc
+        except _DAMAGE as exc:
+            of = f" for {what}" if what else ""
+            raise StoreError(
+                f"provenance store {self._where} holds damaged data{of}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     @property
     def _where(self) -> str:
@@ -356,7 +379,9 @@ class SqliteProvenance(InspectsRuns):
 
     async def get_run(self, run_id: str) -> RunRecord:
         """The run, or :class:`~plait.errors.RunNotFoundError` naming ``run_id``."""
-        return await self._read(partial(_queries.get_run, run_id=run_id, where=self._where))
+        return await self._read(
+            partial(_queries.get_run, run_id=run_id, where=self._where), f"run {run_id!r}"
+        )
 
     async def list_runs(
         self,
@@ -380,18 +405,23 @@ class SqliteProvenance(InspectsRuns):
             started_before=started_before,
             limit=limit,
         )
-        return await self._read(partial(_queries.runs, sql=sql, params=params))
+        return await self._read(partial(_queries.runs, sql=sql, params=params), "the runs")
 
     async def _in_run(
-        self, run_id: str, fn: Callable[[sqlite3.Connection, tuple[int, int]], T]
+        self,
+        run_id: str,
+        fn: Callable[[sqlite3.Connection, tuple[int, int]], T],
+        label: str | None = None,
     ) -> T:
-        """``fn(conn, span)`` with the row range of the run (RunNotFoundError if none)."""
+        """``fn(conn, span)`` with the row range of the run (RunNotFoundError if none);
+        ``label`` names the node read, in errors."""
         where = self._where
 
         def query(conn: sqlite3.Connection) -> T:
             return fn(conn, _queries.run_range(conn, run_id, where))
 
-        return await self._read(query)
+        what = f"run {run_id!r}" if label is None else f"node {label!r} of run {run_id!r}"
+        return await self._read(query, what)
 
     async def get_node_executions(self, run_id: str) -> list[NodeRecord]:
         """Latest record of every node of the run, in the order they were first recorded."""
@@ -400,7 +430,7 @@ class SqliteProvenance(InspectsRuns):
     async def get_node_attempts(self, run_id: str, label: str) -> list[NodeRecord]:
         """Every execution of one node in the run, oldest attempt first."""
         return await self._in_run(
-            run_id, lambda conn, span: _queries.node_attempts(conn, span, label)
+            run_id, lambda conn, span: _queries.node_attempts(conn, span, label), label
         )
 
     async def get_node_output(self, run_id: str, label: str, as_type: Any = None) -> NodeOutput:
@@ -409,7 +439,7 @@ class SqliteProvenance(InspectsRuns):
         Raises :class:`RunNotFoundError` or :class:`NodeNotFoundError` naming what is missing.
         """
         node = await self._in_run(
-            run_id, lambda conn, span: _queries.latest_node(conn, run_id, span, label)
+            run_id, lambda conn, span: _queries.latest_node(conn, run_id, span, label), label
         )
         output = node.output
         if as_type is not None and node.status.has_output:
@@ -446,7 +476,7 @@ class SqliteProvenance(InspectsRuns):
         first, then each upstream execution's.
         """
         upstream = await self._in_run(
-            run_id, lambda conn, span: _queries.lineage(conn, run_id, span, label)
+            run_id, lambda conn, span: _queries.lineage(conn, run_id, span, label), label
         )
         calls = await self._calls_by_caller(run_id)
         if not calls:
@@ -473,7 +503,9 @@ class SqliteProvenance(InspectsRuns):
         """The run with its nodes (outputs not loaded), edges and sub-runs as one tree, read
         in one transaction (the same tree as :func:`plait.inspection.build_run_tree`)."""
         where = self._where
-        return await self._read(lambda conn: _queries.run_tree(conn, run_id, where))
+        return await self._read(
+            lambda conn: _queries.run_tree(conn, run_id, where), f"the tree of run {run_id!r}"
+        )
 
     async def status_history(self, run_id: str, label: str | None = None) -> list[StatusChange]:
         """Every status transition of the run and its nodes (or of node ``label``), in order.
@@ -481,12 +513,14 @@ class SqliteProvenance(InspectsRuns):
         Changes of the run itself have ``label is None``.
         """
         return await self._in_run(
-            run_id, lambda conn, _span: _queries.status_history(conn, [run_id], label)
+            run_id, lambda conn, _span: _queries.status_history(conn, [run_id], label), label
         )
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]:
         """Every run-scoped value stored for ``run_id`` (empty when none)."""
-        return await self._read(partial(_queries.run_data, run_id=run_id))
+        return await self._read(
+            partial(_queries.run_data, run_id=run_id), f"the data of run {run_id!r}"
+        )
 
     # ------------------------------------------------------------------ export, purge
     async def _run_pages(
@@ -496,7 +530,8 @@ class SqliteProvenance(InspectsRuns):
         bound: tuple[int, str] | None = None
         while True:
             rows = await self._read(
-                partial(_queries.runs_page, where=where, params=params, bound=bound, page=page)
+                partial(_queries.runs_page, where=where, params=params, bound=bound, page=page),
+                "the runs",
             )
             if rows:
                 yield rows
@@ -515,10 +550,12 @@ class SqliteProvenance(InspectsRuns):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         low = -(2**62) if start is None else query_us(start, "start")
         high = 2**62 if end is None else query_us(end, "end")
-        async for rows in self._run_pages(
-            "started_at >= ? AND started_at < ?", (low, high), batch_size
-        ):
-            yield [RUNS.decode(row) for row in rows]
+        pages = self._run_pages("started_at >= ? AND started_at < ?", (low, high), batch_size)
+        async with contextlib.aclosing(pages):  # closed at once when a read fails
+            async for rows in pages:
+                with self._damage("the runs"):
+                    runs = [RUNS.decode(row) for row in rows]
+                yield runs
 
     async def iter_history(
         self,
@@ -537,17 +574,22 @@ class SqliteProvenance(InspectsRuns):
         pending: list[StatusChange] = []
         # a run has changes in the window only if it started before its end and was last
         # updated after its start
-        async for rows in self._run_pages("started_at < ? AND updated_at >= ?", (high, low), 100):
-            run_ids = [row[_RUN_ID] for row in rows]
-            by_run: dict[str, list[StatusChange]] = {run_id: [] for run_id in run_ids}
-            for change in await self._read(partial(_queries.status_history, run_ids=run_ids)):
-                if low <= us(change.at) < high:
-                    by_run[change.run_id].append(change)
-            for changes in by_run.values():
-                pending.extend(changes)
-            while len(pending) >= batch_size:
-                yield pending[:batch_size]
-                pending = pending[batch_size:]
+        pages = self._run_pages("started_at < ? AND updated_at >= ?", (high, low), 100)
+        async with contextlib.aclosing(pages):  # closed at once when a read fails
+            async for rows in pages:
+                run_ids = [row[_RUN_ID] for row in rows]
+                by_run: dict[str, list[StatusChange]] = {run_id: [] for run_id in run_ids}
+                found = await self._read(
+                    partial(_queries.status_history, run_ids=run_ids), "the status history"
+                )
+                for change in found:
+                    if low <= us(change.at) < high:
+                        by_run[change.run_id].append(change)
+                for changes in by_run.values():
+                    pending.extend(changes)
+                while len(pending) >= batch_size:
+                    yield pending[:batch_size]
+                    pending = pending[batch_size:]
         if pending:
             yield pending
 
