@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from plait import defaults
-from plait.errors import StoreError
+from plait.errors import ArgumentError, StoreError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteCache"]
 
@@ -38,6 +38,9 @@ APPLICATION_ID = 0x504C4341
 SCHEMA_VERSION = 1
 #: How long a lookup or write waits for another process holding the lock, in seconds.
 BUSY_TIMEOUT = 10.0
+#: ``synchronous`` values: ``"normal"`` survives a killed process (the default),
+#: ``"full"`` also a power loss or OS crash, at the cost of one fsync per stored value.
+SYNCHRONOUS = ("normal", "full")
 #: Buffered counters are written at least this often (seconds) while calls keep coming.
 FLUSH_INTERVAL = 5.0
 
@@ -101,10 +104,21 @@ class SqliteCache:
     someone else, or a plait cache of a newer schema raises
     :class:`plait.errors.StoreError` naming the path, and the file is left untouched.
 
+    ``synchronous`` is ``"normal"`` (stored values survive the process being killed) or
+    ``"full"`` (they survive a power loss too; each store waits for an fsync).
+
     Usable as a context manager; :meth:`close` persists buffered counters.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, synchronous: str = "normal"
+    ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ArgumentError(
+                f"synchronous must be one of {', '.join(map(repr, SYNCHRONOUS))}, "
+                f"got {synchronous!r}"
+            )
+        self.synchronous = synchronous
         self._given = None if path is None else Path(path)
         self._path: Path | None = None
         self._reader: sqlite3.Connection | None = None
@@ -345,7 +359,7 @@ class SqliteCache:
             raise self._error("cannot open", exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         except _SQLITE_ERRORS as exc:
             conn.close()
             raise self._error("cannot open", exc) from exc

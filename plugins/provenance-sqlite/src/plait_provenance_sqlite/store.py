@@ -9,8 +9,9 @@ range of row numbers at the end of the table. When the database is free that tra
 runs right on the event loop (it is small, and a thread hop would cost more than the write);
 when another process holds the write lock, the commit moves to a worker thread that waits
 with SQLite's busy handler and retries with backoff, so the event loop never waits for
-another process. Every :data:`CHECKPOINT_EVERY` commits the WAL is checkpointed on a worker
-thread.
+another process. When the ``-wal`` file passes :data:`WAL_LIMIT` bytes (looked at every
+:data:`WAL_CHECK_EVERY` commits) it is checkpointed on a worker thread, and SQLite truncates
+it back to that size when it starts over.
 
 Reads run on a worker thread (a capacity limiter of our own), inside one read transaction
 so multi-statement queries see one snapshot. Queries first commit this backend's own
@@ -60,10 +61,16 @@ __all__ = ["DEFAULT_FILENAME", "NodeNotFoundError", "NodeOutput", "SqliteProvena
 T = TypeVar("T")
 
 DEFAULT_FILENAME: Final = "provenance.sqlite3"
-#: Commits between two WAL checkpoints (each runs on a worker thread). A checkpoint costs
-#: two fsyncs whatever its size (about 10 ms on a VM disk): every 4,000 commits that is
-#: 2.5 us per node, and the WAL stays under about 20 MB (a node commit is about one page).
-CHECKPOINT_EVERY: Final = 4000
+#: Size of the ``-wal`` file (bytes) past which the store checkpoints it, on a worker thread;
+#: also its ``journal_size_limit``: SQLite truncates the file back to this size when the WAL
+#: starts over. A checkpoint costs two fsyncs whatever its size (about 10 ms on a VM disk):
+#: with node commits of one page (4 KB) that is one checkpoint per ~4,000 nodes, 2.5 us each.
+WAL_LIMIT: Final = 16 * 2**20
+#: Commits between two looks at the size of the ``-wal`` file (one ``stat``).
+WAL_CHECK_EVERY: Final = 32
+#: ``synchronous`` values: ``"normal"`` survives a killed process (the default),
+#: ``"full"`` also a power loss or OS crash, at the cost of one fsync per commit.
+SYNCHRONOUS: Final = ("normal", "full")
 
 _RUN_ID: Final = RUNS.at["run_id"]
 # what decoding a damaged row raises: bad JSON or UTF-8 (ValueError), a value of the wrong
@@ -108,6 +115,8 @@ class SqliteProvenance(InspectsRuns):
     ``platformdirs.user_data_dir("plait")/provenance.sqlite3``, resolved when the store
     opens. A new file is created with mode 0600 (new directories 0700). ``timeout`` is how
     many seconds a write waits for other processes holding the database before failing.
+    ``synchronous`` is ``"normal"`` (committed records survive the process being killed) or
+    ``"full"`` (they survive a power loss too; each commit waits for an fsync).
 
     Use as ``async with SqliteProvenance(path) as prov:``, or let a ``DagRunner`` open and
     close it. Every query opens it on demand.
@@ -116,11 +125,22 @@ class SqliteProvenance(InspectsRuns):
     stores_values = True
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, timeout: float = 30.0
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = 30.0,
+        synchronous: str = "normal",
     ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ArgumentError(
+                f"synchronous must be one of {', '.join(map(repr, SYNCHRONOUS))}, "
+                f"got {synchronous!r}"
+            )
         self._requested = None if path is None else Path(path).expanduser()
         self._path: Path | None = self._requested
         self.timeout = timeout
+        self.synchronous = synchronous
+        self._wal: Path | None = None
         self._conn: sqlite3.Connection | None = None
         self._buffer = Buffer()
         self._writer = Writer()
@@ -189,9 +209,10 @@ class SqliteProvenance(InspectsRuns):
             raise StoreError(f"cannot open provenance store {str(path)!r}: {exc}") from exc
         try:
             _schema.prepare(conn, path)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             # checkpoints (with their fsyncs) run on a worker thread, never inside a commit
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             # the event-loop fast path must never wait: contention moves to a thread
             conn.execute("PRAGMA busy_timeout = 0")
         except (sqlite3.Error, UnicodeDecodeError) as exc:
@@ -201,6 +222,7 @@ class SqliteProvenance(InspectsRuns):
             conn.close()
             raise
         self._commits = 0
+        self._wal = path.with_name(path.name + "-wal")
         return conn
 
     async def aclose(self) -> None:
@@ -270,8 +292,8 @@ class SqliteProvenance(InspectsRuns):
                 raise
             raise error from exc
         self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
-            await self.checkpoint()
+        if self._commits >= WAL_CHECK_EVERY:
+            await self._bound_wal()
 
     async def _commit_exclusive(self) -> None:
         if self._conn is None:
@@ -313,10 +335,21 @@ class SqliteProvenance(InspectsRuns):
             return StoreError(f"cannot write to provenance store {str(self.path)!r}: {exc}")
         return exc
 
+    async def _bound_wal(self) -> None:
+        """Checkpoint when the ``-wal`` file has passed :data:`WAL_LIMIT` bytes."""
+        self._commits = 0
+        try:
+            size = os.stat(self._wal).st_size if self._wal is not None else 0
+        except OSError:
+            return
+        if size > WAL_LIMIT:
+            await self.checkpoint()
+
     async def checkpoint(self) -> None:
         """Copy the WAL into the database file (on a worker thread) and sync it to disk.
 
-        Runs by itself every :data:`CHECKPOINT_EVERY` commits and when the store closes.
+        Runs by itself when the ``-wal`` file passes :data:`WAL_LIMIT` bytes and when the
+        store closes.
         """
         if self._conn is None:
             return
