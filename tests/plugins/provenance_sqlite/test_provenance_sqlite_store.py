@@ -631,7 +631,8 @@ async def test_migrates_a_version_1_file(db: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert dict(conn.execute("SELECT key, value FROM plait_meta"))["schema_version"] == "3"
+        meta = dict(conn.execute("SELECT key, value FROM plait_meta"))
+        assert meta["schema_version"] == str(SCHEMA_VERSION)
     finally:
         conn.close()
 
@@ -679,7 +680,7 @@ async def test_migrates_a_version_2_file(db: Path) -> None:
         assert [n.label for n in await prov.get_node_executions("v3-run")] == ["x"]
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert not {"runs_v2", "node_executions_v2"} & tables
@@ -689,6 +690,39 @@ async def test_migrates_a_version_2_file(db: Path) -> None:
             "WHERE n.row_no >> 32 != r.run_no"
         ).fetchone()[0]
         assert strays == 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.anyio
+async def test_migrates_a_version_3_file(db: Path) -> None:
+    """Version 4 adds the owner's start token; runs recorded before have none ('')."""
+    from plait_provenance_sqlite import _schema
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN")
+    for statement in _schema.CREATE_V3:  # what the version 3 release created
+        conn.execute(statement)
+    conn.execute("INSERT INTO plait_meta VALUES ('schema_version', '3')")
+    conn.execute(
+        "INSERT INTO runs (run_id, dag_nsref, status, started_at, updated_at, owner_pid, "
+        "owner_host, history) VALUES ('v3-run', 'm:d', 'failed', 1, 2, 77, 'box', "
+        '\'["running",1,1],["failed",2,1]\')'
+    )
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("COMMIT")
+    conn.close()
+    async with SqliteProvenance(db) as prov:
+        run = await prov.get_run("v3-run")
+        assert (run.owner_pid, run.owner_host, run.owner_started) == (77, "box", "")
+        prov.write_run(run_record("v4-run", owner_started="linux:b:9"))
+        assert (await prov.get_run("v4-run")).owner_started == "linux:b:9"
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()
 

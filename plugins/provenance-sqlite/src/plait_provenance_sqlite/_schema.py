@@ -31,8 +31,9 @@ __all__ = [
 
 #: ``PRAGMA application_id`` of a plait provenance file: the bytes ``b"plPv"``.
 APPLICATION_ID: Final = 0x706C5076
-#: The schema version this release writes. Older files are migrated forward on open.
-SCHEMA_VERSION: Final = 3
+#: The schema version this release writes. Older files are migrated forward on open; a
+#: new file is created at version 3 and brought forward by the same migrations.
+SCHEMA_VERSION: Final = 4
 #: A run's node executions have row numbers ``run_no << RUN_SHIFT | seq``: the run's range.
 RUN_SHIFT: Final = 32
 
@@ -285,11 +286,22 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _owner_started(conn: sqlite3.Connection) -> None:
+    """Version 4: ``runs.owner_started``, when the owner process started (a token, see
+    :mod:`plait.owners`), so a dead owner whose pid was reused is known to be dead."""
+    conn.execute("ALTER TABLE runs ADD COLUMN owner_started TEXT NOT NULL DEFAULT ''")
+
+
 #: ``MIGRATIONS[n]`` upgrades a version-``n`` file to version ``n + 1`` inside a transaction.
+#: From version 3 on, a step is also how a new file gets the change (see ``_create``): a new
+#: change is one function and one entry here.
 MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _owner_started,
 }
+#: The version ``CREATE_V3`` makes; the migrations after it make a new file current.
+_CREATED_AT: Final = 3
 
 
 def check_file(path: Path) -> None:
@@ -381,6 +393,8 @@ def _verdict(path: Path, app_id: int, version: int, tables: set[str]) -> str:
 def _create(conn: sqlite3.Connection) -> None:
     for statement in CREATE_V3:
         conn.execute(statement)
+    for version in range(_CREATED_AT, SCHEMA_VERSION):
+        MIGRATIONS[version](conn)
     conn.execute(
         "INSERT INTO plait_meta (key, value) VALUES ('schema_version', ?), ('created_by', ?)",
         (str(SCHEMA_VERSION), "plait-provenance-sqlite"),

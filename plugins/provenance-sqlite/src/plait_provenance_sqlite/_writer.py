@@ -16,11 +16,29 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from plait.errors import RunNotFoundError
+from plait.records import RunRecord
 from plait_provenance_sqlite import _schema
 from plait_provenance_sqlite._batch import FINAL_RUN, Batch, NodeKey
-from plait_provenance_sqlite.codec import EDGES, NODES, RUN_DATA, RUN_MASK, RUNS
+from plait_provenance_sqlite.codec import (
+    EDGES,
+    NODES,
+    RUN_DATA,
+    RUN_MASK,
+    RUNS,
+    history_entry,
+    us,
+)
 
-__all__ = ["RUN_RANGE_JOIN", "OrphanNodesError", "RunRows", "Writer", "is_busy", "retrying"]
+__all__ = [
+    "RUN_RANGE_JOIN",
+    "OrphanNodesError",
+    "RunRows",
+    "Writer",
+    "claim_run",
+    "is_busy",
+    "retrying",
+]
 
 T = TypeVar("T")
 
@@ -82,6 +100,30 @@ def retrying(conn: sqlite3.Connection, timeout: float, fn: Callable[[], T]) -> T
             delay = min(delay * 2, 0.1)
     finally:
         conn.execute("PRAGMA busy_timeout = 0")
+
+
+def claim_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    where: str,
+    decide: Callable[[RunRecord], RunRecord],
+) -> RunRecord:
+    """In one ``IMMEDIATE`` transaction: read run ``run_id``, let ``decide`` turn it into
+    the claimed record (or raise), and store that with its history entry."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(f"SELECT {RUNS.select} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(f"run {run_id!r} not found in the provenance store {where}")
+        run: RunRecord = decide(RUNS.decode(row))
+        entry = history_entry(run.status.value, us(run.updated_at), run.attempt)
+        conn.execute(_RUN_UPSERT, [*RUNS.encode(run), entry])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return run
 
 
 class Writer:

@@ -41,16 +41,18 @@ from plait.converter import structure
 from plait.errors import ArgumentError, PlaitError, StoreError
 from plait.inspection import InspectsRuns
 from plait.loops import LoopLocal
+from plait.owners import claimed
 from plait.records import (
     EdgeRecord,
     NodeRecord,
     NodeStatus,
+    RunOwner,
     RunRecord,
     RunStatus,
     RunTree,
     StatusChange,
 )
-from plait_provenance_sqlite import _queries, _schema
+from plait_provenance_sqlite import _queries, _schema, _writer
 from plait_provenance_sqlite._batch import Batch, Buffer
 from plait_provenance_sqlite._queries import NodeNotFoundError
 from plait_provenance_sqlite._writer import OrphanNodesError, Writer, is_busy, retrying
@@ -554,6 +556,43 @@ class SqliteProvenance(InspectsRuns):
         return await self._read(
             partial(_queries.run_data, run_id=run_id), f"the data of run {run_id!r}"
         )
+
+    # ------------------------------------------------------------------ ownership
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        """Take run ``run_id`` over for ``owner`` in one ``IMMEDIATE`` transaction (which
+        every process writing the file serializes), and return it as claimed.
+
+        The run must still be at ``expected_attempt`` (and owned by ``expected_owner`` when
+        given): what the caller read. Otherwise :class:`~plait.errors.RunBusyError` names
+        the run and its owner now; see :meth:`plait.protocols.ProvenanceBackend.claim_run`.
+        """
+        decide = partial(
+            claimed,
+            expected_attempt=expected_attempt,
+            owner=owner,
+            expected_owner=expected_owner,
+            at=datetime.now(UTC),
+        )
+        await self.commit()
+        if self._conn is None:
+            await self.open()
+        async with self._exclusive() as (conn, limiter):
+            if conn is None:
+                raise StoreError(f"provenance store {str(self.path)!r} is closed")
+            take = partial(_writer.claim_run, conn, run_id, self._where, decide)
+            with self._damage(f"claim of run {run_id!r}"):
+                run = await anyio.to_thread.run_sync(
+                    retrying, conn, self.timeout, take, limiter=limiter
+                )
+        self._buffer.note_run(run)
+        return run
 
     # ------------------------------------------------------------------ export, purge
     async def _run_pages(
