@@ -145,11 +145,10 @@ def claimed(
     The claim rule, applied by a backend inside the transaction that stores the result:
     raises :class:`~plait.errors.RunBusyError` (naming the run and its current owner) when
     the run's attempt is not ``expected_attempt`` or, if given, its owner is not
-    ``expected_owner`` (someone claimed it since it was read), and
-    :class:`~plait.errors.RestartError` when the run has completed.
+    ``expected_owner`` (someone claimed it since it was read, whether or not they have
+    finished it since), and :class:`~plait.errors.RestartError` when the run, as read,
+    had completed.
     """
-    if run.status is RunStatus.COMPLETED:
-        raise RestartError(f"run {run.run_id!r} already completed; use replay() to run it again")
     if run.attempt != expected_attempt or (
         expected_owner is not None and run.owner != expected_owner
     ):
@@ -162,6 +161,8 @@ def claimed(
             owner_host=run.owner_host,
             attempt=run.attempt,
         )
+    if run.status is RunStatus.COMPLETED:
+        raise RestartError(f"run {run.run_id!r} already completed; use replay() to run it again")
     return attrs.evolve(
         run,
         status=RunStatus.RUNNING,
