@@ -314,4 +314,3 @@ class DagRunner:
             state.restore(data or {}, attempts or {})
             status, exc = await scheduler.execute(env, state, prefill, copied=copied)
             return DagRunResult.of(state, status, exc)
-

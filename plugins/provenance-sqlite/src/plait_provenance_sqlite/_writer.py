@@ -58,6 +58,8 @@ RUN_RANGE_JOIN: Final = (
     f"ON n.row_no BETWEEN r.run_no << {_schema.RUN_SHIFT} "
     f"AND (r.run_no << {_schema.RUN_SHIFT}) | {RUN_MASK}"
 )
+#: each run with the rows of its range, if any
+RUN_RANGE_LEFT_JOIN: Final = RUN_RANGE_JOIN.replace(" JOIN ", " LEFT JOIN ", 1)
 #: run ids per query in ``IN (...)`` lists (SQLite's default limit is 999 parameters)
 IN_CHUNK: Final = 500
 
@@ -184,25 +186,24 @@ class Writer:
     def _load_run_rows(self, conn: sqlite3.Connection, run_ids: set[str]) -> None:
         """Learn where the executions of these runs live (inside the write transaction).
 
-        Two queries per 500 runs, however many runs (a map's elements are sub-runs). A run
+        One query per 500 runs, however many runs (a map's elements are sub-runs). A run
         with no run record stays unknown.
         """
         ordered = sorted(run_ids)
         for start in range(0, len(ordered), IN_CHUNK):
             chunk = ordered[start : start + IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
-            loaded = {
-                run_id: RunRows(run_no << _schema.RUN_SHIFT, {})
-                for run_id, run_no in conn.execute(
-                    f"SELECT run_id, run_no FROM runs WHERE run_id IN ({marks})", chunk
-                )
-            }
-            for run_id, label, attempt, row_no in conn.execute(
-                f"SELECT r.run_id, n.label, n.attempt, n.row_no {RUN_RANGE_JOIN} "
+            loaded: dict[str, RunRows] = {}
+            for run_id, run_no, label, attempt, row_no in conn.execute(
+                f"SELECT r.run_id, r.run_no, n.label, n.attempt, n.row_no {RUN_RANGE_LEFT_JOIN} "
                 f"WHERE r.run_id IN ({marks})",
                 chunk,
             ):
-                loaded[run_id].by_execution[label, attempt] = row_no
+                rows = loaded.get(run_id)
+                if rows is None:
+                    rows = loaded[run_id] = RunRows(run_no << _schema.RUN_SHIFT, {})
+                if row_no is not None:
+                    rows.by_execution[label, attempt] = row_no
             self.run_rows.update(loaded)
 
     @staticmethod
