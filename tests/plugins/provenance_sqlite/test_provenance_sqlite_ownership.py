@@ -161,20 +161,27 @@ def test_two_processes_restarting_one_crashed_run_run_it_once(tmp_path: Path) ->
         tuple(line.split()) for line in (tmp_path / "calls.txt").read_text().splitlines()
     )
     winners = {}
+    busy = 0
     for run_id in run_ids:
-        assert sorted(o[1] for o in outcomes[run_id]) == ["busy", "completed"], outcomes
         (won,) = [o for o in outcomes[run_id] if o[1] == "completed"]
-        (lost,) = [o for o in outcomes[run_id] if o[1] == "busy"]
+        (lost,) = [o for o in outcomes[run_id] if o[1] != "completed"]
         winner = won[0]
         winners[run_id] = winner
-        # the loser was told who holds the run
-        assert lost[2] == winner, (run_id, won, lost)
-        assert run_id in lost[3] and f"process {winner}" in lost[3], lost
+        if lost[1] == "busy":  # it read the run before the winner finished it
+            busy += 1
+            assert lost[2] == winner, (run_id, won, lost)  # told who holds the run
+            assert run_id in lost[3], lost
+            assert f"process {winner}" in lost[3], lost
+        else:  # (on a loaded machine) it read the run only once the winner had finished it
+            assert lost[1:3] == ["error", "RestartError"], lost
+            assert run_id in lost[3], lost
+            assert "already completed" in lost[3], lost
         # after the crash, each node ran once, in the winner
         ran = {(label, pid): n for (rid, label, pid), n in calls.items() if rid == run_id}
         assert ran.pop(("a", str(creator.pid))) == 1
         assert ran.pop(("b", str(creator.pid))) == 1  # in flight when it was killed
         assert ran == {("b", winner): 1, ("c", winner): 1, ("d", winner): 1}, ran
+    assert busy > 0  # the racers did meet
     anyio.run(_check_runs, db, run_ids, winners)
 
 
