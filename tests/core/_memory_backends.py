@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from plait.errors import RunNotFoundError
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+from plait.owners import claimed
+from plait.records import EdgeRecord, NodeRecord, RunOwner, RunRecord, RunStatus, utcnow
 
 
 class MemoryProvenance:
@@ -95,9 +96,41 @@ class MemoryProvenance:
     async def load_run_data(self, run_id: str) -> dict[str, Any]:
         return dict(self.data.get(run_id, {}))
 
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        await self.commit()
+        with self._lock:  # one lock: the claim's transaction
+            run = claimed(
+                await self.get_run(run_id),
+                expected_attempt=expected_attempt,
+                owner=owner,
+                expected_owner=expected_owner,
+                at=utcnow(),
+            )
+            self.runs[run_id] = run
+        return run
+
 
 class BrokenProvenance(MemoryProvenance):
-    """Ignores ``limit``, raises a bare KeyError for unknown runs, loses run data."""
+    """Ignores ``limit``, raises a bare KeyError for unknown runs, loses run data, and lets
+    every claim win."""
+
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        run = await self.get_run(run_id)
+        return claimed(run, expected_attempt=run.attempt, owner=owner, at=utcnow())
 
     async def get_run(self, run_id: str) -> RunRecord:
         return self.runs[run_id]

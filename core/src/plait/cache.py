@@ -50,7 +50,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from plait import defaults
-from plait.converter import loads, structure, to_json_safe
+from plait.converter import dumps, loads, structure, to_json_safe
 from plait.errors import (
     CacheBypassError,
     CacheKeyError,
@@ -500,7 +500,10 @@ class _Cached:
 
     def encode(self, result: Any) -> str:
         data = to_json_safe(result, self._return_type, where=f"return value of {self.callable_id}")
-        return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        try:
+            return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        except ValueError:  # an infinity: spelled 1e999, read back as inf
+            return dumps(data)
 
     def decide(self, entry: CacheEntry | None, backend: CacheBackend) -> int:
         if entry is None:

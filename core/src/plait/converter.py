@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path, PurePath
 from typing import Any, Final
@@ -141,6 +142,7 @@ def structure(data: Any, as_type: Any, *, where: str = "value") -> Any:
         ) from exc
 
 
+_INF: Final = float("inf")
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False)
 _encode_str: Final = json.encoder.encode_basestring_ascii
 
@@ -161,15 +163,50 @@ _chunks: Any = (
 
 
 def dumps(data: Any) -> str:
-    """JSON text of JSON-safe data, compact and deterministic."""
+    """JSON text of JSON-safe data, compact and deterministic.
+
+    Infinities are written as the numbers ``1e999`` and ``-1e999``: valid JSON, which
+    :func:`loads` (and any reader with IEEE doubles) reads back as ``inf`` and ``-inf``.
+    NaN has no such spelling: it raises ``ValueError``.
+    """
     kind = type(data)
     if kind is str:
         return _encode_str(data)
     if kind is int:
         return int.__repr__(data)
-    if _chunks is None:
-        return _ENCODER.encode(data)
-    return "".join(_chunks(data, 0))
+    try:
+        if _chunks is None:
+            return _ENCODER.encode(data)
+        return "".join(_chunks(data, 0))
+    except ValueError:  # a float that is not finite: the slow spelling below
+        return "".join(_encode_nonfinite(data))
+
+
+def _encode_nonfinite(data: Any) -> Iterator[str]:
+    """``dumps`` for data holding an infinity (the same text for everything else)."""
+    kind = type(data)
+    if kind is float or isinstance(data, float):
+        if data != data:
+            raise ValueError("NaN cannot be stored as JSON")
+        if data in (_INF, -_INF):
+            yield "1e999" if data > 0 else "-1e999"
+        else:
+            yield float.__repr__(data)
+    elif isinstance(data, dict):
+        yield "{"
+        for i, key in enumerate(sorted(data)):
+            yield f"{',' if i else ''}{_encode_str(key)}:"
+            yield from _encode_nonfinite(data[key])
+        yield "}"
+    elif isinstance(data, list | tuple):
+        yield "["
+        for i, item in enumerate(data):
+            if i:
+                yield ","
+            yield from _encode_nonfinite(item)
+        yield "]"
+    else:
+        yield _ENCODER.encode(data)
 
 
 def loads(text: str) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "ArgumentError",
     "BackendError",
     "BackendNotFoundError",
     "CacheBypassError",
@@ -35,6 +36,7 @@ __all__ = [
     "PlaitWarning",
     "PluginHookError",
     "RestartError",
+    "RunBusyError",
     "RunNotFoundError",
     "StoreError",
     "SwitchKeyError",
@@ -145,6 +147,26 @@ class RunNotFoundError(PlaitError, LookupError):
 
 class RestartError(PlaitError, RuntimeError):
     """A run cannot be restarted or replayed (still running, wrong DAG, unknown node)."""
+
+
+class RunBusyError(RestartError):
+    """Another process owns the run: it is still running there, or another restart claimed
+    it first. ``run_id`` names the run; ``owner_pid``, ``owner_host`` and ``attempt`` say who
+    holds it (as the store recorded it when the claim was refused)."""
+
+    def __init__(
+        self, message: str, *, run_id: str, owner_pid: int, owner_host: str, attempt: int
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.owner_pid = owner_pid
+        self.owner_host = owner_host
+        self.attempt = attempt
+
+
+class ArgumentError(PlaitError, ValueError):
+    """An argument of a plait call has a value it cannot take (a negative age, an unknown
+    option value). The message names the parameter."""
 
 
 class ConversionError(PlaitError, TypeError):

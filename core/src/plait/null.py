@@ -8,7 +8,7 @@ from typing import Any
 
 from plait.errors import RunNotFoundError
 from plait.inspection import InspectsRuns
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus
+from plait.records import EdgeRecord, NodeRecord, RunOwner, RunRecord, RunStatus
 
 __all__ = ["NullProvenance"]
 
@@ -62,3 +62,13 @@ class NullProvenance(InspectsRuns):
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]:
         return {}
+
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        return await self.get_run(run_id)  # raises: no run is ever found

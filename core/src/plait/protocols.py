@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from plait.executors import CallResult, NodeCall
-from plait.records import EdgeRecord, NodeRecord, RunRecord, RunStatus, RunTree
+from plait.records import EdgeRecord, NodeRecord, RunOwner, RunRecord, RunStatus, RunTree
 
 __all__ = ["CacheBackend", "CacheEntry", "Executor", "ProvenanceBackend", "RunInspector"]
 
@@ -89,6 +89,30 @@ class ProvenanceBackend(Protocol):
         ...
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]: ...
+
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        """Take run ``run_id`` over for ``owner`` atomically, and return it as claimed.
+
+        In one transaction (one lock, across processes): read the run, apply
+        :func:`plait.owners.claimed` (the attempt must still be ``expected_attempt`` and,
+        when given, the owner ``expected_owner``: what the caller read before deciding to
+        take the run), and store the record it returns. So of two processes claiming the
+        same run with what they both read, exactly one gets the run; the other gets
+        :class:`plait.errors.RunBusyError` naming the run and the owner that won.
+        Raises :class:`plait.errors.RunNotFoundError` for an unknown run and
+        :class:`plait.errors.RestartError` for a completed one. ``DagRunner.restart`` claims
+        every run it resumes through this method; so may anything that sweeps crashed runs.
+
+        .. versionadded:: 0.1
+        """
+        ...
 
 
 @runtime_checkable

@@ -23,6 +23,7 @@ __all__ = [
     "NodeRecord",
     "NodeStatus",
     "PluginInfo",
+    "RunOwner",
     "RunRecord",
     "RunStatus",
     "RunTree",
@@ -64,8 +65,24 @@ class NodeStatus(enum.StrEnum):
 
 
 @attrs.frozen(kw_only=True)
+class RunOwner:
+    """The process that owns a run: its pid and host, and ``started``, an opaque token of
+    when that process started (``""`` when unknown), so that a later process that happens to
+    get the same pid is not taken for the owner. See :mod:`plait.owners`."""
+
+    pid: int
+    host: str
+    started: str = ""
+
+
+@attrs.frozen(kw_only=True)
 class RunRecord:
-    """One run of a DAG: its identity, owner, inputs and latest status."""
+    """One run of a DAG: its identity, owner, inputs and latest status.
+
+    The owner is ``owner_pid`` on ``owner_host``, whose process started at
+    ``owner_started`` (see :class:`RunOwner`); ``attempt`` counts the times the run was
+    started or claimed by a restart.
+    """
 
     run_id: str
     dag_nsref: str
@@ -80,10 +97,16 @@ class RunRecord:
     attempt: int = 1
     owner_pid: int = 0
     owner_host: str = ""
+    owner_started: str = ""
     failed_node: str | None = None
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+
+    @property
+    def owner(self) -> RunOwner:
+        """Who owns the run, as one record."""
+        return RunOwner(pid=self.owner_pid, host=self.owner_host, started=self.owner_started)
 
 
 @attrs.frozen(kw_only=True)

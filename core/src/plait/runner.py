@@ -9,7 +9,6 @@ surface: how a run starts, how it is resumed or replayed, and how it ended
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Self
 
@@ -20,11 +19,12 @@ from plait import defaults
 from plait._engine import recording, scheduler
 from plait._engine.composite import run_composite
 from plait._engine.environment import Environment
-from plait._engine.run import HOST, Prefill, RunState, restorable
+from plait._engine.run import Prefill, RunState, restorable
 from plait.converter import structure
 from plait.dag import Dag, Plan
-from plait.errors import RestartError
+from plait.errors import RestartError, RunBusyError
 from plait.introspect import EMPTY
+from plait.owners import owner_alive, this_process
 from plait.plugins import PluginHost, default_host
 from plait.protocols import Executor, ProvenanceBackend
 from plait.records import RunRecord, RunStatus
@@ -183,7 +183,11 @@ class DagRunner:
         """Resume a paused, failed or cancelled run (or one whose owner died) in place.
 
         Completed nodes are not executed again: their outputs are restored from provenance
-        with their annotated types. ``force=True`` takes over a run that still looks alive.
+        with their annotated types. The run is claimed through the store
+        (:meth:`~plait.protocols.ProvenanceBackend.claim_run`): of two processes restarting
+        it at once, one runs it and the other gets :class:`~plait.errors.RunBusyError`
+        naming the run and its owner, as does a restart of a run whose owner is alive.
+        ``force=True`` takes over a run that still looks alive.
         """
         prov = self.provenance
         if not prov.stores_values:
@@ -200,9 +204,13 @@ class DagRunner:
             prefill = restorable(plan, old, records, rerun=set())
             data = await prov.load_run_data(run_id)
             subs = {r.dag_nsref: r for r in await prov.list_runs(parent_run_id=run_id)}
+            # ours only if nobody took it since we read it (what we read then still holds)
+            claimed = await prov.claim_run(
+                run_id, old.attempt, this_process(), expected_owner=old.owner
+            )
         return await self._run_top(
             plan,
-            recording.resumed(old),
+            claimed,
             inputs,
             prov,
             prefill=prefill,
@@ -249,17 +257,24 @@ class DagRunner:
         rid = old.run_id
         if old.status is RunStatus.COMPLETED:
             raise RestartError(f"run {rid!r} already completed; use replay() to run it again")
-        if old.status is RunStatus.RUNNING and not force:
-            if old.owner_host != HOST:
-                raise RestartError(
-                    f"run {rid!r} is marked running on host {old.owner_host!r}; plait cannot "
-                    "tell whether it is alive there (pass force=True to take it over)"
-                )
-            if old.owner_pid == os.getpid() or _pid_alive(old.owner_pid):
-                raise RestartError(
-                    f"run {rid!r} is still running in process {old.owner_pid} "
-                    "(pass force=True to take it over)"
-                )
+        if old.status is not RunStatus.RUNNING or force:
+            return
+        alive = owner_alive(old.owner)
+        if alive is False:
+            return  # its owner died: the run is ours to take
+        where = f"process {old.owner_pid} on host {old.owner_host!r}"
+        why = (
+            f"is still running in {where}"
+            if alive
+            else f"is marked running by {where}; plait cannot tell whether it is alive there"
+        )
+        raise RunBusyError(
+            f"run {rid!r} {why} (pass force=True to take it over)",
+            run_id=rid,
+            owner_pid=old.owner_pid,
+            owner_host=old.owner_host,
+            attempt=old.attempt,
+        )
 
     def _restore_inputs(self, plan: Plan, old: RunRecord) -> dict[str, dict[str, Any]]:
         inputs: dict[str, dict[str, Any]] = {}
@@ -299,15 +314,3 @@ class DagRunner:
             state.restore(data or {}, attempts or {})
             status, exc = await scheduler.execute(env, state, prefill, copied=copied)
             return DagRunResult.of(state, status, exc)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -34,16 +34,17 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import anyio
 import anyio.to_thread
 import attrs
 import pytest
 
 from plait.context import DagContext
 from plait.dag import Dag
-from plait.errors import DagPause, RestartError, RunNotFoundError
+from plait.errors import DagPause, RestartError, RunBusyError, RunNotFoundError
 from plait.inspection import inspect_run
 from plait.protocols import CacheBackend, ProvenanceBackend
-from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
+from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunOwner, RunRecord, RunStatus
 from plait.runner import DagRunner
 from plait.triggers.contract import TriggerStoreContract
 
@@ -143,6 +144,7 @@ class ProvenanceBackendContract:
             attempt=2,
             owner_pid=4321,
             owner_host="worker-1",
+            owner_started="linux:boot-1:42",
             failed_node="load",
             error_type="ValueError",
             error_message="bad day",
@@ -407,6 +409,73 @@ class ProvenanceBackendContract:
             assert await backend.load_run_data("r1") == {}
             with pytest.raises(RunNotFoundError, match="r1"):
                 await backend.get_run("r1")
+
+    # ------------------------------------------------------------------ run ownership
+    @pytest.mark.anyio
+    async def test_claim_run_takes_the_run_only_as_it_was_read(
+        self, backend: ProvenanceBackend
+    ) -> None:
+        self._needs_storage()
+        crashed = _run("r1", owner_pid=4321, owner_host="gone", owner_started="t0")
+        first = RunOwner(pid=11, host="h", started="s11")
+        second = RunOwner(pid=12, host="h", started="s12")
+        async with _opened(backend):
+            backend.write_run(crashed)
+            await backend.commit()
+            got = await backend.claim_run("r1", 1, first, expected_owner=crashed.owner)
+            assert (got.status, got.attempt, got.owner) == (RunStatus.RUNNING, 2, first)
+            assert (got.run_id, got.started_at, got.finished_at) == ("r1", _at(0), None)
+            assert await backend.get_run("r1") == got
+            # a second claim made from the same reading loses, and says who won
+            with pytest.raises(RunBusyError, match="r1") as info:
+                await backend.claim_run("r1", 1, second, expected_owner=crashed.owner)
+            assert (info.value.run_id, info.value.owner_pid, info.value.attempt) == ("r1", 11, 2)
+            with pytest.raises(RunBusyError):  # the attempt is right, the owner is not
+                await backend.claim_run("r1", 2, second, expected_owner=crashed.owner)
+            assert (await backend.get_run("r1")).owner == first
+            # read again, claim again
+            third = await backend.claim_run("r1", 2, second, expected_owner=first)
+            assert (third.attempt, third.owner) == (3, second)
+
+    @pytest.mark.anyio
+    async def test_concurrent_claims_have_one_winner(self, backend: ProvenanceBackend) -> None:
+        self._needs_storage()
+        won: list[int] = []
+        busy: list[int] = []
+
+        async def claim(pid: int) -> None:
+            try:
+                await backend.claim_run("r1", 1, RunOwner(pid=pid, host="h"))
+            except RunBusyError:
+                busy.append(pid)
+            else:
+                won.append(pid)
+
+        async with _opened(backend):
+            backend.write_run(_run("r1", status=RunStatus.FAILED))
+            await backend.commit()
+            async with anyio.create_task_group() as tg:
+                for pid in range(100, 108):
+                    tg.start_soon(claim, pid)
+            assert len(won) == 1, (won, busy)
+            assert len(busy) == 7, (won, busy)
+            assert (await backend.get_run("r1")).owner_pid == won[0]
+
+    @pytest.mark.anyio
+    async def test_claim_run_refuses_an_unknown_or_completed_run(
+        self, backend: ProvenanceBackend
+    ) -> None:
+        me = RunOwner(pid=1, host="h")
+        async with _opened(backend):
+            with pytest.raises(RunNotFoundError, match="no-such-run-9c1"):
+                await backend.claim_run("no-such-run-9c1", 1, me)
+            if self.stores_nothing:
+                return
+            backend.write_run(_run("done", status=RunStatus.COMPLETED))
+            await backend.commit()
+            with pytest.raises(RestartError, match="done"):
+                await backend.claim_run("done", 1, me)
+            assert (await backend.get_run("done")).status is RunStatus.COMPLETED
 
     # ------------------------------------------------------------------ through the runner
     @pytest.mark.anyio

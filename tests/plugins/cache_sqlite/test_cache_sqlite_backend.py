@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import random
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -358,3 +362,62 @@ def test_pushbacks_are_shared_and_pruned(tmp_path: Path) -> None:
         assert one.pushbacks(100.0) == two.pushbacks(100.0) == {"market": 200.0, "weather": 300.0}
         assert one.prune(250.0) == 0
         assert two.pushbacks(0.0) == {"weather": 300.0}  # the ended one was dropped
+# a plait cache whose last writer (a process that died without closing) bumped the schema:
+# the new version is only in the -wal
+BUMP_LEAVING_A_WAL = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA wal_autocheckpoint = 0")
+conn.execute(f"PRAGMA user_version = {int(sys.argv[2])}")
+conn.execute("INSERT INTO entries VALUES ('k', 'm:f', '1', 1.0, 2.0)")
+os._exit(0)
+"""
+
+
+def test_newer_schema_in_the_wal_is_refused_and_the_wal_kept(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with SqliteCache(path):
+        pass
+    subprocess.run(
+        [sys.executable, "-c", BUMP_LEAVING_A_WAL, str(path), str(SCHEMA_VERSION + 1)],
+        check=True,
+    )
+    wal = path.with_name(path.name + "-wal")
+    before = (sha256(path), sha256(wal))
+    refused(path, f"schema version {SCHEMA_VERSION + 1}, newer")
+    assert (sha256(path), sha256(wal)) == before
+
+
+def test_cut_and_bit_flipped_copies_raise_only_store_errors(tmp_path: Path) -> None:
+    sound = tmp_path / "sound.db"
+    with SqliteCache(sound) as backend:
+        for i in range(200):
+            backend.store(f"k{i}", f"m:f{i % 3}", f'{{"v": "{"é" * 50}"}}', 1.0, 2.0)
+    source = sound.read_bytes()
+    rng = random.Random(1201)
+    refused = 0
+    for n in range(120):
+        data = bytearray(source)
+        if n % 3 == 0:
+            data = data[: rng.randrange(len(data))]
+        else:
+            for _ in range(rng.randint(1, 24)):
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        copy = tmp_path / f"damaged-{n}.db"
+        copy.write_bytes(bytes(data))
+        backend = SqliteCache(copy)
+        error = None
+        try:
+            for i in range(0, 200, 7):
+                backend.lookup(f"k{i}")
+            backend.stats()
+            backend.prune(1.5)
+        except StoreError as exc:
+            error = exc
+        finally:
+            with contextlib.suppress(StoreError):
+                backend.close()
+        if error is not None:
+            assert str(copy) in str(error)
+            refused += 1
+    assert refused > 40

@@ -25,6 +25,7 @@ from plait.converter import JSON_SCALARS, dumps, loads, to_json_safe
 from plait.errors import ConversionError, DagPause, PlaitWarning
 from plait.executors import Placement
 from plait.introspect import EMPTY
+from plait.owners import this_process
 from plait.plugins import PluginHost
 from plait.protocols import ProvenanceBackend
 from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus, utcnow
@@ -54,6 +55,7 @@ def new_run(
 ) -> RunRecord:
     """The record of a run starting now in this process."""
     now = utcnow()
+    owner = this_process()
     return RunRecord(
         run_id=uuid.uuid4().hex,
         dag_nsref=dag_nsref,
@@ -64,21 +66,27 @@ def new_run(
         parent_run_id=parent_run_id,
         replay_of=replay_of,
         correlation_id=correlation_id,
-        owner_pid=os.getpid(),
-        owner_host=HOST,
+        owner_pid=owner.pid,
+        owner_host=owner.host,
+        owner_started=owner.started,
     )
 
 
 def resumed(old: RunRecord) -> RunRecord:
-    """``old`` as it restarts in this process: running again, one attempt more, no error."""
+    """``old`` as it restarts in this process: running again, one attempt more, no error.
+
+    (A sub-run, resumed by its parent; a top-level run is claimed through the store.)
+    """
+    owner = this_process()
     return attrs.evolve(
         old,
         status=RunStatus.RUNNING,
         updated_at=utcnow(),
         finished_at=None,
         attempt=old.attempt + 1,
-        owner_pid=os.getpid(),
-        owner_host=HOST,
+        owner_pid=owner.pid,
+        owner_host=owner.host,
+        owner_started=owner.started,
         failed_node=None,
         error_type=None,
         error_message=None,

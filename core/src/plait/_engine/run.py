@@ -3,7 +3,6 @@ only the event loop thread mutates it, through the scheduler and the composite r
 
 from __future__ import annotations
 
-import os
 import socket
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -178,8 +177,3 @@ def restorable(
         )
         prefill[node.index] = (value, rec)
     return prefill
-
-
-def this_process() -> tuple[int, str]:
-    """The owner of a run started now: this process's id and host."""
-    return os.getpid(), HOST

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from plait import defaults
-from plait.errors import StoreError
+from plait.errors import ArgumentError, StoreError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteCache"]
 
@@ -43,10 +43,15 @@ APPLICATION_ID = 0x504C4341
 SCHEMA_VERSION = 2
 #: How long a lookup or write waits for another process holding the lock, in seconds.
 BUSY_TIMEOUT = 10.0
+#: ``synchronous`` values: ``"normal"`` survives a killed process (the default),
+#: ``"full"`` also a power loss or OS crash, at the cost of one fsync per stored value.
+SYNCHRONOUS = ("normal", "full")
 #: Buffered counters are written at least this often (seconds) while calls keep coming.
 FLUSH_INTERVAL = 5.0
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+# what SQLite raises on a damaged file (the message of a malformed schema may not be UTF-8)
+_SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
 _PUSHBACKS_TABLE = """CREATE TABLE pushbacks (
         prefix TEXT PRIMARY KEY,
@@ -113,10 +118,21 @@ class SqliteCache:
     someone else, or a plait cache of a newer schema raises
     :class:`plait.errors.StoreError` naming the path, and the file is left untouched.
 
+    ``synchronous`` is ``"normal"`` (stored values survive the process being killed) or
+    ``"full"`` (they survive a power loss too; each store waits for an fsync).
+
     Usable as a context manager; :meth:`close` persists buffered counters.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, synchronous: str = "normal"
+    ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ArgumentError(
+                f"synchronous must be one of {', '.join(map(repr, SYNCHRONOUS))}, "
+                f"got {synchronous!r}"
+            )
+        self.synchronous = synchronous
         self._given = None if path is None else Path(path)
         self._path: Path | None = None
         self._reader: sqlite3.Connection | None = None
@@ -159,9 +175,9 @@ class SqliteCache:
             if not path.exists():
                 self._create(path)
             self._check_header(path)
+            self._identify(path)  # read-only: a refused file keeps its bytes and its -wal
             writer = self._connect(path)
             try:
-                self._check_version(writer, path)
                 reader = self._connect(path)
             except BaseException:
                 writer.close()
@@ -200,7 +216,7 @@ class SqliteCache:
                 if cursor is not None:
                     try:
                         row = cursor.execute(_LOOKUP, (key,)).fetchone()
-                    except sqlite3.Error as exc:
+                    except _SQLITE_ERRORS as exc:
                         raise self._error("cannot read", exc) from exc
                     break
             self.open()  # not open yet, or closed since: (re)open
@@ -306,14 +322,17 @@ class SqliteCache:
                     ).fetchall()
                 finally:
                     conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot read", exc) from exc
-        for cid, hits, misses, refreshes in counters:
-            out[cid] = {"hits": hits, "misses": misses, "refreshes": refreshes, "entries": 0}
-        for cid, count in entries:
-            out.setdefault(cid, {"hits": 0, "misses": 0, "refreshes": 0, "entries": 0})
-            out[cid]["entries"] = count
-        return dict(sorted(out.items()))
+        try:
+            for cid, hits, misses, refreshes in counters:
+                out[cid] = {"hits": hits, "misses": misses, "refreshes": refreshes, "entries": 0}
+            for cid, count in entries:
+                out.setdefault(cid, {"hits": 0, "misses": 0, "refreshes": 0, "entries": 0})
+                out[cid]["entries"] = count
+            return dict(sorted(out.items()))
+        except (TypeError, ValueError) as exc:  # values of the wrong type: a damaged file
+            raise self._error("holds damaged counters", exc) from exc
 
     def flush(self) -> None:
         """Persist buffered counters now."""
@@ -350,7 +369,7 @@ class SqliteCache:
                 conn.execute("COMMIT")
         except BaseException as exc:
             self._restore_pending(pending)
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, _SQLITE_ERRORS):
                 raise self._error("cannot write", exc) from exc
             raise
         return result
@@ -376,12 +395,12 @@ class SqliteCache:
                 check_same_thread=False,
                 cached_statements=64,
             )
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot open", exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        except _SQLITE_ERRORS as exc:
             conn.close()
             raise self._error("cannot open", exc) from exc
         return conn
@@ -407,12 +426,24 @@ class SqliteCache:
                 f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x}); refusing to use it"
             )
 
-    def _check_version(self, conn: sqlite3.Connection, path: Path) -> None:
+    def _identify(self, path: Path) -> None:
+        """Check the schema through a read-only connection, before any read-write one.
+
+        Closing a read-write connection to a file in WAL mode merges its ``-wal`` into it
+        and deletes it: a file that is refused must never have had one.
+        """
+        uri = f"{path.absolute().as_uri()}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except _SQLITE_ERRORS as exc:
+            raise self._error("cannot open", exc) from exc
         try:
             (app_id,) = conn.execute("PRAGMA application_id").fetchone()
             (version,) = conn.execute("PRAGMA user_version").fetchone()
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot read its schema", exc) from exc
+        finally:
+            conn.close()
         if app_id != APPLICATION_ID:
             raise StoreError(f"cache database {str(path)!r} is not a plait cache file")
         if version > SCHEMA_VERSION:

@@ -23,13 +23,17 @@ __all__ = [
     "MIGRATIONS",
     "RUN_SHIFT",
     "SCHEMA_VERSION",
+    "check_file",
+    "identify",
     "prepare",
+    "read_only_uri",
 ]
 
 #: ``PRAGMA application_id`` of a plait provenance file: the bytes ``b"plPv"``.
 APPLICATION_ID: Final = 0x706C5076
-#: The schema version this release writes. Older files are migrated forward on open.
-SCHEMA_VERSION: Final = 3
+#: The schema version this release writes. Older files are migrated forward on open; a
+#: new file is created at version 3 and brought forward by the same migrations.
+SCHEMA_VERSION: Final = 4
 #: A run's node executions have row numbers ``run_no << RUN_SHIFT | seq``: the run's range.
 RUN_SHIFT: Final = 32
 
@@ -282,11 +286,22 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _owner_started(conn: sqlite3.Connection) -> None:
+    """Version 4: ``runs.owner_started``, when the owner process started (a token, see
+    :mod:`plait.owners`), so a dead owner whose pid was reused is known to be dead."""
+    conn.execute("ALTER TABLE runs ADD COLUMN owner_started TEXT NOT NULL DEFAULT ''")
+
+
 #: ``MIGRATIONS[n]`` upgrades a version-``n`` file to version ``n + 1`` inside a transaction.
+#: From version 3 on, a step is also how a new file gets the change (see ``_create``): a new
+#: change is one function and one entry here.
 MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _owner_started,
 }
+#: The version ``CREATE_V3`` makes; the migrations after it make a new file current.
+_CREATED_AT: Final = 3
 
 
 def check_file(path: Path) -> None:
@@ -305,6 +320,35 @@ def check_file(path: Path) -> None:
             f"{str(path)!r} is not a SQLite database; refusing to use it as a provenance store "
             "(the file was not modified)"
         )
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI that opens ``path`` read-only (``sqlite3.connect(..., uri=True)``)."""
+    return f"{path.absolute().as_uri()}?mode=ro"
+
+
+def identify(path: Path) -> None:
+    """Refuse an existing file that is not a provenance store plait may write, looking at it
+    through a read-only connection (which reads, and never merges, the file's ``-wal``).
+
+    Closing a read-write connection to a file in WAL mode checkpoints its ``-wal`` into it
+    and deletes it: a file must be judged before plait opens it for writing.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(read_only_uri(path), uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read provenance store {str(path)!r}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        _verdict(path, *_state(conn))
+    except (sqlite3.Error, UnicodeDecodeError) as exc:  # (a damaged schema's error text)
+        raise StoreError(
+            f"cannot read provenance store {str(path)!r}: {exc} (the file was not modified)"
+        ) from exc
+    finally:
+        conn.close()
 
 
 def _state(conn: sqlite3.Connection) -> tuple[int, int, set[str]]:
@@ -349,6 +393,8 @@ def _verdict(path: Path, app_id: int, version: int, tables: set[str]) -> str:
 def _create(conn: sqlite3.Connection) -> None:
     for statement in CREATE_V3:
         conn.execute(statement)
+    for version in range(_CREATED_AT, SCHEMA_VERSION):
+        MIGRATIONS[version](conn)
     conn.execute(
         "INSERT INTO plait_meta (key, value) VALUES ('schema_version', ?), ('created_by', ?)",
         (str(SCHEMA_VERSION), "plait-provenance-sqlite"),

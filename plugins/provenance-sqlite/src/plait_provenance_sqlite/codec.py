@@ -347,6 +347,7 @@ RUNS: Final = Table(
         Column("attempt"),
         Column("owner_pid"),
         Column("owner_host"),
+        Column("owner_started"),  # schema version 4
         Column("failed_node"),
         Column("error_type"),
         Column("error_message"),

@@ -18,7 +18,7 @@ def plait_register_provenance_backends() -> list[BackendInfo]:
             name="sqlite",
             factory=SqliteProvenance,
             description="runs, nodes, edges and status history in one SQLite file "
-            "(options: path, timeout)",
+            "(options: path, timeout, synchronous)",
         )
     ]
 
