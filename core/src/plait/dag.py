@@ -341,9 +341,9 @@ class Dag:
         order_only: bool = False,
     ) -> DagNode:
         """Add ``upstream -> downstream``; returns ``downstream``. Same edge twice is one."""
-        if not isinstance(upstream, DagNode) or not isinstance(downstream, DagNode):
-            bad = downstream if isinstance(upstream, DagNode) else upstream
-            raise TypeError(f"edges connect DagNodes, got {bad!r}")
+        for end in (upstream, downstream):
+            if not isinstance(end, DagNode):
+                raise TypeError(f"edges connect DagNodes, got {end!r}")
         key = (upstream.label, downstream.label, param, order_only)
         edges = self._edges
         if key in edges:
