@@ -462,6 +462,41 @@ def test_values_come_back_as_the_annotated_type(db: Path) -> None:
     assert untyped() == untyped() == {"a": [1, 2]}
 
 
+def test_json_shaped_returns_skip_the_converter_and_keep_their_values(db: Path) -> None:
+    # dict[str, Any] and list[Any] come back as parsed; a datetime inside one is stored
+    # as the converter writes it (an ISO string), before and after the shortcut alike
+    seen = Counter()
+
+    @cached(1, 2, db_path=db)
+    def row(day: int) -> dict[str, Any]:
+        seen(day)
+        return {"day": day, "px": day * 1.5, "tags": ("a", "b"), "at": datetime(2024, 5, 6)}
+
+    @cached(1, 2, db_path=db)
+    def items() -> list[Any]:
+        seen()
+        return [1, {"a": None}, [2.5]]
+
+    stored = {"day": 2, "px": 3.0, "tags": ["a", "b"], "at": "2024-05-06T00:00:00"}
+    assert row(2)["at"] == datetime(2024, 5, 6)  # the computed value itself
+    close_backends()
+    assert row(2) == row(2) == stored
+    assert items() == items() == [1, {"a": None}, [2.5]]
+    assert len(seen) == 2
+
+    @cached(1, 2, db_path=db)
+    def counts() -> dict[str, int]:  # not JSON-shaped: still structured (and checked)
+        seen()
+        return {"a": 1}
+
+    counts()
+    backend = counts.__plait_cache__.backend  # type: ignore[attr-defined]
+    key = counts.__plait_cache__._keys.key((), {})  # type: ignore[attr-defined]
+    backend.store(key, counts.callable_id, '{"a": "x"}', time.time(), time.time() + DAY)
+    assert counts() == {"a": 1}  # the stale entry did not convert: recomputed
+    assert len(seen) == 4
+
+
 def test_unconvertible_return_value_is_an_error(db: Path) -> None:
     @cached(1, 2, db_path=db)
     def f() -> Any:

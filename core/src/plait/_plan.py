@@ -171,7 +171,22 @@ class _Graph:
         #: per node, its incoming edges (see :data:`plait._wiring.Incoming`)
         self.incoming: list[list[Incoming]] = [[] for _ in range(n)]
         self.succ: list[list[int]] = [[] for _ in range(n)]
-        self.preds: list[set[int]] = [set() for _ in range(n)]
+        #: per node, its distinct upstreams in the order their first edge was added (lists,
+        #: not sets: a set costs 216 bytes a node while compiling)
+        self.preds: list[list[int]] = [[] for _ in range(n)]
+
+    def drop_repeats(self) -> None:
+        """Keep one (upstream, downstream) pair for an upstream that feeds a node twice
+        (two parameters, or a value and an ordering edge): O(edges)."""
+        repeated: set[int] = set()
+        for d, ups in enumerate(self.preds):
+            if len(ups) > 1:
+                unique = list(dict.fromkeys(ups))
+                if len(unique) < len(ups):
+                    self.preds[d] = unique
+                    repeated.update(unique)
+        for u in repeated:
+            self.succ[u] = list(dict.fromkeys(self.succ[u]))
 
 
 def compile_plan(
@@ -183,7 +198,7 @@ def compile_plan(
     with _gc_paused():
         problems: list[str] = []
         pnodes = [PlanNode(i, node) for i, node in enumerate(nodes.values())]
-        graph = _index_edges(dag, nodes, edges, problems)
+        graph = _index_edges(dag, pnodes, edges, problems)
         order = _topological(pnodes, graph.succ, graph.preds, problems)
         wiring = Wiring(pnodes, problems)
         succ, preds, incoming = graph.succ, graph.preds, graph.incoming
@@ -201,11 +216,12 @@ def compile_plan(
 
 def _index_edges(
     dag: Dag,
-    nodes: Mapping[str, DagNode],
+    pnodes: list[PlanNode],
     edges: Mapping[EdgeKey, Edge | None],
     problems: list[str],
 ) -> _Graph:
-    index = {label: i for i, label in enumerate(nodes)}
+    # the plan nodes' own index objects: bindings and successor tuples share them
+    index = {pn.label: pn.index for pn in pnodes}
     graph = _Graph(len(index))
     incoming, succ, preds = graph.incoming, graph.succ, graph.preds
     for (up_label, down_label, param, order_only), e in edges.items():
@@ -217,15 +233,14 @@ def _index_edges(
             problems.append(f"cycle: {up_label} -> {up_label}")
             continue
         incoming[d].append((u, param, order_only))
-        ups = preds[d]
-        if u not in ups:
-            ups.add(u)
-            succ[u].append(d)
+        preds[d].append(u)
+        succ[u].append(d)
+    graph.drop_repeats()
     return graph
 
 
 def _topological(
-    pnodes: list[PlanNode], succ: list[list[int]], preds: list[set[int]], problems: list[str]
+    pnodes: list[PlanNode], succ: list[list[int]], preds: list[list[int]], problems: list[str]
 ) -> list[int]:
     indeg = [len(p) for p in preds]
     ready = deque(i for i, d in enumerate(indeg) if d == 0)
@@ -244,7 +259,7 @@ def _topological(
     return order
 
 
-def _find_cycle(left: set[int], succ: list[list[int]], preds: list[set[int]]) -> list[int]:
+def _find_cycle(left: set[int], succ: list[list[int]], preds: list[list[int]]) -> list[int]:
     """One cycle inside ``left`` (nodes that Kahn's algorithm could not order).
 
     ``left`` also holds nodes that are only downstream of a cycle; they are dropped first,

@@ -38,6 +38,7 @@ import random
 import sys
 import threading
 import time
+import typing
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -50,7 +51,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from plait import defaults
-from plait.converter import dumps, loads, structure, to_json_safe
+from plait.converter import dumps, is_json_safe, loads, structure, to_json_safe
 from plait.errors import (
     CacheBypassError,
     CacheKeyError,
@@ -305,6 +306,20 @@ class _KeyMaker:
         return self.prefix + payload
 
 
+def _parsed_as(rtype: Any) -> type | None:
+    """``dict`` for a ``dict[str, Any]`` (or bare ``dict``) return type, ``list`` for
+    ``list[Any]`` (or bare ``list``): the converter would only copy parsed JSON of that
+    type, so it is the value as it is. None for every other type."""
+    if rtype is dict or rtype is list:
+        return cast("type", rtype)
+    origin, args = typing.get_origin(rtype), typing.get_args(rtype)
+    if origin is dict and args == (str, Any):
+        return dict
+    if origin is list and args == (Any,):
+        return list
+    return None
+
+
 # ---------------------------------------------------------------------- shared backends
 class _Registry:
     """Backends plait opened by name, shared by every cached callable of the process."""
@@ -447,6 +462,9 @@ class _Cached:
         self.backend: CacheBackend | None = None
         self._keys: _KeyMaker | None = None
         self._return_type: Any = None
+        #: dict or list when parsed JSON of that type already is a return value (see
+        #: :func:`_parsed_as`): a hit then skips the converter
+        self._parsed_type: type | None = None
         self._lock = threading.Lock()
         self._flights: dict[Any, _Flight] = {}
         _REGISTRY.users.add(self)
@@ -462,6 +480,7 @@ class _Cached:
                 info = describe(self.fn)
                 ret = info.return_type
                 self._return_type = None if ret is EMPTY or ret is Any else ret
+                self._parsed_type = _parsed_as(self._return_type)
         backend = _resolve_backend(self._backend_spec, self._db_path, self._host)
         self.backend = backend
         return backend
@@ -484,7 +503,12 @@ class _Cached:
         if end != len(value_json):
             data = loads(value_json)  # raises ValueError for text that is not JSON
         rtype = self._return_type
-        if rtype is None or (type(data) is rtype and rtype in _SCALAR_RETURNS):
+        kind = type(data)
+        if (
+            rtype is None
+            or kind is self._parsed_type
+            or (kind is rtype and rtype in _SCALAR_RETURNS)
+        ):
             return data
         return structure(data, rtype, where=f"cached value of {self.callable_id}")
 
@@ -499,7 +523,14 @@ class _Cached:
             return False, None
 
     def encode(self, result: Any) -> str:
-        data = to_json_safe(result, self._return_type, where=f"return value of {self.callable_id}")
+        # JSON-safe already (the converter would give the same data back): no converter
+        data = (
+            result
+            if is_json_safe(result)
+            else to_json_safe(
+                result, self._return_type, where=f"return value of {self.callable_id}"
+            )
+        )
         try:
             return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
         except ValueError:  # an infinity: spelled 1e999, read back as inf

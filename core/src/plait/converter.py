@@ -24,6 +24,7 @@ __all__ = [
     "JSON_SCALARS",
     "dumps",
     "get_converter",
+    "is_json_safe",
     "loads",
     "make_converter",
     "structure",
@@ -102,6 +103,15 @@ def _check_json_safe(data: Any, where: str) -> None:
                 "JSON (register a cattrs hook, or use attrs classes, dataclasses, "
                 "datetimes, paths and containers of those)"
             )
+
+
+def is_json_safe(data: Any) -> bool:
+    """Whether ``data`` already is JSON-safe (scalars, lists, tuples, str-keyed dicts)."""
+    try:
+        _check_json_safe(data, "value")
+    except ConversionError:
+        return False
+    return True
 
 
 def to_json_safe(value: Any, as_type: Any = None, *, where: str = "value") -> Any:

@@ -409,7 +409,7 @@ class Dag:
                 if "<locals>" in getattr(target, "__qualname__", ""):
                     # a nested function: its annotations may name the caller's local types
                     localns = dict(sys._getframe(1).f_locals)
-                nsnode = self.namespace.register(target, self._free_nsref(label), localns=localns)
+                nsnode = self.namespace.register_free(target, self._free_base(label), localns)
             self._check_label(label)
             node = DagNode(
                 self,
@@ -526,18 +526,13 @@ class Dag:
                 "to add the same callable twice"
             )
 
-    def _free_nsref(self, label: str) -> str:
+    @staticmethod
+    def _free_base(label: str) -> str:
+        """The namespace leaf a node registers under: its label made an identifier."""
         if type(label) is str and label.isascii() and label.isidentifier():
-            base = label  # nothing to replace: the common case, without the regex
-        else:
-            base = _NOT_IDENT.sub("_", label)
-            if base[0].isdigit():
-                base = f"_{base}"
-        nsref, n = base, 1
-        while nsref in self.namespace:
-            n += 1
-            nsref = f"{base}_{n}"
-        return nsref
+            return label  # nothing to replace: the common case, without the regex
+        base = _NOT_IDENT.sub("_", label)
+        return f"_{base}" if base[0].isdigit() else base
 
     def connect(
         self,
@@ -552,12 +547,19 @@ class Dag:
             if not isinstance(end, DagNode):
                 raise TypeError(f"edges connect DagNodes, got {end!r}")
         key = (upstream.label, downstream.label, param, order_only)
-        if key in self._edges:
+        edges = self._edges
+        if key in edges:
             return downstream
-        if self._holds(upstream) and self._holds(downstream):
-            self._edges[key] = None
+        nodes = self._nodes
+        if (
+            upstream.dag is self
+            and downstream.dag is self
+            and nodes.get(key[0]) is upstream
+            and nodes.get(key[1]) is downstream
+        ):
+            edges[key] = None  # both ends are this Dag's own: found by label when compiled
         else:
-            self._edges[key] = Edge(upstream, downstream, param, order_only)
+            edges[key] = Edge(upstream, downstream, param, order_only)
         self._plan = None
         return downstream
 

@@ -245,6 +245,21 @@ class Namespace:
             return NotImplemented
         return _identity(self) == _identity(other)
 
+    def register_free(
+        self, fn: Callable[..., Any], base: str, localns: dict[str, Any] | None = None
+    ) -> NamespaceNode:
+        """Register ``fn`` at the leaf ``base`` (an identifier), or ``base_2``, ``base_3``...
+        when it is taken: what :meth:`plait.dag.Dag.node` does for every plain callable."""
+        leaves, leaf, n = self._leaves, base, 1
+        plain = base.isascii() and base.isidentifier()
+        while (leaf in leaves) if plain else (leaf in self):
+            n += 1
+            leaf = f"{base}_{n}"
+        if plain and leaf not in self._branches:
+            node = leaves[leaf] = NamespaceNode(fn, leaf, None, localns)
+            return node
+        return self.register(fn, leaf, localns=localns)  # raises the error naming it
+
     def get(self, nsref: str) -> NamespaceNode:
         """The node at ``nsref``; :class:`NsrefError` naming it when there is none."""
         branches, leaf = parse_nsref(nsref)

@@ -362,6 +362,8 @@ def test_pushbacks_are_shared_and_pruned(tmp_path: Path) -> None:
         assert one.pushbacks(100.0) == two.pushbacks(100.0) == {"market": 200.0, "weather": 300.0}
         assert one.prune(250.0) == 0
         assert two.pushbacks(0.0) == {"weather": 300.0}  # the ended one was dropped
+
+
 # a plait cache whose last writer (a process that died without closing) bumped the schema:
 # the new version is only in the -wal
 BUMP_LEAVING_A_WAL = """

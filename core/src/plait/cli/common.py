@@ -11,15 +11,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import click
-from rich.console import Console
-from rich.text import Text
 
-from plait.converter import get_converter, to_json_safe
 from plait.errors import ConversionError
-from plait.plugins import PluginHost
-from plait.records import RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from plait.plugins import PluginHost
+    from plait.records import RunRecord, RunStatus
+
+# `plait --version` and `plait --help` load this module: the engine, the converter, anyio,
+# rich and the plugin host are imported by the functions that use them.
 
 if TYPE_CHECKING:
     from plait.config import Config
@@ -105,10 +109,14 @@ class State:
     @property
     def host(self) -> PluginHost:
         if self._host is None:
+            from plait.plugins import PluginHost
+
             self._host = PluginHost()
         return self._host
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        import anyio
+
         async def call() -> T:
             return await fn()
 
@@ -139,6 +147,8 @@ def echo_error(message: str) -> None:
 
 def make_console() -> Console:
     """A rich console; without a terminal: no colour, ``$COLUMNS`` wide (else 160)."""
+    from rich.console import Console
+
     console = Console(highlight=False)
     if not console.is_terminal:
         width = int(os.environ.get("COLUMNS", "0") or 0) or 160
@@ -151,15 +161,21 @@ def echo_json(data: Any) -> None:
 
 
 def status_text(status: str) -> Text:
+    from rich.text import Text
+
     return Text(str(status), style=STATUS_STYLE.get(str(status), ""))
 
 
 def run_header(run_id: str, status: str, elapsed: float) -> Text:
     """``run <id> <status> in 1.23 s``."""
+    from rich.text import Text
+
     return Text.assemble("run ", (run_id, "bold"), " ", status_text(status), f" in {elapsed:.2f} s")
 
 
 def exit_code(status: RunStatus) -> int:
+    from plait.records import RunStatus
+
     if status is RunStatus.COMPLETED:
         return EXIT_OK
     if status is RunStatus.PAUSED:
@@ -168,10 +184,14 @@ def exit_code(status: RunStatus) -> int:
 
 
 def to_json(value: Any) -> Any:
+    from plait.converter import get_converter
+
     return get_converter().unstructure(value)
 
 
 def output_json(value: Any, label: str) -> Any:
+    from plait.converter import to_json_safe
+
     try:
         return to_json_safe(value, where=f"output {label}")
     except ConversionError:
@@ -198,6 +218,8 @@ def format_ms(ms: float | None) -> str:
 
 
 def run_ms(run: RunRecord) -> float | None:
+    from plait.records import RunStatus
+
     end = run.finished_at or (datetime.now(UTC) if run.status is RunStatus.RUNNING else None)
     if end is None:
         return None
