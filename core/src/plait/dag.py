@@ -487,8 +487,8 @@ class Dag:
             elif isinstance(target, NamespaceNode) or callable(target):
                 sub = Dag(f"{label}[{key}]")
                 if not isinstance(target, NamespaceNode):
-                    target = sub.namespace.register(
-                        target, sub._free_nsref(_name_of(target)), localns=localns
+                    target = sub.namespace.register_free(
+                        target, sub._free_base(_name_of(target)), localns
                     )
                 sub.node(target, label=_name_of(target.fn))
                 subs[key] = sub
