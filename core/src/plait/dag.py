@@ -329,8 +329,8 @@ class Dag:
             base = label  # nothing to replace: the common case, without the regex
         else:
             base = _NOT_IDENT.sub("_", label)
-            if base[0].isdigit():
-                base = f"_{base}"
+            if not base.isidentifier():  # a leading digit, or a character no name may hold
+                base = "".join(c if f"_{c}".isidentifier() else "_" for c in f"_{base}")
         nsref, n = base, 1
         while nsref in self.namespace:
             n += 1

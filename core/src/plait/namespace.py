@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any
 
 from plait.errors import DuplicateNameError, NsrefError
 from plait.introspect import CallableInfo, describe
 
 __all__ = ["Namespace", "NamespaceNode", "format_nsref", "parse_nsref"]
 
-_IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
 
 def parse_nsref(nsref: str) -> tuple[tuple[str, ...], str]:
-    """Split ``"a.b:name"`` into ``(("a", "b"), "name")``. ``"name"`` has no branches."""
+    """Split ``"a.b:name"`` into ``(("a", "b"), "name")``. ``"name"`` has no branches.
+
+    Branches and leaf are Python identifiers (``str.isidentifier``: ``"café"`` and
+    ``"节点"`` are fine)."""
     if type(nsref) is str and nsref.isascii() and nsref.isidentifier():
-        return (), nsref  # a bare leaf: what every node of a Dag registers under
+        return (), nsref  # a bare ASCII leaf: what nearly every node of a Dag registers under
     if not isinstance(nsref, str):
         raise NsrefError(f"nsref must be a string like 'a.b:name', got {type(nsref).__name__}")
     branch_part, colon, leaf = nsref.rpartition(":")
@@ -27,7 +27,7 @@ def parse_nsref(nsref: str) -> tuple[tuple[str, ...], str]:
         raise NsrefError(f"malformed nsref {nsref!r}: more than one ':' (expected 'a.b:name')")
     branches = tuple(branch_part.split(".")) if colon else ()
     for part in (*branches, leaf):
-        if not _IDENT.match(part):
+        if not part.isidentifier():
             where = "leaf" if part is leaf else "branch"
             raise NsrefError(
                 f"malformed nsref {nsref!r}: {where} {part!r} is not an identifier "
@@ -133,7 +133,7 @@ class Namespace:
 
     def __contains__(self, nsref: object) -> bool:
         if type(nsref) is str and nsref.isascii() and nsref.isidentifier():
-            return nsref in self._leaves  # a bare leaf (no branches)
+            return nsref in self._leaves  # a bare ASCII leaf (no branches): the fast path
         if not isinstance(nsref, str):
             return False
         try:
