@@ -21,6 +21,7 @@ __all__ = [
     "JSON_SCALARS",
     "dumps",
     "get_converter",
+    "json_equal",
     "loads",
     "make_converter",
     "structure",
@@ -156,6 +157,12 @@ def dumps(data: Any) -> str:
 
 def loads(text: str) -> Any:
     return json.loads(text)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Whether JSON-safe ``a`` and ``b`` are the same JSON (a tuple is a list, ``1`` is
+    ``1.0``)."""
+    return bool(a == b) or loads(dumps(a)) == loads(dumps(b))
 
 
 def _type_name(tp: Any) -> str:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
     "BackendError",
     "BackendNotFoundError",
     "CacheKeyError",
@@ -25,6 +27,7 @@ __all__ = [
     "MapInputError",
     "NodeTimeoutError",
     "NsrefError",
+    "OutputNotStoredError",
     "PlaitError",
     "PlaitWarning",
     "PluginHookError",
@@ -37,6 +40,16 @@ __all__ = [
 
 class PlaitError(Exception):
     """Root of every error plait raises on purpose."""
+
+
+class ArgumentError(PlaitError, ValueError):
+    """An argument of a plait function has a value it cannot take (``max_concurrency=0``,
+    ``retries=-1``, a naive datetime, a NUL byte in a path). The message names it."""
+
+
+class ArgumentTypeError(PlaitError, TypeError):
+    """An argument of a plait function has the wrong type (``max_concurrency="4"``,
+    ``retries=2.5``, ``DagRunner("x")``). The message names it and the type it takes."""
 
 
 class NsrefError(PlaitError, ValueError):
@@ -96,6 +109,11 @@ class StoreError(PlaitError, OSError):
 
 class RunNotFoundError(PlaitError, LookupError):
     """No run with that id is recorded in the provenance store."""
+
+
+class OutputNotStoredError(PlaitError, LookupError):
+    """A node's output was recorded as not restorable (it had no JSON form), so it cannot
+    be read back as a value."""
 
 
 class RestartError(PlaitError, RuntimeError):

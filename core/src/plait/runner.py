@@ -21,6 +21,7 @@ from plait._engine import recording, scheduler
 from plait._engine.composite import run_composite
 from plait._engine.environment import Environment
 from plait._engine.run import HOST, Prefill, RunState, restorable
+from plait._plan import input_dicts
 from plait.converter import structure
 from plait.dag import Dag, Plan
 from plait.errors import RestartError
@@ -169,9 +170,9 @@ class DagRunner:
     ) -> DagRunResult:
         """Run the DAG once. ``source_inputs`` maps source labels to parameter values."""
         plan = self.dag.plan()
-        inputs = {k: dict(v) for k, v in (source_inputs or {}).items()}
-        plan.structure_inputs(inputs)
+        inputs = input_dicts(source_inputs)
         prov = self.provenance
+        plan.structure_inputs(inputs, stored=prov.stores_values)
         record = recording.new_run(
             dag_nsref or self.dag.nsref,
             recording.json_inputs(plan, inputs, prov),

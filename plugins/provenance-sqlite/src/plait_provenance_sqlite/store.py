@@ -37,7 +37,7 @@ import attrs
 import platformdirs
 
 from plait.converter import structure
-from plait.errors import StoreError
+from plait.errors import OutputNotStoredError, StoreError
 from plait.loops import LoopLocal
 from plait.records import (
     EdgeRecord,
@@ -403,13 +403,21 @@ class SqliteProvenance:
     async def get_node_output(self, run_id: str, label: str, as_type: Any = None) -> NodeOutput:
         """The output of the node's latest execution; restored as ``as_type`` if given.
 
-        Raises :class:`RunNotFoundError` or :class:`NodeNotFoundError` naming what is missing.
+        Raises :class:`RunNotFoundError` or :class:`NodeNotFoundError` naming what is missing,
+        :class:`~plait.errors.OutputNotStoredError` when ``as_type`` is asked of an output
+        that was recorded as not restorable.
         """
         node = await self._in_run(
             run_id, lambda conn, span: _queries.latest_node(conn, run_id, span, label)
         )
         output = node.output
         if as_type is not None and node.status.has_output:
+            if not node.restorable:
+                raise OutputNotStoredError(
+                    f"run {run_id!r}: the output of node {label!r} was not stored (it had no "
+                    "JSON form when the node ran), so it cannot be restored as "
+                    f"{getattr(as_type, '__qualname__', as_type)}"
+                )
             output = structure(output, as_type, where=f"output of node {label!r}")
         return NodeOutput(
             run_id=run_id,
