@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import pickle
+import signal
+import sys
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar, cast
@@ -23,6 +28,58 @@ from plait_executors._pickling import dumps_call, dumps_result
 T = TypeVar("T")
 
 START_METHODS = ("spawn", "forkserver")
+
+
+#: how often a worker checks that the process that started it is still alive (seconds)
+PARENT_POLL = 0.2
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_runner(runner: int, pdeathsig: bool) -> None:
+    """Worker initializer: end this worker when the runner process ``runner`` dies.
+
+    A worker finishing a node after its runner was killed would do work a restart does
+    again. On Linux the kernel kills the worker (``PR_SET_PDEATHSIG``) when the thread that
+    started it dies, so that is asked only when the runner's main thread started the pool
+    and is the worker's parent (``spawn``). Everywhere, a daemon thread checks every
+    :data:`PARENT_POLL` seconds that the worker's parent is the same and the runner alive
+    (with ``forkserver`` the parent is the fork server, which may outlive the runner).
+    """
+    started_by = os.getppid()
+    if pdeathsig and started_by == runner and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def runner_alive() -> bool:
+        if os.getppid() != started_by:
+            return False
+        try:
+            os.kill(runner, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return not _zombie(runner)
+
+    if not runner_alive():
+        os._exit(1)  # the runner died before this worker was ready
+
+    def watch() -> None:
+        while runner_alive():
+            time.sleep(PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="plait-runner-watch", daemon=True).start()
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (Linux; elsewhere: no)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _run_pickled(payload: bytes) -> bytes:
@@ -45,7 +102,8 @@ class ProcessExecutor:
 
     Calls wait for a free worker before they are submitted, so cancellation drops every call
     that has not started; calls already running in a worker are abandoned, and their workers
-    are terminated by :meth:`aclose`. A worker that dies (killed,
+    are terminated by :meth:`aclose`. Workers end when the runner's process dies (killed
+    included), so no node finishes after its runner is gone. A worker that dies (killed,
     segfault) fails its node with :class:`ExecutorError`; the pool is replaced, so a retry of
     the node or the next node gets fresh workers.
     """
@@ -73,7 +131,10 @@ class ProcessExecutor:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    self.max_workers, mp_context=multiprocessing.get_context(self.start_method)
+                    self.max_workers,
+                    mp_context=multiprocessing.get_context(self.start_method),
+                    initializer=_exit_with_runner,
+                    initargs=(os.getpid(), threading.current_thread() is threading.main_thread()),
                 )
             return self._pool
 
