@@ -44,8 +44,15 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from plait import defaults
-from plait.converter import loads, structure, to_json_safe
-from plait.errors import CacheKeyError, ConversionError, NsrefError, PlaitWarning, TtlError
+from plait.converter import get_converter, loads, structure, to_json_safe
+from plait.errors import (
+    CacheKeyError,
+    ConversionError,
+    NsrefError,
+    PlaitWarning,
+    StoreError,
+    TtlError,
+)
 from plait.records import CacheStats
 
 if TYPE_CHECKING:
@@ -374,15 +381,20 @@ def _resolve_backend(
 
 
 # ---------------------------------------------------------------------- the cached callable
+_UNSET: Final = object()
+
+
 class _Flight:
     """One in-progress computation that identical concurrent calls wait for."""
 
-    __slots__ = ("done", "error", "value_json")
+    __slots__ = ("done", "error", "result", "value_json")
 
     def __init__(self, done: Any) -> None:
         self.done = done
         self.value_json: str | None = None
         self.error: Exception | None = None
+        #: the leader's value when it could not be stored (no ``value_json`` then)
+        self.result: Any = _UNSET
 
 
 class _Cached:
@@ -470,6 +482,25 @@ class _Cached:
         data = to_json_safe(result, self._return_type, where=f"return value of {self.callable_id}")
         return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
+    def encode_storable(self, result: Any) -> str | None:
+        """``result`` as JSON text, or None (with a :class:`PlaitWarning`) when it holds a
+        non-finite float, which JSON cannot hold. A type with no JSON form still raises."""
+        try:
+            return self.encode(result)
+        except (ConversionError, ValueError) as exc:
+            if not _has_non_finite(result):
+                raise
+            self.not_stored(f"it holds a non-finite float ({exc})")
+            return None
+
+    def not_stored(self, reason: str) -> None:
+        """Warn that a computed value is returned without being cached, and why."""
+        warnings.warn(
+            f"{self.callable_id}: the computed value is returned but not cached: {reason}",
+            PlaitWarning,
+            stacklevel=5,
+        )
+
     def decide(self, entry: CacheEntry | None) -> int:
         if entry is None:
             return _MISS
@@ -550,6 +581,8 @@ class _Cached:
                     flight = self._flights[key] = _Flight(threading.Event())
             if not leader:
                 flight.done.wait()
+                if flight.result is not _UNSET:
+                    return flight.result
                 if flight.value_json is not None:
                     backend.record_stats(self.callable_id, hits=1)
                     return self.restore(flight.value_json)
@@ -567,9 +600,18 @@ class _Cached:
                         backend.record_stats(self.callable_id, hits=1)
                         return value
                 result = self.fn(*args, **kwargs)
-                value_json = self.encode(result)
-                stored_at = self._clock()
-                backend.store(key, self.callable_id, value_json, stored_at, stored_at + self.max_s)
+                value_json = self.encode_storable(result)
+                if value_json is not None:
+                    stored_at = self._clock()
+                    try:
+                        backend.store(
+                            key, self.callable_id, value_json, stored_at, stored_at + self.max_s
+                        )
+                    except StoreError as exc:
+                        self.not_stored(str(exc))
+                        value_json = None
+                if value_json is None:
+                    flight.result = result
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
@@ -626,6 +668,8 @@ class _Cached:
                     flight = self._flights[flight_key] = _Flight(anyio.Event())
             if not leader:
                 await flight.done.wait()
+                if flight.result is not _UNSET:
+                    return flight.result
                 if flight.value_json is not None:
                     backend.record_stats(self.callable_id, hits=1)
                     return self.restore(flight.value_json)
@@ -643,17 +687,24 @@ class _Cached:
                         backend.record_stats(self.callable_id, hits=1)
                         return value
                 result = await self.fn(*args, **kwargs)
-                value_json = self.encode(result)
-                stored_at = self._clock()
-                await anyio.to_thread.run_sync(
-                    backend.store,
-                    key,
-                    self.callable_id,
-                    value_json,
-                    stored_at,
-                    stored_at + self.max_s,
-                    limiter=_limiter(),
-                )
+                value_json = self.encode_storable(result)
+                if value_json is not None:
+                    stored_at = self._clock()
+                    try:
+                        await anyio.to_thread.run_sync(
+                            backend.store,
+                            key,
+                            self.callable_id,
+                            value_json,
+                            stored_at,
+                            stored_at + self.max_s,
+                            limiter=_limiter(),
+                        )
+                    except StoreError as exc:
+                        self.not_stored(str(exc))
+                        value_json = None
+                if value_json is None:
+                    flight.result = result
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
@@ -680,6 +731,24 @@ class _Cached:
 
     def clear(self) -> int:
         return self._backend().clear(self.callable_id)
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether ``value`` (unstructured by the converter) holds an infinite or NaN float."""
+    try:
+        stack = [get_converter().unstructure(value)]
+    except Exception:
+        return False
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return False
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
