@@ -125,8 +125,6 @@ class Plan:
         for i in self.sources:
             node = self.nodes[i]
             given = source_inputs.get(node.label, {})
-            if not isinstance(given, dict):
-                continue  # reported by _unknown_inputs
             for p in node.input_params:
                 if p.name in given:
                     problem = _fit_input(node.label, p, given, stored=stored)

@@ -43,9 +43,10 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from plait import defaults
+from plait import arguments, defaults
 from plait.converter import get_converter, loads, structure, to_json_safe
 from plait.errors import (
+    ArgumentTypeError,
     CacheKeyError,
     ConversionError,
     NsrefError,
@@ -139,6 +140,8 @@ def _ttl_seconds(value: object, name: str) -> float:
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value) * DAY
+    elif value is None:
+        raise TtlError(f"{name} is required: write @cached(min_ttl=..., max_ttl=...) (days)")
     elif callable(value):
         raise TtlError(
             f"{name} must be a number of days or a timedelta, got the callable {value!r}: "
@@ -758,8 +761,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def cached(
-    min_ttl: float | timedelta,
-    max_ttl: float | timedelta,
+    min_ttl: float | timedelta | None = None,
+    max_ttl: float | timedelta | None = None,
     backend: str | CacheBackend | None = None,
     version: str | int | None = None,
     *,
@@ -783,12 +786,13 @@ def cached(
     naming the parameter.
     """
     min_s, max_s = _ttls(min_ttl, max_ttl)
+    _check_backend_arguments(backend, db_path)
     if version is not None and type(version) not in (str, int):
         raise CacheKeyError(f"version must be a str or an int, not {type(version).__name__}")
 
     def decorate(fn: Callable[P, R]) -> CachedFunction[P, R]:
         if not callable(fn):
-            raise TypeError(f"@cached can only decorate a callable, not {fn!r}")
+            raise ArgumentTypeError(f"@cached can only decorate a callable, not {fn!r:.60}")
         state = _Cached(
             fn,
             min_s=min_s,
@@ -825,6 +829,18 @@ def cached(
 
 
 # ---------------------------------------------------------------------- registration
+def _check_backend_arguments(backend: object, db_path: object) -> None:
+    if backend is not None and not isinstance(backend, str):
+        missing = [m for m in ("lookup", "store") if not callable(getattr(backend, m, None))]
+        if missing:
+            raise ArgumentTypeError(
+                f"cached(): backend must be a backend name or a cache backend, got "
+                f"{type(backend).__name__} {backend!r:.60} (it has no {', '.join(missing)})"
+            )
+    if db_path is not None:
+        arguments.file_path(db_path, name="db_path", where="cached()")
+
+
 def _import_gref(gref: str) -> Callable[..., Any]:
     module_name, colon, attr_path = gref.partition(":")
     if not colon or not module_name or not attr_path:

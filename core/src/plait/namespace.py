@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from plait.errors import DuplicateNameError, NsrefError
+from plait.errors import ArgumentTypeError, DuplicateNameError, NsrefError
 from plait.introspect import CallableInfo, describe
 
 __all__ = ["Namespace", "NamespaceNode", "format_nsref", "parse_nsref"]
@@ -57,7 +57,7 @@ class NamespaceNode:
         localns: dict[str, Any] | None = None,
     ) -> None:
         if not callable(fn):
-            raise TypeError(f"cannot register {fn!r} at {nsref!r}: not callable")
+            raise ArgumentTypeError(f"cannot register {fn!r:.60} at {nsref!r}: not callable")
         self.fn = fn
         self.nsref = nsref
         self.decorator = decorator

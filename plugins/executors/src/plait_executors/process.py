@@ -19,7 +19,8 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from plait.errors import ExecutorError
+from plait import arguments
+from plait.errors import ArgumentError, ExecutorError
 from plait.executors import CallResult, NodeCall
 from plait.loops import LoopLocal, wait_done
 from plait.pickling import callable_name
@@ -113,10 +114,9 @@ class ProcessExecutor:
     def __init__(self, max_workers: int | None = None, *, start_method: str = "spawn") -> None:
         if max_workers is None:
             max_workers = os.cpu_count() or 1
-        if max_workers < 1:
-            raise ValueError(f"ProcessExecutor: max_workers must be >= 1, got {max_workers}")
+        arguments.count(max_workers, name="max_workers", where="ProcessExecutor()", minimum=1)
         if start_method not in START_METHODS:
-            raise ValueError(
+            raise ArgumentError(
                 f"ProcessExecutor: start_method must be one of {START_METHODS}, "
                 f"got {start_method!r}"
             )

@@ -36,6 +36,7 @@ import anyio.to_thread
 import attrs
 import platformdirs
 
+from plait import arguments
 from plait.converter import structure
 from plait.errors import OutputNotStoredError, StoreError
 from plait.loops import LoopLocal
@@ -113,7 +114,11 @@ class SqliteProvenance:
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, timeout: float = 30.0
     ) -> None:
-        self._requested = None if path is None else Path(path).expanduser()
+        self._requested = (
+            None
+            if path is None
+            else arguments.file_path(path, name="path", where="SqliteProvenance()").expanduser()
+        )
         self._path: Path | None = self._requested
         self.timeout = timeout
         self._conn: sqlite3.Connection | None = None
@@ -487,8 +492,7 @@ class SqliteProvenance:
         batch_size: int = 500,
     ) -> AsyncIterator[list[RunRecord]]:
         """Runs started in ``[start, end)``, oldest first, in lists of ``batch_size``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        arguments.count(batch_size, name="batch_size", where="SqliteProvenance", minimum=1)
         low = -(2**62) if start is None else query_us(start, "start")
         high = 2**62 if end is None else query_us(end, "end")
         async for rows in self._run_pages(
@@ -506,8 +510,7 @@ class SqliteProvenance:
 
         Grouped by run (runs in start order), each run's changes in time order.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        arguments.count(batch_size, name="batch_size", where="SqliteProvenance", minimum=1)
         low = -(2**62) if start is None else query_us(start, "start")
         high = 2**62 if end is None else query_us(end, "end")
         pending: list[StatusChange] = []
