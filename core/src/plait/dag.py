@@ -93,22 +93,18 @@ class DagNode:
         retry_backoff: float = 0.1,
         timeout: float | None = None,
     ) -> None:
-        where = f"node {label!r}"
-        if executor is not None:
-            arguments.instance(executor, str, name="executor", where=where)
+        if not (retries == 0 and retry_backoff == 0.1 and timeout is None and executor is None) or (
+            type(retries) is not int or type(retry_backoff) is not float
+        ):
+            # anything but the defaults (the common case, checked by the cheap test above)
+            _check_node_options(label, executor, retries, retry_backoff, timeout)
         self.dag = dag
         self.label = label
         self.nsnode = nsnode
         self.executor = executor
-        self.retries = arguments.count(retries, name="retries", where=where, minimum=0)
-        self.retry_backoff = arguments.seconds(
-            retry_backoff, name="retry_backoff", where=where, zero=True
-        )
-        self.timeout = (
-            None
-            if timeout is None
-            else arguments.seconds(timeout, name="timeout", where=where, zero=False)
-        )
+        self.retries = retries
+        self.retry_backoff = float(retry_backoff)
+        self.timeout = None if timeout is None else float(timeout)
 
     # ------------------------------------------------------------------ wiring sugar
     def __rshift__(self, other: DagNode | Sequence[DagNode]) -> Any:
@@ -154,6 +150,18 @@ class DagNode:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label!r}>"
+
+
+def _check_node_options(
+    label: str, executor: object, retries: object, retry_backoff: object, timeout: object
+) -> None:
+    where = f"node {label!r}"
+    if executor is not None:
+        arguments.instance(executor, str, name="executor", where=where)
+    arguments.count(retries, name="retries", where=where, minimum=0)
+    arguments.seconds(retry_backoff, name="retry_backoff", where=where, zero=True)
+    if timeout is not None:
+        arguments.seconds(timeout, name="timeout", where=where, zero=False)
 
 
 class CompositeNode(DagNode):
