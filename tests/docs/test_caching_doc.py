@@ -29,7 +29,7 @@ def python_blocks(text: str) -> list[str]:
 @pytest.mark.anyio
 async def test_caching_how_to_examples_run(tmp_path: Path) -> None:
     blocks = python_blocks(DOC.read_text())
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict[str, Any] = {"__name__": "caching_doc"}
     for block in blocks:
         exec(compile(block, str(DOC), "exec", dont_inherit=True), namespace)

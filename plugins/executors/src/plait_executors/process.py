@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import pickle
@@ -48,6 +47,8 @@ def _exit_with_runner(runner: int, pdeathsig: bool) -> None:
     """
     started_by = os.getppid()
     if pdeathsig and started_by == runner and sys.platform.startswith("linux"):
+        import ctypes  # here: only the Linux workers of a main-thread pool need it
+
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
