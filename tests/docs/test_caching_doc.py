@@ -30,7 +30,7 @@ def python_blocks(text: str) -> list[str]:
 async def test_caching_how_to_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the examples' relative paths land here
     blocks = python_blocks(DOC.read_text())
-    assert len(blocks) == 7
+    assert len(blocks) == 8
     namespace: dict[str, Any] = {"__name__": "caching_doc"}
     for block in blocks:
         exec(compile(block, str(DOC), "exec", dont_inherit=True), namespace)

@@ -16,13 +16,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from plait._wiring import Incoming, Wiring
-from plait.errors import DagValidationError, InputError
+from plait.converter import json_equal, structure, to_json_safe
+from plait.errors import ConversionError, DagValidationError, InputError
 from plait.introspect import EMPTY, ParamInfo
 
 if TYPE_CHECKING:
     from plait.dag import Dag, DagNode, Edge
 
-__all__ = ["EdgeKey", "Plan", "PlanNode", "compile_plan"]
+__all__ = ["EdgeKey", "Plan", "PlanNode", "compile_plan", "input_dicts"]
 
 #: An edge as a Dag stores it: (upstream label, downstream label, param, order_only).
 EdgeKey = tuple[str, str, str | None, bool]
@@ -109,14 +110,27 @@ class Plan:
                     todo.append(s)
         return seen
 
-    def structure_inputs(self, source_inputs: Mapping[str, Any]) -> None:
-        """Check run inputs against source parameters; raise one InputError listing all."""
+    def structure_inputs(self, source_inputs: dict[str, dict[str, Any]], *, stored: bool) -> None:
+        """Check run inputs against source parameters; raise one InputError listing all.
+
+        A value must survive the trip to JSON and back as its parameter's type, since a
+        restart restores the inputs from their JSON form: ``"abc"`` or ``"1"`` for an
+        ``int`` is refused. A value that is not an instance of its parameter's class but
+        makes the trip unchanged (a ``str`` for a ``Path``, an ``int`` for a ``float``) is
+        replaced by the restored value, so a run and its restart see the same inputs.
+        ``stored`` says whether the run's inputs are recorded; when not, a value that has no
+        JSON form is passed as it is.
+        """
         problems = self._unknown_inputs(source_inputs)
         for i in self.sources:
             node = self.nodes[i]
             given = source_inputs.get(node.label, {})
             for p in node.input_params:
-                if p.required and p.name not in given:
+                if p.name in given:
+                    problem = _fit_input(node.label, p, given, stored=stored)
+                    if problem:
+                        problems.append(problem)
+                elif p.required:
                     problems.append(
                         f"node {node.label!r}: missing input for required parameter {p.describe()}"
                     )
@@ -143,6 +157,60 @@ class Plan:
                         f"(inputs: {', '.join(sorted(known)) or 'none'})"
                     )
         return problems
+
+
+def input_dicts(source_inputs: Any) -> dict[str, dict[str, Any]]:
+    """A copy of ``source_inputs`` (``{"label": {"param": value}}``) as plain dicts;
+    :class:`InputError` naming ``source_inputs`` (and the label) when its shape is wrong."""
+    if source_inputs is None:
+        return {}
+    if not isinstance(source_inputs, Mapping):
+        raise InputError(
+            "source_inputs must map node labels to {parameter: value} dicts, got "
+            f"{type(source_inputs).__name__} {source_inputs!r:.80}"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for label, params in source_inputs.items():
+        if not isinstance(params, Mapping):
+            raise InputError(
+                f"source_inputs[{label!r}] must map parameter names of node {label!r} to "
+                f"values, got {type(params).__name__} {params!r:.80}"
+            )
+        out[label] = dict(params)
+    return out
+
+
+def _fit_input(label: str, param: ParamInfo, given: dict[str, Any], *, stored: bool) -> str:
+    """Why ``given[param.name]`` does not fit ``param`` (empty when it does); replaces the
+    value by its restored form when that differs only in type (see ``structure_inputs``)."""
+    tp = param.annotation
+    if tp is EMPTY or tp is Any:
+        return ""
+    value = given[param.name]
+    try:
+        instance = isinstance(tp, type) and isinstance(value, tp)
+    except TypeError:  # a protocol that is not runtime checkable, say
+        instance = False
+    if instance:
+        return ""
+    where = f"node {label!r}: input {param.name!r}"
+    try:
+        data = to_json_safe(value, where=where)
+    except ConversionError as exc:
+        return str(exc) if stored else ""
+    try:
+        restored = structure(data, tp, where=where)
+        same = json_equal(to_json_safe(restored, tp, where=where), data)
+    except ConversionError:
+        same = False
+    if not same:
+        return (
+            f"{where} expects {param.describe()}, got {type(value).__name__} {value!r:.80}, "
+            f"which a restart could not restore as it was"
+        )
+    if isinstance(tp, type):
+        given[param.name] = restored
+    return ""
 
 
 # ---------------------------------------------------------------------- compilation

@@ -50,14 +50,16 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from plait import defaults
-from plait.converter import dumps, is_json_safe, loads, structure, to_json_safe
+from plait import arguments, defaults
+from plait.converter import dumps, get_converter, is_json_safe, loads, structure, to_json_safe
 from plait.errors import (
+    ArgumentTypeError,
     CacheBypassError,
     CacheKeyError,
     CachePushback,
     ConversionError,
     PlaitWarning,
+    StoreError,
     TtlError,
 )
 from plait.gref import resolve_callable
@@ -152,6 +154,8 @@ def _ttl_seconds(value: object, name: str) -> float:
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value) * DAY
+    elif value is None:
+        raise TtlError(f"{name} is required: write @cached(min_ttl=..., max_ttl=...) (days)")
     elif callable(value):
         raise TtlError(
             f"{name} must be a number of days or a timedelta, got the callable {value!r}: "
@@ -418,15 +422,20 @@ def _resolve_backend(
 
 
 # ---------------------------------------------------------------------- the cached callable
+_UNSET: Final = object()
+
+
 class _Flight:
     """One in-progress computation that identical concurrent calls wait for."""
 
-    __slots__ = ("done", "error", "value_json")
+    __slots__ = ("done", "error", "result", "value_json")
 
     def __init__(self, done: Any) -> None:
         self.done = done
         self.value_json: str | None = None
         self.error: Exception | None = None
+        #: the leader's value when it could not be stored (no ``value_json`` then)
+        self.result: Any = _UNSET
 
 
 class _Cached:
@@ -535,6 +544,25 @@ class _Cached:
             return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
         except ValueError:  # an infinity: spelled 1e999, read back as inf
             return dumps(data)
+
+    def encode_storable(self, result: Any) -> str | None:
+        """``result`` as JSON text, or None (with a :class:`PlaitWarning`) when it holds a
+        non-finite float, which JSON cannot hold. A type with no JSON form still raises."""
+        try:
+            return self.encode(result)
+        except (ConversionError, ValueError) as exc:
+            if not _has_non_finite(result):
+                raise
+            self.not_stored(f"it holds a non-finite float ({exc})")
+            return None
+
+    def not_stored(self, reason: str) -> None:
+        """Warn that a computed value is returned without being cached, and why."""
+        warnings.warn(
+            f"{self.callable_id}: the computed value is returned but not cached: {reason}",
+            PlaitWarning,
+            stacklevel=5,
+        )
 
     def decide(self, entry: CacheEntry | None, backend: CacheBackend) -> int:
         if entry is None:
@@ -655,6 +683,8 @@ class _Cached:
                     flight = self._flights[key] = _Flight(threading.Event())
             if not leader:
                 flight.done.wait()
+                if flight.result is not _UNSET:
+                    return flight.result
                 if flight.value_json is not None:
                     backend.record_stats(self.callable_id, hits=1)
                     return self.restore(flight.value_json)
@@ -672,9 +702,18 @@ class _Cached:
                         backend.record_stats(self.callable_id, hits=1)
                         return value
                 result = self._compute(args, kwargs)
-                value_json = self.encode(result)
-                stored_at = self._clock()
-                backend.store(key, self.callable_id, value_json, stored_at, stored_at + self.max_s)
+                value_json = self.encode_storable(result)
+                if value_json is not None:
+                    stored_at = self._clock()
+                    try:
+                        backend.store(
+                            key, self.callable_id, value_json, stored_at, stored_at + self.max_s
+                        )
+                    except StoreError as exc:
+                        self.not_stored(str(exc))
+                        value_json = None
+                if value_json is None:
+                    flight.result = result
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
@@ -733,6 +772,8 @@ class _Cached:
                     flight = self._flights[flight_key] = _Flight(anyio.Event())
             if not leader:
                 await flight.done.wait()
+                if flight.result is not _UNSET:
+                    return flight.result
                 if flight.value_json is not None:
                     backend.record_stats(self.callable_id, hits=1)
                     return self.restore(flight.value_json)
@@ -750,17 +791,24 @@ class _Cached:
                         backend.record_stats(self.callable_id, hits=1)
                         return value
                 result = await self._acompute(args, kwargs)
-                value_json = self.encode(result)
-                stored_at = self._clock()
-                await anyio.to_thread.run_sync(
-                    backend.store,
-                    key,
-                    self.callable_id,
-                    value_json,
-                    stored_at,
-                    stored_at + self.max_s,
-                    limiter=_limiter(),
-                )
+                value_json = self.encode_storable(result)
+                if value_json is not None:
+                    stored_at = self._clock()
+                    try:
+                        await anyio.to_thread.run_sync(
+                            backend.store,
+                            key,
+                            self.callable_id,
+                            value_json,
+                            stored_at,
+                            stored_at + self.max_s,
+                            limiter=_limiter(),
+                        )
+                    except StoreError as exc:
+                        self.not_stored(str(exc))
+                        value_json = None
+                if value_json is None:
+                    flight.result = result
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
@@ -792,6 +840,24 @@ class _Cached:
         return self._backend().clear(self.callable_id)
 
 
+def _has_non_finite(value: Any) -> bool:
+    """Whether ``value`` (unstructured by the converter) holds an infinite or NaN float."""
+    try:
+        stack = [get_converter().unstructure(value)]
+    except Exception:
+        return False
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return False
+
+
 def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
@@ -799,8 +865,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def cached(
-    min_ttl: float | timedelta,
-    max_ttl: float | timedelta,
+    min_ttl: float | timedelta | None = None,
+    max_ttl: float | timedelta | None = None,
     backend: str | CacheBackend | None = None,
     version: str | int | None = None,
     *,
@@ -827,12 +893,13 @@ def cached(
     naming the parameter.
     """
     min_s, max_s = _ttls(min_ttl, max_ttl)
+    _check_backend_arguments(backend, db_path)
     if version is not None and type(version) not in (str, int):
         raise CacheKeyError(f"version must be a str or an int, not {type(version).__name__}")
 
     def decorate(fn: Callable[P, R]) -> CachedFunction[P, R]:
         if not callable(fn):
-            raise TypeError(f"@cached can only decorate a callable, not {fn!r}")
+            raise ArgumentTypeError(f"@cached can only decorate a callable, not {fn!r:.60}")
         state = _Cached(
             fn,
             min_s=min_s,
@@ -870,6 +937,18 @@ def cached(
 
 
 # ---------------------------------------------------------------------- registration
+def _check_backend_arguments(backend: object, db_path: object) -> None:
+    if backend is not None and not isinstance(backend, str):
+        missing = [m for m in ("lookup", "store") if not callable(getattr(backend, m, None))]
+        if missing:
+            raise ArgumentTypeError(
+                f"cached(): backend must be a backend name or a cache backend, got "
+                f"{type(backend).__name__} {backend!r:.60} (it has no {', '.join(missing)})"
+            )
+    if db_path is not None:
+        arguments.file_path(db_path, name="db_path", where="cached()")
+
+
 def register_cached_callable(
     ns: Namespace,
     gref: str | Callable[..., Any],

@@ -25,6 +25,7 @@ __all__ = [
     "dumps",
     "get_converter",
     "is_json_safe",
+    "json_equal",
     "loads",
     "make_converter",
     "structure",
@@ -221,6 +222,12 @@ def _encode_nonfinite(data: Any) -> Iterator[str]:
 
 def loads(text: str) -> Any:
     return json.loads(text)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Whether JSON-safe ``a`` and ``b`` are the same JSON (a tuple is a list, ``1`` is
+    ``1.0``)."""
+    return bool(a == b) or loads(dumps(a)) == loads(dumps(b))
 
 
 def _type_name(tp: Any) -> str:

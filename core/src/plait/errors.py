@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "ArgumentError",
+    "ArgumentTypeError",
     "BackendError",
     "BackendNotFoundError",
     "CacheBypassError",
@@ -32,6 +33,7 @@ __all__ = [
     "MapInputError",
     "NodeTimeoutError",
     "NsrefError",
+    "OutputNotStoredError",
     "PlaitError",
     "PlaitWarning",
     "PluginHookError",
@@ -50,6 +52,16 @@ __all__ = [
 
 class PlaitError(Exception):
     """Root of every error plait raises on purpose."""
+
+
+class ArgumentError(PlaitError, ValueError):
+    """An argument of a plait function has a value it cannot take (``max_concurrency=0``,
+    ``retries=-1``, a naive datetime, a NUL byte in a path). The message names it."""
+
+
+class ArgumentTypeError(PlaitError, TypeError):
+    """An argument of a plait function has the wrong type (``max_concurrency="4"``,
+    ``retries=2.5``, ``DagRunner("x")``). The message names it and the type it takes."""
 
 
 class NsrefError(PlaitError, ValueError):
@@ -145,6 +157,11 @@ class RunNotFoundError(PlaitError, LookupError):
     """No run with that id is recorded in the provenance store."""
 
 
+class OutputNotStoredError(PlaitError, LookupError):
+    """A node's output was recorded as not restorable (it had no JSON form), so it cannot
+    be read back as a value."""
+
+
 class RestartError(PlaitError, RuntimeError):
     """A run cannot be restarted or replayed (still running, wrong DAG, unknown node)."""
 
@@ -162,11 +179,6 @@ class RunBusyError(RestartError):
         self.owner_pid = owner_pid
         self.owner_host = owner_host
         self.attempt = attempt
-
-
-class ArgumentError(PlaitError, ValueError):
-    """An argument of a plait call has a value it cannot take (a negative age, an unknown
-    option value). The message names the parameter."""
 
 
 class ConversionError(PlaitError, TypeError):

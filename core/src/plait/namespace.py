@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from plait.errors import DuplicateNameError, FactoryError, NsrefError
+from plait.errors import ArgumentTypeError, DuplicateNameError, FactoryError, NsrefError
 from plait.introspect import CallableInfo, describe
 from plait.tags import TagQuery, check_tags
 
@@ -27,9 +27,12 @@ _FUNCTION: Final = types.FunctionType
 
 
 def parse_nsref(nsref: str) -> tuple[tuple[str, ...], str]:
-    """Split ``"a.b:name"`` into ``(("a", "b"), "name")``. ``"name"`` has no branches."""
+    """Split ``"a.b:name"`` into ``(("a", "b"), "name")``. ``"name"`` has no branches.
+
+    Branches and leaf are Python identifiers (``str.isidentifier``: ``"café"`` and
+    ``"节点"`` are fine)."""
     if type(nsref) is str and nsref.isascii() and nsref.isidentifier():
-        return (), nsref  # a bare leaf: what every node of a Dag registers under
+        return (), nsref  # a bare ASCII leaf: what nearly every node of a Dag registers under
     if not isinstance(nsref, str):
         raise NsrefError(f"nsref must be a string like 'a.b:name', got {type(nsref).__name__}")
     branch_part, colon, leaf = nsref.rpartition(":")
@@ -39,7 +42,7 @@ def parse_nsref(nsref: str) -> tuple[tuple[str, ...], str]:
         raise NsrefError(f"malformed nsref {nsref!r}: more than one ':' (expected 'a.b:name')")
     branches = tuple(branch_part.split(".")) if colon else ()
     for part in (*branches, leaf):
-        if not _IDENT.match(part):
+        if not part.isidentifier():
             where = "leaf" if part is leaf else "branch"
             raise NsrefError(
                 f"malformed nsref {nsref!r}: {where} {part!r} is not an identifier "
@@ -82,7 +85,7 @@ class NamespaceNode:
         localns: dict[str, Any] | None = None,
     ) -> None:
         if not callable(fn):
-            raise TypeError(f"cannot register {fn!r} at {nsref!r}: not callable")
+            raise ArgumentTypeError(f"cannot register {fn!r:.60} at {nsref!r}: not callable")
         self.fn = fn
         self.nsref = nsref
         self.decorator = decorator
@@ -271,7 +274,7 @@ class Namespace:
 
     def __contains__(self, nsref: object) -> bool:
         if type(nsref) is str and nsref.isascii() and nsref.isidentifier():
-            return nsref in self._leaves  # a bare leaf (no branches)
+            return nsref in self._leaves  # a bare ASCII leaf (no branches): the fast path
         if not isinstance(nsref, str):
             return False
         try:

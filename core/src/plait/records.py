@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from plait.errors import ArgumentError
+
 __all__ = [
     "BackendInfo",
     "BackendKind",
@@ -48,6 +50,13 @@ class RunStatus(enum.StrEnum):
     def is_final(self) -> bool:
         return self is not RunStatus.RUNNING
 
+    @classmethod
+    def _missing_(cls, value: object) -> RunStatus:
+        raise ArgumentError(
+            f"{value!r:.60} is not a run status (status must be one of: "
+            f"{', '.join(s.value for s in cls)})"
+        )
+
 
 class NodeStatus(enum.StrEnum):
     PENDING = "pending"
@@ -57,6 +66,13 @@ class NodeStatus(enum.StrEnum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
     PAUSED = "paused"
+
+    @classmethod
+    def _missing_(cls, value: object) -> NodeStatus:
+        raise ArgumentError(
+            f"{value!r:.60} is not a node status (status must be one of: "
+            f"{', '.join(s.value for s in cls)})"
+        )
 
     @property
     def has_output(self) -> bool:

@@ -15,14 +15,15 @@ from typing import Any, Self
 import anyio
 import attrs
 
-from plait import defaults
+from plait import arguments, defaults
 from plait._engine import recording, scheduler
 from plait._engine.composite import run_composite
 from plait._engine.environment import Environment
 from plait._engine.run import Prefill, RunState, restorable
+from plait._plan import input_dicts
 from plait.converter import structure
 from plait.dag import Dag, Plan
-from plait.errors import RestartError, RunBusyError
+from plait.errors import ArgumentTypeError, RestartError, RunBusyError
 from plait.introspect import EMPTY
 from plait.owners import owner_alive, this_process
 from plait.plugins import PluginHost, default_host
@@ -85,10 +86,11 @@ class DagRunner:
         host: PluginHost | None = None,
         provenance_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(dag, Dag):
-            raise TypeError(f"DagRunner takes a Dag, got {dag!r}")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        _check_runner_arguments(dag, provenance, executor, max_concurrency, fail_fast, host)
+        if provenance_options is not None:
+            arguments.instance(
+                provenance_options, Mapping, name="provenance_options", where="DagRunner()"
+            )
         self.dag = dag
         self._env = Environment(
             host=host or default_host(),
@@ -168,10 +170,13 @@ class DagRunner:
         correlation_id: str | None = None,
     ) -> DagRunResult:
         """Run the DAG once. ``source_inputs`` maps source labels to parameter values."""
+        for name, value in (("dag_nsref", dag_nsref), ("correlation_id", correlation_id)):
+            if value is not None:
+                arguments.instance(value, str, name=name, where="DagRunner.run()")
         plan = self.dag.plan()
-        inputs = {k: dict(v) for k, v in (source_inputs or {}).items()}
-        plan.structure_inputs(inputs)
+        inputs = input_dicts(source_inputs)
         prov = self.provenance
+        plan.structure_inputs(inputs, stored=prov.stores_values)
         record = recording.new_run(
             dag_nsref or self.dag.nsref,
             recording.json_inputs(plan, inputs, prov),
@@ -189,6 +194,7 @@ class DagRunner:
         naming the run and its owner, as does a restart of a run whose owner is alive.
         ``force=True`` takes over a run that still looks alive.
         """
+        arguments.instance(run_id, str, name="run_id", where="DagRunner.restart()")
         prov = self.provenance
         if not prov.stores_values:
             raise RestartError(
@@ -224,6 +230,8 @@ class DagRunner:
     ) -> DagRunResult:
         """A new run, linked to ``run_id``, that re-executes ``rerun_nodes`` and everything
         downstream of them; every other node is copied from the old run as ``skipped``."""
+        arguments.instance(run_id, str, name="run_id", where="DagRunner.replay()")
+        rerun_nodes = arguments.label_set(rerun_nodes, name="rerun_nodes", where="replay()")
         prov = self.provenance
         if not prov.stores_values:
             raise RestartError(
@@ -314,3 +322,28 @@ class DagRunner:
             state.restore(data or {}, attempts or {})
             status, exc = await scheduler.execute(env, state, prefill, copied=copied)
             return DagRunResult.of(state, status, exc)
+
+
+def _check_runner_arguments(
+    dag: Any, provenance: Any, executor: Any, max_concurrency: Any, fail_fast: Any, host: Any
+) -> None:
+    where = "DagRunner()"
+    arguments.instance(dag, Dag, name="dag", where=where)
+    if provenance is not None and not isinstance(provenance, str):
+        _backend(provenance, ("open", "aclose", "write_run"), name="provenance")
+    if executor is not None and not isinstance(executor, str):
+        _backend(executor, ("run",), name="executor")
+    if max_concurrency is not None:
+        arguments.count(max_concurrency, name="max_concurrency", where=where, minimum=1)
+    arguments.flag(fail_fast, name="fail_fast", where=where)
+    if host is not None:
+        arguments.instance(host, PluginHost, name="host", where=where)
+
+
+def _backend(value: Any, methods: tuple[str, ...], *, name: str) -> None:
+    missing = [m for m in methods if not callable(getattr(value, m, None))]
+    if missing:
+        raise ArgumentTypeError(
+            f"DagRunner(): {name} must be a backend name or an instance, got "
+            f"{type(value).__name__} {value!r:.60} (it has no {', '.join(missing)})"
+        )

@@ -309,7 +309,7 @@ async def test_list_runs_filters(db: Path) -> None:
         assert ids(await prov.list_runs(limit=2)) == ["r5", "r4"]
         with pytest.raises(ValueError, match="timezone-aware"):
             await prov.list_runs(started_after=datetime(2026, 1, 1))
-        with pytest.raises(ValueError, match="not a valid RunStatus"):
+        with pytest.raises(ValueError, match="is not a run status"):
             await prov.list_runs(status="bogus")
 
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from plait import defaults
+from plait import arguments, defaults
 from plait.errors import ArgumentError, StoreError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteCache"]
@@ -133,7 +133,9 @@ class SqliteCache:
                 f"got {synchronous!r}"
             )
         self.synchronous = synchronous
-        self._given = None if path is None else Path(path)
+        self._given = (
+            None if path is None else arguments.file_path(path, name="path", where="SqliteCache()")
+        )
         self._path: Path | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_cursor: sqlite3.Cursor | None = None

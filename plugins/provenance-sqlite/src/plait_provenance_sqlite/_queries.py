@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from plait import arguments
 from plait.converter import loads
 from plait.errors import PlaitError, RunNotFoundError
 from plait.inspection import child_name, sub_run_order, without_outputs
@@ -125,8 +126,7 @@ def list_runs_sql(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY started_at DESC, run_id DESC"
     if limit is not None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        arguments.count(limit, name="limit", where="list_runs()", minimum=0)
         sql += " LIMIT ?"
         params.append(limit)
     return sql, params

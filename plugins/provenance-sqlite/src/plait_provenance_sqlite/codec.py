@@ -27,6 +27,7 @@ from typing import Any, Final
 import attrs
 
 from plait.converter import dumps, loads
+from plait.errors import ArgumentError, ArgumentTypeError
 from plait.records import EdgeRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
 from plait_provenance_sqlite import _schema
 
@@ -76,8 +77,10 @@ def _loads_or_none(text: str | None) -> Any:
 
 def query_us(value: datetime, name: str) -> int:
     """A query bound in microseconds; ``name`` is the parameter a naive datetime came in."""
+    if not isinstance(value, datetime):
+        raise ArgumentTypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
+        raise ArgumentError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
     return us(value)
 
 

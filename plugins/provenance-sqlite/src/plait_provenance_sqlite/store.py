@@ -37,8 +37,9 @@ import anyio.to_thread
 import attrs
 import platformdirs
 
+from plait import arguments
 from plait.converter import structure
-from plait.errors import ArgumentError, PlaitError, StoreError
+from plait.errors import ArgumentError, OutputNotStoredError, PlaitError, StoreError
 from plait.inspection import InspectsRuns
 from plait.loops import LoopLocal
 from plait.owners import claimed
@@ -138,7 +139,11 @@ class SqliteProvenance(InspectsRuns):
                 f"synchronous must be one of {', '.join(map(repr, SYNCHRONOUS))}, "
                 f"got {synchronous!r}"
             )
-        self._requested = None if path is None else Path(path).expanduser()
+        self._requested = (
+            None
+            if path is None
+            else arguments.file_path(path, name="path", where="SqliteProvenance()").expanduser()
+        )
         self._path: Path | None = self._requested
         self.timeout = timeout
         self.synchronous = synchronous
@@ -471,13 +476,21 @@ class SqliteProvenance(InspectsRuns):
     async def get_node_output(self, run_id: str, label: str, as_type: Any = None) -> NodeOutput:
         """The output of the node's latest execution; restored as ``as_type`` if given.
 
-        Raises :class:`RunNotFoundError` or :class:`NodeNotFoundError` naming what is missing.
+        Raises :class:`RunNotFoundError` or :class:`NodeNotFoundError` naming what is missing,
+        :class:`~plait.errors.OutputNotStoredError` when ``as_type`` is asked of an output
+        that was recorded as not restorable.
         """
         node = await self._in_run(
             run_id, lambda conn, span: _queries.latest_node(conn, run_id, span, label), label
         )
         output = node.output
         if as_type is not None and node.status.has_output:
+            if not node.restorable:
+                raise OutputNotStoredError(
+                    f"run {run_id!r}: the output of node {label!r} was not stored (it had no "
+                    "JSON form when the node ran), so it cannot be restored as "
+                    f"{getattr(as_type, '__qualname__', as_type)}"
+                )
             output = structure(output, as_type, where=f"output of node {label!r}")
         return NodeOutput(
             run_id=run_id,
@@ -618,8 +631,7 @@ class SqliteProvenance(InspectsRuns):
         batch_size: int = 500,
     ) -> AsyncIterator[list[RunRecord]]:
         """Runs started in ``[start, end)``, oldest first, in lists of ``batch_size``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        arguments.count(batch_size, name="batch_size", where="SqliteProvenance", minimum=1)
         low = -(2**62) if start is None else query_us(start, "start")
         high = 2**62 if end is None else query_us(end, "end")
         pages = self._run_pages("started_at >= ? AND started_at < ?", (low, high), batch_size)
@@ -639,8 +651,7 @@ class SqliteProvenance(InspectsRuns):
 
         Grouped by run (runs in start order), each run's changes in time order.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        arguments.count(batch_size, name="batch_size", where="SqliteProvenance", minimum=1)
         low = -(2**62) if start is None else query_us(start, "start")
         high = 2**62 if end is None else query_us(end, "end")
         pending: list[StatusChange] = []
