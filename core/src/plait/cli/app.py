@@ -50,7 +50,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "graph": (
         "plait.cli.graph",
         "graph",
-        "Print the DAG MODULE:DAG as a Mermaid flowchart or a Graphviz digraph.",
+        "Print the DAG MODULE:DAG (or NSREF of the --config file) as a Mermaid flowchart or "
+        "a Graphviz digraph.",
     ),
     "plugins": (
         "plait.cli.plugins",
@@ -67,7 +68,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "restart",
         "Resume a paused, failed or cancelled run in place (completed nodes are kept).",
     ),
-    "run": ("plait.cli.running", "run", "Run the DAG MODULE:DAG once and record it."),
+    "run": (
+        "plait.cli.running",
+        "run",
+        "Run the DAG MODULE:DAG (or NSREF, a DAG of the --config file) once and record it.",
+    ),
     "runs": ("plait.cli.runs", "runs", "List recorded runs, newest first."),
     "show": (
         "plait.cli.runs",

@@ -49,7 +49,6 @@ SYNCHRONOUS = ("normal", "full")
 #: Buffered counters are written at least this often (seconds) while calls keep coming.
 FLUSH_INTERVAL = 5.0
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 # what SQLite raises on a damaged file (the message of a malformed schema may not be UTF-8)
 _SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
@@ -176,10 +175,13 @@ class SqliteCache:
             path = self.path
             if not path.exists():
                 self._create(path)
-            self._check_header(path)
-            self._identify(path)  # read-only: a refused file keeps its bytes and its -wal
+            if path.is_dir():
+                raise StoreError(f"cache database {str(path)!r} is a directory, not a file")
+            version = self._identify(path)  # read-only: a refused file keeps its bytes, -wal
             writer = self._connect(path)
             try:
+                if version < SCHEMA_VERSION:
+                    self._migrate(writer, path)
                 reader = self._connect(path)
             except BaseException:
                 writer.close()
@@ -407,32 +409,15 @@ class SqliteCache:
             raise self._error("cannot open", exc) from exc
         return conn
 
-    def _check_header(self, path: Path) -> None:
-        """Refuse, before SQLite touches it, a path that is not a plait cache file."""
-        if path.is_dir():
-            raise StoreError(f"cache database {str(path)!r} is a directory, not a file")
-        try:
-            with open(path, "rb") as fh:
-                header = fh.read(100)
-        except OSError as exc:
-            raise StoreError(f"cache database {str(path)!r} cannot be read: {exc}") from exc
-        if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-            raise StoreError(
-                f"cache database {str(path)!r} is not a SQLite database; refusing to use it "
-                "(pass another path, or move the file away)"
-            )
-        app_id = int.from_bytes(header[68:72], "big")
-        if app_id != APPLICATION_ID:
-            raise StoreError(
-                f"cache database {str(path)!r} is a SQLite database of another application "
-                f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x}); refusing to use it"
-            )
+    def _identify(self, path: Path) -> int:
+        """Check the file through a read-only connection, before any read-write one, and
+        return its schema version.
 
-    def _identify(self, path: Path) -> None:
-        """Check the schema through a read-only connection, before any read-write one.
-
-        Closing a read-write connection to a file in WAL mode merges its ``-wal`` into it
-        and deletes it: a file that is refused must never have had one.
+        SQLite itself says whether the file is a database: reading its header with a plain
+        ``open()`` and closing it would drop every POSIX lock this process holds on the file
+        (another cache object's included). Closing a read-write connection to a file in WAL
+        mode merges its ``-wal`` into it and deletes it: a file that is refused must never
+        have had one.
         """
         uri = f"{path.absolute().as_uri()}?mode=ro"
         try:
@@ -440,22 +425,33 @@ class SqliteCache:
         except _SQLITE_ERRORS as exc:
             raise self._error("cannot open", exc) from exc
         try:
+            conn.execute("BEGIN")  # one read transaction: the id and version of one state
             (app_id,) = conn.execute("PRAGMA application_id").fetchone()
             (version,) = conn.execute("PRAGMA user_version").fetchone()
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise StoreError(
+                    f"cache database {str(path)!r} is not a SQLite database; refusing to use "
+                    "it (pass another path, or move the file away)"
+                ) from exc
+            raise self._error("cannot read its schema", exc) from exc
         except _SQLITE_ERRORS as exc:
             raise self._error("cannot read its schema", exc) from exc
         finally:
             conn.close()
         if app_id != APPLICATION_ID:
-            raise StoreError(f"cache database {str(path)!r} is not a plait cache file")
+            raise StoreError(
+                f"cache database {str(path)!r} is a SQLite database of another application "
+                f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x}); refusing to use it"
+            )
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"cache database {str(path)!r} has schema version {version}, newer than "
                 f"this plait-cache-sqlite supports ({SCHEMA_VERSION}); upgrade "
                 "plait-cache-sqlite or use another path"
             )
-        if version < SCHEMA_VERSION:
-            self._migrate(conn, path)
+        return int(version)
 
     def _migrate(self, conn: sqlite3.Connection, path: Path) -> None:
         """Bring an older file to :data:`SCHEMA_VERSION` in one transaction (another process

@@ -305,21 +305,18 @@ _CREATED_AT: Final = 3
 
 
 def check_file(path: Path) -> None:
-    """Refuse a path that is a directory or a non-empty file that is not SQLite."""
+    """Refuse a path that is a directory. (Whether a file is SQLite at all is asked through
+    SQLite, in :func:`identify`: a plain ``open()``/``close()`` of the file would drop every
+    POSIX lock this process holds on it, SQLite's own included.)"""
     if path.is_dir():
         raise StoreError(f"provenance store {str(path)!r} is a directory, not a SQLite file")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StoreError(f"cannot read provenance store {str(path)!r}: {exc}") from exc
-    if head and head != SQLITE_HEADER:
-        raise StoreError(
-            f"{str(path)!r} is not a SQLite database; refusing to use it as a provenance store "
-            "(the file was not modified)"
-        )
+
+
+def _not_sqlite(path: Path) -> StoreError:
+    return StoreError(
+        f"{str(path)!r} is not a SQLite database; refusing to use it as a provenance store "
+        "(the file was not modified)"
+    )
 
 
 def read_only_uri(path: Path) -> str:
@@ -343,6 +340,12 @@ def identify(path: Path) -> None:
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
         _verdict(path, *_state(conn))
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise _not_sqlite(path) from exc
+        raise StoreError(
+            f"cannot read provenance store {str(path)!r}: {exc} (the file was not modified)"
+        ) from exc
     except (sqlite3.Error, UnicodeDecodeError) as exc:  # (a damaged schema's error text)
         raise StoreError(
             f"cannot read provenance store {str(path)!r}: {exc} (the file was not modified)"
@@ -352,14 +355,23 @@ def identify(path: Path) -> None:
 
 
 def _state(conn: sqlite3.Connection) -> tuple[int, int, set[str]]:
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {
-        name
-        for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
-    }
+    """Application id, schema version and tables, read in ONE read transaction: read one by
+    one, a file another process creates meanwhile shows its tables without its id."""
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+    finally:
+        if own and conn.in_transaction:
+            conn.execute("COMMIT")
     return app_id, version, tables
 
 
