@@ -122,7 +122,8 @@ def wheels(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install(*group("lint"))
     session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", "core", "plugins", "docs/hooks", "noxfile.py")
+    formatted = ["core", "plugins", "docs/hooks", "docs/capture", "noxfile.py"]
+    session.run("ruff", "format", "--check", *formatted)
 
 
 @nox.session

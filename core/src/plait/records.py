@@ -2,7 +2,7 @@
 
 Timestamps are timezone-aware UTC, durations are milliseconds. Values that leave the
 process (``inputs``, ``output``, ``source_inputs``) are JSON-safe data produced by the one
-converter in :mod:`plait.converter`.
+converter in `plait.converter`.
 """
 
 from __future__ import annotations
@@ -274,8 +274,10 @@ class BackendInfo:
     """What a registration hook returns: a backend's name and how to build it.
 
     ``factory(**options)`` returns an object implementing the matching protocol
-    (:class:`plait.protocols.Executor`, ``ProvenanceBackend`` or ``CacheBackend``).
-    ``distribution`` is filled in by the plugin host from installed metadata.
+    ([`Executor`][plait.protocols.Executor],
+    [`ProvenanceBackend`][plait.protocols.ProvenanceBackend] or
+    [`CacheBackend`][plait.protocols.CacheBackend]). ``distribution`` is filled in by the
+    plugin host from installed metadata.
     """
 
     name: str
