@@ -5,7 +5,8 @@
 - a field of a record or an attrs class of the reference, or a member of a status enum,
   has no entry (an anchor with its full dotted name) on its reference page;
 - a public class of a first-party plugin package is missing from the plugin reference;
-- a page still shows a Sphinx role (``:class:``) or a signature cut off with an ellipsis;
+- a page still shows a Sphinx role (``:class:``), a docstring section left as text, or a
+  signature cut off with an ellipsis;
 - the command-line reference misses a `plait` command;
 - the site does not ship its own copy of mermaid (diagrams must render offline), or a page
   with a diagram lacks the `mermaid` block mermaid renders.
@@ -86,6 +87,8 @@ def problems(site: Path) -> list[str]:
         name = html.relative_to(site)
         if ROLE.search(re.sub(r"<(pre|code)\b.*?</\1>", "", text, flags=re.S)):
             found.append(f"{name}: a Sphinx role is shown literally")
+        if "<p>Args:" in text:
+            found.append(f"{name}: a docstring section is shown as text, not parsed")
         if CUT_SIGNATURE.search(text):
             found.append(f"{name}: a signature is cut off with '...'")
         if "```mermaid" in text or ('class="language-mermaid"' in text):

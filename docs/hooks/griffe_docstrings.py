@@ -5,7 +5,7 @@ stay as they are):
 
 - Sphinx roles (``:class:`~plait.errors.ExecutorError```) become code spans, keeping only
   the last dotted part when the target starts with ``~``, as Sphinx does.
-- Every public function and method, and every class through its ``__init__``, gets an
+- Every documented public function and method, and every class through its ``__init__``, gets an
   ``Args:`` section listing each parameter; the reference renders it as a Parameters table
   with the type and default from the signature, and as description the docstring's first
   sentence that names the parameter in backticks (a dash when none does).
@@ -43,7 +43,7 @@ def sentences(prose: str) -> list[str]:
 
 def describe(name: str, prose: str) -> str:
     """The first sentence of `prose` that names `name` in backticks, or ''."""
-    mention = re.compile(rf"``?{re.escape(name)}``?(?![\w.])")
+    mention = re.compile("`{1,2}" + re.escape(name) + r"(?![\w.])")
     for sentence in sentences(prose):
         if mention.search(sentence):
             return sentence
@@ -80,9 +80,13 @@ class ReadableDocstrings(griffe.Extension):
                 self._add_parameters(member)
 
     def _document(self, function: griffe.Function, parent: griffe.Object) -> None:
-        public = not function.name.startswith("_") or function.name == "__init__"
+        # an undocumented method stays out of the reference; __init__ documents its class
+        if function.name != "__init__" and (
+            function.name.startswith("_") or function.docstring is None
+        ):
+            return
         own = function.docstring.value if function.docstring else ""
-        if not public or HAS_ARGS.search(own):
+        if HAS_ARGS.search(own):
             return
         # a class's docstring describes its __init__ parameters
         prose = own
@@ -93,6 +97,13 @@ class ReadableDocstrings(griffe.Extension):
             return
         text = f"{own}\n\n{section}" if own else section
         if function.docstring is None:
-            function.docstring = griffe.Docstring(text, parent=function)
-        else:
-            function.docstring.value = text
+            # parsed like its neighbours' (the loader set their style)
+            model = parent.docstring
+            function.docstring = griffe.Docstring(
+                text,
+                parent=function,
+                parser=model.parser if model else "google",
+                parser_options=model.parser_options if model else None,
+            )
+        # assigned after construction: the constructor would dedent the indented items
+        function.docstring.value = text
