@@ -39,6 +39,31 @@ with Dag("install_check") as dag:
     dag.node(numbers) >> dag.node(total)
 """
 
+#: plain sync functions: they run on the default executor, `thread`, from plait-executors
+PLAIN_DEF = """
+import threading
+
+import anyio
+
+from plait import Dag
+
+
+def double(n: int) -> int:
+    return 2 * n
+
+
+def plus_one(x: int) -> str:
+    on_loop_thread = threading.current_thread() is threading.main_thread()
+    return f"{x + 1} {'main' if on_loop_thread else 'worker'}"
+
+
+with Dag("plain") as dag:
+    dag.node(double) >> dag.node(plus_one)
+
+result = anyio.run(lambda: dag(n=2))
+print(result.status, result.outputs["plus_one"])
+"""
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.xdist_group("install"),  # one worker builds the venv once for the module
@@ -59,6 +84,7 @@ class Venv:
     def __init__(self, path: Path, cwd: Path) -> None:
         self.bin = path / "bin"
         self.cwd = cwd
+        self.plain_install: tuple[set[str], str] = (set(), "")
         # a home of its own: the default provenance and cache files land there
         home = cwd / "home"
         self.env = {
@@ -71,6 +97,10 @@ class Venv:
         }
         for name in ("PYTHONPATH", "VIRTUAL_ENV", "PLAIT_PROVENANCE", "PLAIT_CACHE"):
             self.env.pop(name, None)
+
+    def pip_names(self) -> set[str]:
+        listed = json.loads(self.run("python", "-m", "pip", "list", "--format", "json"))
+        return {d["name"] for d in listed}
 
     def run(self, program: str, *args: str, timeout: float = 120) -> str:
         proc = subprocess.run(
@@ -95,8 +125,18 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     dist = base / "dist"
     packages = [str(ROOT / d) for d in DISTRIBUTIONS]
     env.run("python", "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), *packages)
+    # first plain `plait`, as `pip install plait` gets it: what it brings must run a def node
+    env.run("python", "-m", "pip", "install", "-q", "--find-links", str(dist), "plait")
+    (base / "plain_def.py").write_text(PLAIN_DEF)
+    env.plain_install = (env.pip_names(), env.run("python", "plain_def.py"))
     env.run("python", "-m", "pip", "install", "-q", "--find-links", str(dist), "plait[all]")
     return env
+
+
+def test_plain_plait_brings_the_executors_and_runs_a_def_node(installed: Venv) -> None:
+    names, printed = installed.plain_install
+    assert {n for n in names if n.startswith("plait")} == {"plait", "plait-executors"}
+    assert printed.split() == ["completed", "5", "worker"]  # on a worker thread
 
 
 def test_the_install_is_built_wheels_only(installed: Venv) -> None:
