@@ -19,7 +19,7 @@ from typing import Any
 import griffe
 
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|exc|data|obj|const):`(~?)([^`]+)`")
-SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z`(])")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(])")
 HAS_ARGS = re.compile(r"^\s*(Args|Arguments|Parameters|Params):\s*$", re.M)
 SKIPPED = {"self", "cls"}
 # an en dash: the parser needs a description; the table shows the type and default
