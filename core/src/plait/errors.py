@@ -1,8 +1,8 @@
 """Every exception a user of plait can cause.
 
-Each class derives from :class:`PlaitError` and from the builtin it refines, so callers can
-catch either ``PlaitError`` or, say, ``LookupError``. Messages name the offending node,
-parameter, path or run id.
+Each class derives from [`PlaitError`][plait.errors.PlaitError] and from the builtin it
+refines, so callers can catch either ``PlaitError`` or, say, ``LookupError``. Messages name
+the offending node, parameter, path or run id.
 """
 
 from __future__ import annotations

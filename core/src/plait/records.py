@@ -2,7 +2,7 @@
 
 Timestamps are timezone-aware UTC, durations are milliseconds. Values that leave the
 process (``inputs``, ``output``, ``source_inputs``) are JSON-safe data produced by the one
-converter in :mod:`plait.converter`.
+converter in `plait.converter`.
 """
 
 from __future__ import annotations
@@ -41,10 +41,15 @@ def utcnow() -> datetime:
 
 class RunStatus(enum.StrEnum):
     RUNNING = "running"
+    """The run is in flight (or its process died before it finished: restart it)."""
     COMPLETED = "completed"
+    """Every node completed (or was skipped by a replay)."""
     FAILED = "failed"
+    """A node raised; `failed_node` and the error fields say which and why."""
     PAUSED = "paused"
+    """A node raised `DagPause`; restart the run to go on from there."""
     CANCELLED = "cancelled"
+    """The run was cancelled (Ctrl-C, a cancel scope, a timeout)."""
 
     @property
     def is_final(self) -> bool:
@@ -60,12 +65,19 @@ class RunStatus(enum.StrEnum):
 
 class NodeStatus(enum.StrEnum):
     PENDING = "pending"
+    """Known to the run, not started (its upstreams are not done)."""
     RUNNING = "running"
+    """Executing now."""
     COMPLETED = "completed"
+    """Returned a value: `output` holds it."""
     FAILED = "failed"
+    """Raised: the error fields hold the exception."""
     SKIPPED = "skipped"
+    """Not executed: a replay or restart copied its output from an earlier run."""
     CANCELLED = "cancelled"
+    """Stopped because the run failed elsewhere or was cancelled."""
     PAUSED = "paused"
+    """Raised `DagPause`: the run stopped here and can be restarted."""
 
     @classmethod
     def _missing_(cls, value: object) -> NodeStatus:
@@ -101,23 +113,41 @@ class RunRecord:
     """
 
     run_id: str
+    """The run's id (a UUID4 hex string); a unique prefix is enough on the command line."""
     dag_nsref: str
+    """The DAG's namespace reference (`Dag.nsref`): which DAG ran."""
     status: RunStatus
+    """The run's latest status."""
     started_at: datetime
+    """When the run started (UTC)."""
     updated_at: datetime
+    """When the record last changed (UTC)."""
     finished_at: datetime | None = None
+    """When the run reached a final status (UTC); `None` while it runs."""
     source_inputs: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    """The inputs the run was given, per source node: `{label: {parameter: value}}`, JSON-safe."""
     parent_run_id: str | None = None
+    """For the sub-run of a map or call node: the run holding that node."""
     replay_of: str | None = None
+    """For a replay: the run it replays."""
     correlation_id: str | None = None
+    """A free-form id given by the caller (`--correlation-id`), stored as is."""
     attempt: int = 1
+    """1 for a new run, one more on each restart."""
     owner_pid: int = 0
+    """The id of the process running (or last running) the run."""
     owner_host: str = ""
+    """The host name of that process."""
     owner_started: str = ""
+    """When the owning process started (an opaque token; `""` when unknown)."""
     failed_node: str | None = None
+    """The label of the node that failed the run, if one did."""
     error_type: str | None = None
+    """The qualified class name of the run's error (`module.Class`)."""
     error_message: str | None = None
+    """The error's message."""
     traceback: str | None = None
+    """The error's formatted traceback."""
 
     @property
     def owner(self) -> RunOwner:
@@ -135,24 +165,43 @@ class NodeRecord:
     """
 
     run_id: str
+    """The run this execution belongs to."""
     label: str
+    """The node's label in its DAG."""
     status: NodeStatus
+    """The execution's latest status."""
     updated_at: datetime
+    """When the record last changed (UTC)."""
     node_type: str = "function"
+    """What kind of node: `function`, `map` or `call`."""
     attempt: int = 1
+    """Which execution of this node in this run (retries and restarts add one)."""
     inputs: dict[str, Any] | None = None
+    """The arguments it was called with, by parameter, JSON-safe."""
     output: Any = None
+    """What it returned, JSON-safe (through the converter)."""
     restorable: bool = False
+    """Whether `output` restores the value faithfully; if not, a restart runs the node again."""
     started_at: datetime | None = None
+    """When the execution started (UTC)."""
     finished_at: datetime | None = None
+    """When it finished (UTC)."""
     duration_ms: float | None = None
+    """How long it ran, in milliseconds."""
     executor: str | None = None
+    """The name of the executor that ran it (`thread`, `process`, ...)."""
     host: str | None = None
+    """The host it ran on."""
     pid: int | None = None
+    """The id of the process it ran in."""
     worker: str | None = None
+    """The thread (or dask worker) it ran on."""
     error_type: str | None = None
+    """The qualified class name of the exception it raised."""
     error_message: str | None = None
+    """The exception's message."""
     traceback: str | None = None
+    """The exception's formatted traceback."""
 
 
 @attrs.frozen(kw_only=True)
@@ -160,12 +209,19 @@ class EdgeRecord:
     """A value that travelled from ``upstream`` to ``downstream`` in a run."""
 
     run_id: str
+    """The run the value travelled in."""
     upstream: str
+    """The label of the node that produced the value."""
     downstream: str
+    """The label of the node that received it."""
     parameter: str | None
+    """The downstream parameter that received it (`None` for an ordering-only edge)."""
     traversed_at: datetime
+    """When the value was handed over (UTC)."""
     upstream_attempt: int = 1
+    """Which execution of the upstream node produced it."""
     downstream_attempt: int = 1
+    """Which execution of the downstream node received it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -215,10 +271,15 @@ class StatusChange:
     """One status transition of a run (``label is None``) or of a node."""
 
     run_id: str
+    """The run."""
     label: str | None
+    """The node's label, or `None` for the run itself."""
     status: str
+    """The status entered (a `RunStatus` or `NodeStatus` value)."""
     at: datetime
+    """When (UTC)."""
     attempt: int = 1
+    """Which execution (of the run, or of the node) changed status."""
 
 
 @attrs.frozen(kw_only=True)
@@ -226,18 +287,28 @@ class MapProgress:
     """Progress of a map node: ``done`` of ``total`` elements finished."""
 
     run_id: str
+    """The run holding the map node."""
     label: str
+    """The map node's label."""
     key: str
+    """Which map element finished, as its key in the map's input."""
     done: int
+    """How many elements have finished."""
     total: int
+    """How many elements there are."""
     status: NodeStatus
+    """How the element that just finished ended."""
 
 
 class BackendKind(enum.StrEnum):
     EXECUTOR = "executor"
+    """Runs node callables (`Executor`)."""
     PROVENANCE = "provenance"
+    """Records runs (`ProvenanceBackend`)."""
     CACHE = "cache"
+    """Stores cached values (`CacheBackend`)."""
     TRIGGER_STORE = "trigger-store"
+    """Keeps trigger state for the engine (`TriggerStore`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -245,14 +316,20 @@ class BackendInfo:
     """What a registration hook returns: a backend's name and how to build it.
 
     ``factory(**options)`` returns an object implementing the matching protocol
-    (:class:`plait.protocols.Executor`, ``ProvenanceBackend`` or ``CacheBackend``).
-    ``distribution`` is filled in by the plugin host from installed metadata.
+    ([`Executor`][plait.protocols.Executor],
+    [`ProvenanceBackend`][plait.protocols.ProvenanceBackend] or
+    [`CacheBackend`][plait.protocols.CacheBackend]). ``distribution`` is filled in by the
+    plugin host from installed metadata.
     """
 
     name: str
+    """The name the backend is chosen by (`thread`, `sqlite`, ...)."""
     factory: Callable[..., Any] = attrs.field(eq=False)
+    """Called with the backend's options, returns the backend."""
     description: str = ""
+    """One line for `plait plugins`."""
     distribution: str | None = None
+    """The distribution that registered it (filled in by the plugin host)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -260,10 +337,15 @@ class PluginInfo:
     """A plugin as ``plait plugins`` shows it."""
 
     name: str
+    """The plugin's entry-point name."""
     distribution: str | None
+    """The distribution that declares the entry point."""
     version: str | None
+    """That distribution's version."""
     provides: tuple[str, ...] = ()
+    """What it registers, as `kind:name` (`executor:thread`, `cache:sqlite`)."""
     error: str | None = None
+    """Why it failed to load (with the traceback); `None` when it loaded."""
 
 
 @attrs.frozen(kw_only=True)
@@ -277,10 +359,15 @@ class CacheStats:
     """
 
     callable_id: str
+    """The cached callable, as `module:qualname`."""
     hits: int = 0
+    """Calls served from the cache."""
     misses: int = 0
+    """Calls that computed a value that was absent or past `max_ttl`."""
     refreshes: int = 0
+    """Calls that recomputed a value early, between `min_ttl` and `max_ttl`."""
     entries: int = 0
+    """Values stored."""
 
     @property
     def calls(self) -> int:
