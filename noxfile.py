@@ -1,8 +1,14 @@
-"""Developer sessions. `nox -s tests` is what CI runs (see README and .ci/run)."""
+"""Developer sessions. `nox -s tests` is what CI runs (see README and .ci/run).
+
+Every session installs plait's packages the way a user gets them: wheels built from the
+source trees, installed as real (non-editable) distributions, so entry points come from
+the installed metadata and the tests exercise the built wheels.
+"""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import nox
@@ -16,6 +22,7 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 PLUGINS = sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml"))
 DOC_EXAMPLES = sorted(p.parent for p in ROOT.glob("docs/examples/*/pyproject.toml"))
 PACKAGES = [ROOT / "core", *PLUGINS]
+DIST = ROOT / "dist"
 BACKENDS = ("asyncio", "trio")
 
 
@@ -23,23 +30,64 @@ def group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
 
-def install_packages(session: nox.Session, *paths: Path) -> None:
-    """Install packages as real (non-editable) distributions: entry points come from metadata."""
-    session.install(*(str(p) for p in paths))
+def distribution_name(package: Path) -> str:
+    return str(nox.project.load_toml(package / "pyproject.toml")["project"]["name"])
+
+
+def uv_binary() -> str | None:
+    """The uv that nox itself uses (installed beside nox, or on PATH)."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return shutil.which("uv")
+    return str(find_uv_bin())
+
+
+def build_wheels(session: nox.Session, out_dir: Path, *packages: Path) -> list[Path]:
+    """Build one wheel per package into a freshly emptied `out_dir`."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    uv = uv_binary()
+    for package in packages:
+        if uv:
+            build = [uv, "build", "--wheel", "--quiet", "--no-sources", "--out-dir"]
+            session.run(*build, str(out_dir), str(package), external=True)
+        else:
+            wheel = ["pip", "wheel", "--quiet", "--no-deps", "--wheel-dir"]
+            session.run("python", "-m", *wheel, str(out_dir), str(package))
+    return sorted(out_dir.glob("*.whl"))
+
+
+def install_packages(session: nox.Session, *packages: Path) -> list[Path]:
+    """Build `packages` as wheels and install those wheels (never editable).
+
+    Our own distributions are reinstalled every time, so a reused environment never keeps
+    a stale build of the same version.
+    """
+    out_dir = Path(session.virtualenv.location) / "wheels"
+    wheels = build_wheels(session, out_dir, *packages)
+    if session.venv_backend == "uv":
+        names = [distribution_name(p) for p in packages]
+        session.install(*(f"--reinstall-package={name}" for name in names), *map(str, wheels))
+    else:
+        session.install("--force-reinstall", *map(str, wheels))
+    return wheels
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite, on the asyncio backend and again on trio."""
     session.install(*group("test"))
-    install_packages(session, *PACKAGES, *DOC_EXAMPLES)
+    wheels = install_packages(session, *PACKAGES, *DOC_EXAMPLES)
     args = session.posargs or ["-n", "2", "--dist", "loadgroup"]
     for backend in BACKENDS:
         session.log(f"--- anyio backend: {backend}")
-        session.run(
-            "pytest", *args,
-            env={"PLAIT_TEST_BACKEND": backend, "PLAIT_STRICT_PLUGINS": "1"},
-        )
+        env = {
+            "PLAIT_TEST_BACKEND": backend,
+            "PLAIT_STRICT_PLUGINS": "1",
+            "PLAIT_WHEELS_DIR": str(wheels[0].parent),
+        }
+        session.run("pytest", *args, env=env)
 
 
 def workspace_requirements(plugin: Path) -> list[Path]:
@@ -53,20 +101,29 @@ def workspace_requirements(plugin: Path) -> list[Path]:
 @nox.session(name="plugin-isolated")
 @nox.parametrize("plugin", [p.name for p in PLUGINS])
 def plugin_isolated(session: nox.Session, plugin: str) -> None:
-    """One plugin with only the core (and the plugins it declares) beside it: catches
-    undeclared dependencies."""
+    """One plugin with only the core (with plait-executors, which it depends on) and the
+    plugins it declares beside it: catches undeclared dependencies."""
     session.install(*group("test"))
     path = ROOT / "plugins" / plugin
-    install_packages(session, ROOT / "core", *workspace_requirements(path), path)
+    needed = [ROOT / "core", ROOT / "plugins" / "executors", *workspace_requirements(path), path]
+    install_packages(session, *dict.fromkeys(needed))
     tests_dir = ROOT / "tests" / "plugins" / plugin.replace("-", "_")
     session.run("pytest", str(tests_dir), env={"PLAIT_TEST_BACKEND": "asyncio"})
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build a wheel of every package into dist/ (then `pip install --find-links dist ...`)."""
+    built = build_wheels(session, DIST, *PACKAGES)
+    session.log("built " + ", ".join(w.name for w in built))
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install(*group("lint"))
     session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", "core", "plugins")
+    formatted = ["core", "plugins", "docs/hooks", "docs/capture", "noxfile.py"]
+    session.run("ruff", "format", "--check", *formatted)
 
 
 @nox.session
@@ -86,7 +143,7 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job: the demo pipeline on the default provenance and cache files."""
+    """The demo pipeline on the default provenance and cache files."""
     install_packages(session, *PACKAGES)
     session.run("plait", "demo", *session.posargs)
 

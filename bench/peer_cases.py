@@ -228,6 +228,55 @@ async def hamilton_chain(n: int) -> AsyncIterator[Run]:
         sys.modules.pop(mod.__name__, None)
 
 
+# ---------------------------------------------------------------------------- Dask delayed
+def _dask_inc(v: int) -> int:
+    return v + 1
+
+
+def _dask_branch(v: int) -> float:
+    time.sleep(0.01)  # a blocking 10 ms: Dask's local schedulers run plain functions
+    return v * 1.0
+
+
+def _dask_sum(xs: list[float]) -> float:
+    return sum(xs)
+
+
+@asynccontextmanager
+async def dask_chain(n: int, scheduler: str = "threads") -> AsyncIterator[Run]:
+    """``dask.delayed`` chain of ``n`` ``v + 1`` calls, computed on a local scheduler
+    (``threads``: the default pool; ``sync``: in the calling thread)."""
+    from dask import delayed
+
+    node = delayed(_dask_inc, pure=True)(-1)
+    for _ in range(1, n):
+        node = delayed(_dask_inc, pure=True)(node)
+
+    async def once() -> None:
+        out = node.compute(scheduler=scheduler)
+        assert out == n - 1, out
+
+    yield once
+
+
+@asynccontextmanager
+async def dask_fanout(width: int, scheduler: str = "threads") -> AsyncIterator[Run]:
+    """One source, ``width`` branches sleeping 10 ms, one sink, as ``dask.delayed``; the
+    threaded scheduler's pool has as many threads as CPUs (its default)."""
+    from dask import delayed
+
+    src = delayed(int, pure=True)(1)
+    sink = delayed(_dask_sum, pure=True)(
+        [delayed(_dask_branch, pure=True)(src, dask_key_name=f"b{i}") for i in range(width)]
+    )
+
+    async def once() -> None:
+        out = sink.compute(scheduler=scheduler)
+        assert out == float(width), out
+
+    yield once
+
+
 # ---------------------------------------------------------------------------- joblib, diskcache
 def joblib_cache_misses(calls: int) -> Any:
     return cache_misses(_joblib_cached, calls)

@@ -6,7 +6,7 @@ as text and as SVG (drawn by rich, colours as the terminal showed them)::
 
     python docs/gen/terminal_capture.py     # rewrites docs/how-to/logging-run.{txt,svg}
 
-``tests/docs/test_terminal_capture.py`` runs it and checks the committed capture.
+``tests/docs/test_logging_capture.py`` runs it and checks the committed capture.
 """
 
 from __future__ import annotations

@@ -117,3 +117,10 @@ def test_markdown_tables_hold_every_measurement_and_target(
     table = [line for line in text.splitlines() if line.startswith("| scaling")]
     assert len(table) == 2 and all(line.count("|") == len(bench.HEADER) + 1 for line in table)
     assert "| chain 10k -> 100k run time: <= 12x |" in text
+
+
+def test_startup_and_memory_figures_are_measured_in_fresh_processes() -> None:
+    sm = sys.modules["startup_memory"]
+    assert 0 < sm.import_ms(reps=1) < 10_000
+    assert 0 < sm.version_wall_s(reps=1) < 60
+    assert 10 < sm.chain_peak_rss_mb(n=1_000, reps=1) < 10_000

@@ -182,9 +182,7 @@ def test_restart_and_replay_need_no_dag(plait: Plait, project: Any) -> None:
     assert new["replay_of"] == bad_id and new["dag_ref"] == "pipe:dag"
 
 
-def test_restarted_run_duration_counts_work_not_the_idle_gap(
-    plait: Plait, project: Any
-) -> None:
+def test_restarted_run_duration_counts_work_not_the_idle_gap(plait: Plait, project: Any) -> None:
     bad = plait("run", "pipe:dag", "-i", "load.day=2024-05-30", "-i", "load.n=100", "--json")
     bad_id = bad.json()["run_id"]
     time.sleep(2.0)
@@ -311,7 +309,7 @@ def test_plugins_lists_first_party_and_the_example_plugin(plait: Plait) -> None:
     result = plait("plugins", "--json")
     assert result.code == 0, result
     by_name = {p["name"]: p for p in result.json()}
-    assert by_name["provenance-sqlite"]["provides"] == ["provenance:sqlite"]
+    assert by_name["provenance-sqlite"]["provides"] == ["provenance:sqlite", "trigger-store:sqlite"]
     example = by_name["jsonl-provenance"]
     assert example["distribution"] == "plait-jsonl-provenance"
     assert example["version"] == "0.1.0"
@@ -374,13 +372,13 @@ def test_demo_twice_shows_cache_hits(plait: Plait) -> None:
 
     stats = plait("cache", "stats", "--json")
     assert stats.code == 0, stats
-    by_id = {s["callable_id"]: s for s in stats.json()}
+    by_id = {s["callable_id"]: s for s in stats.json()["callables"]}
     assert by_id["plait.demo:lookup_customer"]["hits"] > 0
     assert plait("cache", "prune", "--json").json() == {"pruned": 0}
     cleared = plait("cache", "clear", "plait.demo:exchange_rate", "--json").json()
     assert cleared["cleared"] > 0
     assert plait("cache", "clear").code == 0
-    assert plait("cache", "stats", "--json").json() == []
+    assert plait("cache", "stats", "--json").json() == {"callables": [], "pushbacks": []}
 
 
 def install_command_plugin(project: Any, name: str, source: str) -> dict[str, str]:

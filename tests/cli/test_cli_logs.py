@@ -142,9 +142,7 @@ def _env(project: Path) -> dict[str, str]:
 
 def run_in_terminal(args: list[str], cwd: Path) -> tuple[int, bytes]:
     """``plait args`` under a pseudo-terminal (the docs' capture code, shared)."""
-    return TERMINAL.run_in_terminal(
-        [str(PLAIT), *args], cwd, env=_env(cwd), cols=COLS, rows=ROWS
-    )
+    return TERMINAL.run_in_terminal([str(PLAIT), *args], cwd, env=_env(cwd), cols=COLS, rows=ROWS)
 
 
 def screen_of(output: bytes) -> list[str]:

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from plait.errors import RunNotFoundError
-from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord, RunStatus
+from plait.owners import claimed
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunOwner, RunRecord, RunStatus, utcnow
 
 
 class MemoryProvenance:
@@ -114,10 +115,41 @@ class MemoryProvenance:
         ]
         return sorted(found, key=lambda r: (r.at, r.label, r.seq))
 
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        await self.commit()
+        with self._lock:  # one lock: the claim's transaction
+            run = claimed(
+                await self.get_run(run_id),
+                expected_attempt=expected_attempt,
+                owner=owner,
+                expected_owner=expected_owner,
+                at=utcnow(),
+            )
+            self.runs[run_id] = run
+        return run
+
 
 class BrokenProvenance(MemoryProvenance):
     """Ignores ``limit`` and ``after_seq``, raises a bare KeyError for unknown runs, loses run
-    data."""
+    data, and lets every claim win."""
+
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        run = await self.get_run(run_id)
+        return claimed(run, expected_attempt=run.attempt, owner=owner, at=utcnow())
 
     async def get_run(self, run_id: str) -> RunRecord:
         return self.runs[run_id]
@@ -147,6 +179,7 @@ class MemoryCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[str, str, float, float]] = {}
         self._counters: dict[str, list[int]] = {}
+        self._pushbacks: dict[str, float] = {}
 
     def open(self) -> None:
         return None
@@ -155,6 +188,7 @@ class MemoryCache:
         with self._lock:
             self._entries.clear()
             self._counters.clear()
+            self._pushbacks.clear()
 
     def lookup(self, key: str) -> Entry | None:
         found = self._entries.get(key)
@@ -203,6 +237,14 @@ class MemoryCache:
             for key in keys:
                 del self._entries[key]
         return len(keys)
+
+    def push_back(self, prefix: str, until: float) -> None:
+        with self._lock:
+            self._pushbacks[prefix] = until
+
+    def pushbacks(self, now: float) -> dict[str, float]:
+        with self._lock:
+            return {p: until for p, until in self._pushbacks.items() if until > now}
 
 
 class BrokenCache(MemoryCache):

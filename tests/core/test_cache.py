@@ -187,8 +187,8 @@ def test_bad_ttls_are_refused(min_ttl: Any, max_ttl: Any, match: str) -> None:
 
 
 def test_bare_decorator_is_explained() -> None:
-    with pytest.raises(TypeError, match="max_ttl"):
-        cached(square)  # type: ignore[call-arg, arg-type]
+    with pytest.raises(TtlError, match=r"not bare @cached"):
+        cached(square)  # type: ignore[arg-type]
     with pytest.raises(TtlError, match=r"not bare @cached"):
         cached(square, 2)  # type: ignore[arg-type]
 
@@ -460,6 +460,41 @@ def test_values_come_back_as_the_annotated_type(db: Path) -> None:
         return {"a": [1, 2]}
 
     assert untyped() == untyped() == {"a": [1, 2]}
+
+
+def test_json_shaped_returns_skip_the_converter_and_keep_their_values(db: Path) -> None:
+    # dict[str, Any] and list[Any] come back as parsed; a datetime inside one is stored
+    # as the converter writes it (an ISO string), before and after the shortcut alike
+    seen = Counter()
+
+    @cached(1, 2, db_path=db)
+    def row(day: int) -> dict[str, Any]:
+        seen(day)
+        return {"day": day, "px": day * 1.5, "tags": ("a", "b"), "at": datetime(2024, 5, 6)}
+
+    @cached(1, 2, db_path=db)
+    def items() -> list[Any]:
+        seen()
+        return [1, {"a": None}, [2.5]]
+
+    stored = {"day": 2, "px": 3.0, "tags": ["a", "b"], "at": "2024-05-06T00:00:00"}
+    assert row(2)["at"] == datetime(2024, 5, 6)  # the computed value itself
+    close_backends()
+    assert row(2) == row(2) == stored
+    assert items() == items() == [1, {"a": None}, [2.5]]
+    assert len(seen) == 2
+
+    @cached(1, 2, db_path=db)
+    def counts() -> dict[str, int]:  # not JSON-shaped: still structured (and checked)
+        seen()
+        return {"a": 1}
+
+    counts()
+    backend = counts.__plait_cache__.backend  # type: ignore[attr-defined]
+    key = counts.__plait_cache__._keys.key((), {})  # type: ignore[attr-defined]
+    backend.store(key, counts.callable_id, '{"a": "x"}', time.time(), time.time() + DAY)
+    assert counts() == {"a": 1}  # the stale entry did not convert: recomputed
+    assert len(seen) == 4
 
 
 def test_unconvertible_return_value_is_an_error(db: Path) -> None:
@@ -804,6 +839,12 @@ class DictCache:
         self, key: str, callable_id: str, value_json: str, stored_at: float, expires_at: float
     ) -> None:
         self.entries[key] = (callable_id, value_json, stored_at, expires_at)
+
+    def push_back(self, prefix: str, until: float) -> None:
+        self.pushed = {**getattr(self, "pushed", {}), prefix: until}
+
+    def pushbacks(self, now: float) -> dict[str, float]:
+        return {p: u for p, u in getattr(self, "pushed", {}).items() if u > now}
 
     def record_stats(
         self, callable_id: str, *, hits: int = 0, misses: int = 0, refreshes: int = 0

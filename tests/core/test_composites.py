@@ -286,7 +286,7 @@ def test_sub_dag_with_two_sources_or_sinks_is_rejected() -> None:
 
 def test_map_arguments_are_checked() -> None:
     dag = Dag("outer")
-    with pytest.raises(TypeError, match=r"dag\.map\(\) takes a Dag"):
+    with pytest.raises(TypeError, match=r"dag\.map\(\): sub_dag must be a Dag"):
         dag.map(square_inline)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_concurrency must be >= 1"):
         dag.map(square_dag("inline"), max_concurrency=0)

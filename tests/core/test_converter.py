@@ -93,7 +93,25 @@ def test_dumps_is_compact_sorted_ascii_json(sample: object) -> None:
     assert loads(dumps(sample)) == sample
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {"a": object()}, [b"bytes"]])
+@pytest.mark.parametrize(
+    ("sample", "text"),
+    [
+        (float("inf"), "1e999"),
+        (-float("inf"), "-1e999"),
+        (
+            [1, {"b": -float("inf"), "a": ("é", 2.5, None, True)}],
+            '[1,{"a":["\\u00e9",2.5,null,true],"b":-1e999}]',
+        ),
+    ],
+)
+def test_dumps_spells_infinities_as_json_numbers_that_read_back(sample: object, text: str) -> None:
+    assert dumps(sample) == text
+    assert json.loads(text) == loads(text)  # plain JSON: any reader with doubles agrees
+    expected = json.loads(json.dumps(sample))  # (tuples come back as lists)
+    assert loads(dumps(sample)) == expected
+
+
+@pytest.mark.parametrize("bad", [float("nan"), [1, float("nan")], {"a": object()}, [b"bytes"]])
 def test_dumps_refuses_what_json_cannot_hold(bad: object) -> None:
     with pytest.raises((ValueError, TypeError)):
         dumps(bad)

@@ -300,7 +300,7 @@ def test_source_inputs_are_checked() -> None:
     dag.node(use_int) >> dag.node(use_int, label="next")
     plan = dag.plan()
     with pytest.raises(InputError) as info:
-        plan.structure_inputs({"use_int": {"w": 1}, "ghost": {}})
+        plan.structure_inputs({"use_int": {"w": 1}, "ghost": {}}, stored=False)
     msg = str(info.value)
     assert "unknown node 'ghost'" in msg
     assert "node 'use_int' has no input parameter 'w'" in msg

@@ -19,6 +19,9 @@ def double(x: int) -> int:
         ("a.b.c:name", (("a", "b", "c"), "name")),
         ("_", ((), "_")),
         ("n0_x", ((), "n0_x")),
+        ("café", ((), "café")),
+        ("节点", ((), "节点")),
+        ("données.étape:节点", (("données", "étape"), "节点")),
     ],
 )
 def test_parse_nsref(nsref: str, expected: tuple[tuple[str, ...], str]) -> None:
@@ -26,13 +29,22 @@ def test_parse_nsref(nsref: str, expected: tuple[tuple[str, ...], str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", ":x", "a::b", "a.:x", "a.b:", "a b:c", "1a:x", "a:b:c", "a.b", "1a", "café", "a:é"]
+    "bad",
+    ["", ":x", "a::b", "a.:x", "a.b:", "a b:c", "1a:x", "a:b:c", "a.b", "1a", "a:-é", "é.1:x"],
 )
 def test_malformed_nsrefs_are_named(bad: str) -> None:
     with pytest.raises(NsrefError) as info:
         Namespace().register(double, nsref=bad)
     assert repr(bad) in str(info.value)
     assert isinstance(info.value, PlaitError | ValueError)
+
+
+def test_non_ascii_identifiers_register_and_resolve() -> None:
+    ns = Namespace()
+    node = ns.register(double, nsref="données:节点")
+    assert ns.get("données:节点") is node
+    assert "données:节点" in ns
+    assert ns.données.节点(2) == 4
 
 
 def test_register_get_and_dot_access() -> None:

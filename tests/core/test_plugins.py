@@ -135,6 +135,8 @@ def test_facade_covers_every_hookspec() -> None:
         "plait_register_executors",
         "plait_register_provenance_backends",
         "plait_register_cache_backends",
+        "plait_register_trigger_stores",
+        "plait_register_trigger_kinds",
     }
 
 

@@ -193,4 +193,3 @@ async def test_lines_of_a_map_element_belong_to_its_sub_run() -> None:
     for sub in subs:
         messages += [x.message for x in await _lines(prov, sub.run_id)]
     assert sorted(messages) == ["squaring 1", "squaring 2", "squaring 3"]
-

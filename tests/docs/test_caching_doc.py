@@ -27,9 +27,10 @@ def python_blocks(text: str) -> list[str]:
 
 
 @pytest.mark.anyio
-async def test_caching_how_to_examples_run(tmp_path: Path) -> None:
+async def test_caching_how_to_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the examples' relative paths land here
     blocks = python_blocks(DOC.read_text())
-    assert len(blocks) == 3
+    assert len(blocks) == 8
     namespace: dict[str, Any] = {"__name__": "caching_doc"}
     for block in blocks:
         exec(compile(block, str(DOC), "exec", dont_inherit=True), namespace)
@@ -46,3 +47,16 @@ async def test_caching_how_to_examples_run(tmp_path: Path) -> None:
     assert first.outputs == second.outputs == {"total": 45}
     info = namespace["load"].cache_info()
     assert (info.misses, info.hits) == (1, 1)
+
+    # pushback: raising CachePushback records it under the prefix it names
+    from plait import CachePushback
+    from plait.cache import pushbacks
+
+    rate = namespace["ns"].fx.ecb.rate
+    with pytest.raises(CachePushback):
+        rate("XXX")  # nothing stored to serve: the caller sees it
+    assert set(pushbacks()) == {"fx"}
+    assert namespace["rate_of"].cache_info().hits == 2
+    durable = namespace["durable"]
+    assert durable.synchronous == "full"
+    assert (tmp_path / "durable-cache.sqlite3").is_file()

@@ -31,6 +31,7 @@ CO_COROUTINE = 0x0080
 #: Pages whose code a dedicated test runs (it needs worker processes or a cluster).
 COVERED_ELSEWHERE = {
     "how-to/scaling-out.md": "tests/plugins/executors/test_scaling_out_doc.py",
+    "how-to/configuration.md": "tests/docs/test_configuration_doc.py",
 }
 
 PAGES = sorted(

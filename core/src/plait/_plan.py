@@ -16,13 +16,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from plait._wiring import Incoming, Wiring
-from plait.errors import DagValidationError, InputError
+from plait.converter import json_equal, structure, to_json_safe
+from plait.errors import ConversionError, DagValidationError, InputError
 from plait.introspect import EMPTY, ParamInfo
 
 if TYPE_CHECKING:
     from plait.dag import Dag, DagNode, Edge
 
-__all__ = ["EdgeKey", "Plan", "PlanNode", "compile_plan"]
+__all__ = ["EdgeKey", "Plan", "PlanNode", "compile_plan", "input_dicts"]
 
 #: An edge as a Dag stores it: (upstream label, downstream label, param, order_only).
 EdgeKey = tuple[str, str, str | None, bool]
@@ -109,14 +110,27 @@ class Plan:
                     todo.append(s)
         return seen
 
-    def structure_inputs(self, source_inputs: Mapping[str, Any]) -> None:
-        """Check run inputs against source parameters; raise one InputError listing all."""
+    def structure_inputs(self, source_inputs: dict[str, dict[str, Any]], *, stored: bool) -> None:
+        """Check run inputs against source parameters; raise one InputError listing all.
+
+        A value must survive the trip to JSON and back as its parameter's type, since a
+        restart restores the inputs from their JSON form: ``"abc"`` or ``"1"`` for an
+        ``int`` is refused. A value that is not an instance of its parameter's class but
+        makes the trip unchanged (a ``str`` for a ``Path``, an ``int`` for a ``float``) is
+        replaced by the restored value, so a run and its restart see the same inputs.
+        ``stored`` says whether the run's inputs are recorded; when not, a value that has no
+        JSON form is passed as it is.
+        """
         problems = self._unknown_inputs(source_inputs)
         for i in self.sources:
             node = self.nodes[i]
             given = source_inputs.get(node.label, {})
             for p in node.input_params:
-                if p.required and p.name not in given:
+                if p.name in given:
+                    problem = _fit_input(node.label, p, given, stored=stored)
+                    if problem:
+                        problems.append(problem)
+                elif p.required:
                     problems.append(
                         f"node {node.label!r}: missing input for required parameter {p.describe()}"
                     )
@@ -145,6 +159,60 @@ class Plan:
         return problems
 
 
+def input_dicts(source_inputs: Any) -> dict[str, dict[str, Any]]:
+    """A copy of ``source_inputs`` (``{"label": {"param": value}}``) as plain dicts;
+    :class:`InputError` naming ``source_inputs`` (and the label) when its shape is wrong."""
+    if source_inputs is None:
+        return {}
+    if not isinstance(source_inputs, Mapping):
+        raise InputError(
+            "source_inputs must map node labels to {parameter: value} dicts, got "
+            f"{type(source_inputs).__name__} {source_inputs!r:.80}"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for label, params in source_inputs.items():
+        if not isinstance(params, Mapping):
+            raise InputError(
+                f"source_inputs[{label!r}] must map parameter names of node {label!r} to "
+                f"values, got {type(params).__name__} {params!r:.80}"
+            )
+        out[label] = dict(params)
+    return out
+
+
+def _fit_input(label: str, param: ParamInfo, given: dict[str, Any], *, stored: bool) -> str:
+    """Why ``given[param.name]`` does not fit ``param`` (empty when it does); replaces the
+    value by its restored form when that differs only in type (see ``structure_inputs``)."""
+    tp = param.annotation
+    if tp is EMPTY or tp is Any:
+        return ""
+    value = given[param.name]
+    try:
+        instance = isinstance(tp, type) and isinstance(value, tp)
+    except TypeError:  # a protocol that is not runtime checkable, say
+        instance = False
+    if instance:
+        return ""
+    where = f"node {label!r}: input {param.name!r}"
+    try:
+        data = to_json_safe(value, where=where)
+    except ConversionError as exc:
+        return str(exc) if stored else ""
+    try:
+        restored = structure(data, tp, where=where)
+        same = json_equal(to_json_safe(restored, tp, where=where), data)
+    except ConversionError:
+        same = False
+    if not same:
+        return (
+            f"{where} expects {param.describe()}, got {type(value).__name__} {value!r:.80}, "
+            f"which a restart could not restore as it was"
+        )
+    if isinstance(tp, type):
+        given[param.name] = restored
+    return ""
+
+
 # ---------------------------------------------------------------------- compilation
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
@@ -171,7 +239,22 @@ class _Graph:
         #: per node, its incoming edges (see :data:`plait._wiring.Incoming`)
         self.incoming: list[list[Incoming]] = [[] for _ in range(n)]
         self.succ: list[list[int]] = [[] for _ in range(n)]
-        self.preds: list[set[int]] = [set() for _ in range(n)]
+        #: per node, its distinct upstreams in the order their first edge was added (lists,
+        #: not sets: a set costs 216 bytes a node while compiling)
+        self.preds: list[list[int]] = [[] for _ in range(n)]
+
+    def drop_repeats(self) -> None:
+        """Keep one (upstream, downstream) pair for an upstream that feeds a node twice
+        (two parameters, or a value and an ordering edge): O(edges)."""
+        repeated: set[int] = set()
+        for d, ups in enumerate(self.preds):
+            if len(ups) > 1:
+                unique = list(dict.fromkeys(ups))
+                if len(unique) < len(ups):
+                    self.preds[d] = unique
+                    repeated.update(unique)
+        for u in repeated:
+            self.succ[u] = list(dict.fromkeys(self.succ[u]))
 
 
 def compile_plan(
@@ -183,7 +266,7 @@ def compile_plan(
     with _gc_paused():
         problems: list[str] = []
         pnodes = [PlanNode(i, node) for i, node in enumerate(nodes.values())]
-        graph = _index_edges(dag, nodes, edges, problems)
+        graph = _index_edges(dag, pnodes, edges, problems)
         order = _topological(pnodes, graph.succ, graph.preds, problems)
         wiring = Wiring(pnodes, problems)
         succ, preds, incoming = graph.succ, graph.preds, graph.incoming
@@ -201,11 +284,12 @@ def compile_plan(
 
 def _index_edges(
     dag: Dag,
-    nodes: Mapping[str, DagNode],
+    pnodes: list[PlanNode],
     edges: Mapping[EdgeKey, Edge | None],
     problems: list[str],
 ) -> _Graph:
-    index = {label: i for i, label in enumerate(nodes)}
+    # the plan nodes' own index objects: bindings and successor tuples share them
+    index = {pn.label: pn.index for pn in pnodes}
     graph = _Graph(len(index))
     incoming, succ, preds = graph.incoming, graph.succ, graph.preds
     for (up_label, down_label, param, order_only), e in edges.items():
@@ -217,15 +301,14 @@ def _index_edges(
             problems.append(f"cycle: {up_label} -> {up_label}")
             continue
         incoming[d].append((u, param, order_only))
-        ups = preds[d]
-        if u not in ups:
-            ups.add(u)
-            succ[u].append(d)
+        preds[d].append(u)
+        succ[u].append(d)
+    graph.drop_repeats()
     return graph
 
 
 def _topological(
-    pnodes: list[PlanNode], succ: list[list[int]], preds: list[set[int]], problems: list[str]
+    pnodes: list[PlanNode], succ: list[list[int]], preds: list[list[int]], problems: list[str]
 ) -> list[int]:
     indeg = [len(p) for p in preds]
     ready = deque(i for i, d in enumerate(indeg) if d == 0)
@@ -244,7 +327,7 @@ def _topological(
     return order
 
 
-def _find_cycle(left: set[int], succ: list[list[int]], preds: list[set[int]]) -> list[int]:
+def _find_cycle(left: set[int], succ: list[list[int]], preds: list[list[int]]) -> list[int]:
     """One cycle inside ``left`` (nodes that Kahn's algorithm could not order).
 
     ``left`` also holds nodes that are only downstream of a cycle; they are dropped first,

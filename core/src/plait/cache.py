@@ -14,6 +14,11 @@ form of its bound arguments (defaults applied), so ``f(1, b=2)`` and ``f(b=2, a=
 an entry. Values go through plait's converter as JSON and come back as the annotated return
 type. Exceptions are never cached. Concurrent identical calls in one process compute once.
 
+Pushback: when a rate-limited service asks you to back off, :func:`push_back` (or raising
+:class:`plait.errors.CachePushback` from the cached callable) suppresses the probabilistic
+refreshes of every cached callable under a namespace prefix for a while; values are then
+served until ``max_ttl``. The pushback is kept in the cache store, for every process.
+
 Nothing happens at import or decoration time: the backend is looked up and opened on the
 first call.
 """
@@ -21,20 +26,22 @@ first call.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import functools
 import hashlib
-import importlib
 import inspect
 import json
 import json.scanner
 import math
 import os
 import random
+import sys
 import threading
 import time
+import typing
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, cast
@@ -43,9 +50,19 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from plait import defaults
-from plait.converter import loads, structure, to_json_safe
-from plait.errors import CacheKeyError, ConversionError, NsrefError, PlaitWarning, TtlError
+from plait import arguments, defaults
+from plait.converter import dumps, get_converter, is_json_safe, loads, structure, to_json_safe
+from plait.errors import (
+    ArgumentTypeError,
+    CacheBypassError,
+    CacheKeyError,
+    CachePushback,
+    ConversionError,
+    PlaitWarning,
+    StoreError,
+    TtlError,
+)
+from plait.gref import resolve_callable
 from plait.records import CacheStats
 
 if TYPE_CHECKING:
@@ -58,10 +75,15 @@ __all__ = [
     "RandomSource",
     "cached",
     "callable_id",
+    "check_ttls",
     "clear",
     "close_backends",
+    "in_scope",
     "prune",
+    "push_back",
+    "pushbacks",
     "register_cached_callable",
+    "require_cache",
     "stats",
 ]
 
@@ -132,6 +154,8 @@ def _ttl_seconds(value: object, name: str) -> float:
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value) * DAY
+    elif value is None:
+        raise TtlError(f"{name} is required: write @cached(min_ttl=..., max_ttl=...) (days)")
     elif callable(value):
         raise TtlError(
             f"{name} must be a number of days or a timedelta, got the callable {value!r}: "
@@ -144,6 +168,11 @@ def _ttl_seconds(value: object, name: str) -> float:
     if math.isnan(seconds) or seconds < 0:
         raise TtlError(f"{name} must be a non-negative duration, got {value!r}")
     return seconds
+
+
+def check_ttls(min_ttl: object, max_ttl: object) -> tuple[float, float]:
+    """``(min, max)`` in seconds; :class:`TtlError` for bad TTLs (days or timedeltas)."""
+    return _ttls(min_ttl, max_ttl)
 
 
 def _ttls(min_ttl: object, max_ttl: object) -> tuple[float, float]:
@@ -281,6 +310,20 @@ class _KeyMaker:
         return self.prefix + payload
 
 
+def _parsed_as(rtype: Any) -> type | None:
+    """``dict`` for a ``dict[str, Any]`` (or bare ``dict``) return type, ``list`` for
+    ``list[Any]`` (or bare ``list``): the converter would only copy parsed JSON of that
+    type, so it is the value as it is. None for every other type."""
+    if rtype is dict or rtype is list:
+        return cast("type", rtype)
+    origin, args = typing.get_origin(rtype), typing.get_args(rtype)
+    if origin is dict and args == (str, Any):
+        return dict
+    if origin is list and args == (Any,):
+        return list
+    return None
+
+
 # ---------------------------------------------------------------------- shared backends
 class _Registry:
     """Backends plait opened by name, shared by every cached callable of the process."""
@@ -339,6 +382,11 @@ _REGISTRY: Final = _Registry()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_REGISTRY.after_fork)
 
+#: The callable id of the cached callable computing in this context (see require_cache).
+_THROUGH_CACHE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "plait_through_cache", default=None
+)
+
 _LIMITER: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
     "plait_cache_limiter"
 )
@@ -374,15 +422,20 @@ def _resolve_backend(
 
 
 # ---------------------------------------------------------------------- the cached callable
+_UNSET: Final = object()
+
+
 class _Flight:
     """One in-progress computation that identical concurrent calls wait for."""
 
-    __slots__ = ("done", "error", "value_json")
+    __slots__ = ("done", "error", "result", "value_json")
 
     def __init__(self, done: Any) -> None:
         self.done = done
         self.value_json: str | None = None
         self.error: Exception | None = None
+        #: the leader's value when it could not be stored (no ``value_json`` then)
+        self.result: Any = _UNSET
 
 
 class _Cached:
@@ -400,9 +453,12 @@ class _Cached:
         clock: Callable[[], float] | None,
         rng: RandomSource | None,
         host: PluginHost | None,
+        scope: str | None = None,
     ) -> None:
         self.fn = fn
         self.callable_id = callable_id(fn)
+        #: the name pushbacks are matched against: its nsref, or its callable id
+        self.scope = scope or self.callable_id
         self.min_s = min_s
         self.max_s = max_s
         self.version = version
@@ -415,6 +471,9 @@ class _Cached:
         self.backend: CacheBackend | None = None
         self._keys: _KeyMaker | None = None
         self._return_type: Any = None
+        #: dict or list when parsed JSON of that type already is a return value (see
+        #: :func:`_parsed_as`): a hit then skips the converter
+        self._parsed_type: type | None = None
         self._lock = threading.Lock()
         self._flights: dict[Any, _Flight] = {}
         _REGISTRY.users.add(self)
@@ -430,6 +489,7 @@ class _Cached:
                 info = describe(self.fn)
                 ret = info.return_type
                 self._return_type = None if ret is EMPTY or ret is Any else ret
+                self._parsed_type = _parsed_as(self._return_type)
         backend = _resolve_backend(self._backend_spec, self._db_path, self._host)
         self.backend = backend
         return backend
@@ -452,7 +512,12 @@ class _Cached:
         if end != len(value_json):
             data = loads(value_json)  # raises ValueError for text that is not JSON
         rtype = self._return_type
-        if rtype is None or (type(data) is rtype and rtype in _SCALAR_RETURNS):
+        kind = type(data)
+        if (
+            rtype is None
+            or kind is self._parsed_type
+            or (kind is rtype and rtype in _SCALAR_RETURNS)
+        ):
             return data
         return structure(data, rtype, where=f"cached value of {self.callable_id}")
 
@@ -467,19 +532,83 @@ class _Cached:
             return False, None
 
     def encode(self, result: Any) -> str:
-        data = to_json_safe(result, self._return_type, where=f"return value of {self.callable_id}")
-        return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        # JSON-safe already (the converter would give the same data back): no converter
+        data = (
+            result
+            if is_json_safe(result)
+            else to_json_safe(
+                result, self._return_type, where=f"return value of {self.callable_id}"
+            )
+        )
+        try:
+            return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        except ValueError:  # an infinity: spelled 1e999, read back as inf
+            return dumps(data)
 
-    def decide(self, entry: CacheEntry | None) -> int:
+    def encode_storable(self, result: Any) -> str | None:
+        """``result`` as JSON text, or None (with a :class:`PlaitWarning`) when it holds a
+        non-finite float, which JSON cannot hold. A type with no JSON form still raises."""
+        try:
+            return self.encode(result)
+        except (ConversionError, ValueError) as exc:
+            if not _has_non_finite(result):
+                raise
+            self.not_stored(f"it holds a non-finite float ({exc})")
+            return None
+
+    def not_stored(self, reason: str) -> None:
+        """Warn that a computed value is returned without being cached, and why."""
+        warnings.warn(
+            f"{self.callable_id}: the computed value is returned but not cached: {reason}",
+            PlaitWarning,
+            stacklevel=5,
+        )
+
+    def decide(self, entry: CacheEntry | None, backend: CacheBackend) -> int:
         if entry is None:
             return _MISS
-        age = self._clock() - entry.stored_at
+        now = self._clock()
+        age = now - entry.stored_at
         if age < self.min_s:
             return _HIT
         if age >= self.max_s:
             return _MISS
         chance = (age - self.min_s) / (self.max_s - self.min_s)
-        return _REFRESH if self._random() < chance else _HIT
+        if self._random() >= chance:
+            return _HIT
+        # a refresh: unless someone asked this scope to back off
+        for prefix in backend.pushbacks(now):
+            if in_scope(prefix, self.scope):
+                return _HIT
+        return _REFRESH
+
+    def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        token = _THROUGH_CACHE.set(self.callable_id)
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            _THROUGH_CACHE.reset(token)
+
+    async def _acompute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        token = _THROUGH_CACHE.set(self.callable_id)
+        try:
+            return await self.fn(*args, **kwargs)
+        finally:
+            _THROUGH_CACHE.reset(token)
+
+    def _pushback(self, exc: CachePushback) -> tuple[str, float]:
+        """``(prefix, until)`` of a pushback the callable asked for by raising ``exc``."""
+        seconds = _ttl_seconds(exc.duration, "CachePushback duration")
+        return exc.prefix or self.scope, self._clock() + seconds
+
+    def _serve_stale(self, backend: CacheBackend, entry: CacheEntry | None) -> tuple[bool, Any]:
+        """After a pushback: ``(True, value)`` when the stored value is within ``max_ttl``."""
+        if entry is None or self._clock() - entry.stored_at >= self.max_s:
+            return False, None
+        ok, value = self._restored(entry)
+        if ok:
+            backend.record_stats(self.callable_id, hits=1)
+        return ok, value
 
     def _fresher(self, first: CacheEntry | None, now: CacheEntry | None) -> bool:
         """Whether ``now`` was stored by someone else since we saw ``first``, and is usable."""
@@ -491,7 +620,11 @@ class _Cached:
         self, backend: CacheBackend, decision: int, entry: CacheEntry | None, exc: Exception
     ) -> tuple[bool, Any]:
         """An early refresh raised: the cached value is still within ``max_ttl``, so serve it
-        (and warn) rather than fail a call that a plain hit would have answered."""
+        (and warn) rather than fail a call that a plain hit would have answered. After a
+        :class:`CachePushback` (already recorded), a value within ``max_ttl`` is served
+        quietly, whatever the call was."""
+        if isinstance(exc, CachePushback):
+            return self._serve_stale(backend, entry)
         if decision != _REFRESH or entry is None:
             return False, None
         ok, value = self._restored(entry)
@@ -536,7 +669,7 @@ class _Cached:
         kwargs: dict[str, Any],
     ) -> Any:
         while True:
-            decision = self.decide(entry)
+            decision = self.decide(entry, backend)
             if decision == _HIT:
                 ok, value = self._restored(entry)
                 if ok:
@@ -550,6 +683,8 @@ class _Cached:
                     flight = self._flights[key] = _Flight(threading.Event())
             if not leader:
                 flight.done.wait()
+                if flight.result is not _UNSET:
+                    return flight.result
                 if flight.value_json is not None:
                     backend.record_stats(self.callable_id, hits=1)
                     return self.restore(flight.value_json)
@@ -566,14 +701,25 @@ class _Cached:
                         flight.value_json = latest.value_json
                         backend.record_stats(self.callable_id, hits=1)
                         return value
-                result = self.fn(*args, **kwargs)
-                value_json = self.encode(result)
-                stored_at = self._clock()
-                backend.store(key, self.callable_id, value_json, stored_at, stored_at + self.max_s)
+                result = self._compute(args, kwargs)
+                value_json = self.encode_storable(result)
+                if value_json is not None:
+                    stored_at = self._clock()
+                    try:
+                        backend.store(
+                            key, self.callable_id, value_json, stored_at, stored_at + self.max_s
+                        )
+                    except StoreError as exc:
+                        self.not_stored(str(exc))
+                        value_json = None
+                if value_json is None:
+                    flight.result = result
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
             except Exception as exc:
+                if isinstance(exc, CachePushback):
+                    backend.push_back(*self._pushback(exc))
                 served, value = self._refresh_failed(backend, decision, entry, exc)
                 if served:
                     assert entry is not None
@@ -612,7 +758,7 @@ class _Cached:
     ) -> Any:
         flight_key = (threading.get_ident(), key)  # one event loop per thread
         while True:
-            decision = self.decide(entry)
+            decision = self.decide(entry, backend)
             if decision == _HIT:
                 ok, value = self._restored(entry)
                 if ok:
@@ -626,6 +772,8 @@ class _Cached:
                     flight = self._flights[flight_key] = _Flight(anyio.Event())
             if not leader:
                 await flight.done.wait()
+                if flight.result is not _UNSET:
+                    return flight.result
                 if flight.value_json is not None:
                     backend.record_stats(self.callable_id, hits=1)
                     return self.restore(flight.value_json)
@@ -642,22 +790,32 @@ class _Cached:
                         flight.value_json = latest.value_json
                         backend.record_stats(self.callable_id, hits=1)
                         return value
-                result = await self.fn(*args, **kwargs)
-                value_json = self.encode(result)
-                stored_at = self._clock()
-                await anyio.to_thread.run_sync(
-                    backend.store,
-                    key,
-                    self.callable_id,
-                    value_json,
-                    stored_at,
-                    stored_at + self.max_s,
-                    limiter=_limiter(),
-                )
+                result = await self._acompute(args, kwargs)
+                value_json = self.encode_storable(result)
+                if value_json is not None:
+                    stored_at = self._clock()
+                    try:
+                        await anyio.to_thread.run_sync(
+                            backend.store,
+                            key,
+                            self.callable_id,
+                            value_json,
+                            stored_at,
+                            stored_at + self.max_s,
+                            limiter=_limiter(),
+                        )
+                    except StoreError as exc:
+                        self.not_stored(str(exc))
+                        value_json = None
+                if value_json is None:
+                    flight.result = result
                 flight.value_json = value_json
                 self._counted(backend, decision)
                 return result
             except Exception as exc:
+                if isinstance(exc, CachePushback):
+                    pushback = self._pushback(exc)
+                    await anyio.to_thread.run_sync(backend.push_back, *pushback, limiter=_limiter())
                 served, value = self._refresh_failed(backend, decision, entry, exc)
                 if served:
                     assert entry is not None
@@ -682,6 +840,24 @@ class _Cached:
         return self._backend().clear(self.callable_id)
 
 
+def _has_non_finite(value: Any) -> bool:
+    """Whether ``value`` (unstructured by the converter) holds an infinite or NaN float."""
+    try:
+        stack = [get_converter().unstructure(value)]
+    except Exception:
+        return False
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return False
+
+
 def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
@@ -689,8 +865,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def cached(
-    min_ttl: float | timedelta,
-    max_ttl: float | timedelta,
+    min_ttl: float | timedelta | None = None,
+    max_ttl: float | timedelta | None = None,
     backend: str | CacheBackend | None = None,
     version: str | int | None = None,
     *,
@@ -698,6 +874,7 @@ def cached(
     clock: Callable[[], float] | None = None,
     rng: RandomSource | None = None,
     host: PluginHost | None = None,
+    scope: str | None = None,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """Cache a sync or async callable's results with a TTL.
 
@@ -707,19 +884,22 @@ def cached(
     :class:`plait.protocols.CacheBackend`; ``db_path`` is passed to a named backend as its
     ``path``. Bump ``version`` when the callable's results change meaning: old entries are
     then ignored. ``clock`` (epoch seconds) and ``rng`` make the TTL logic deterministic in
-    tests; ``host`` is the plugin host to look the backend up in.
+    tests; ``host`` is the plugin host to look the backend up in. ``scope`` is the name
+    pushbacks are matched against (:func:`push_back`; default: the callable id, and the
+    nsref for callables registered in a namespace).
 
     Raises :class:`plait.errors.TtlError` for bad TTLs. At call time an argument that
     cannot be part of a key raises :class:`plait.errors.CacheKeyError` (a ``TypeError``)
     naming the parameter.
     """
     min_s, max_s = _ttls(min_ttl, max_ttl)
+    _check_backend_arguments(backend, db_path)
     if version is not None and type(version) not in (str, int):
         raise CacheKeyError(f"version must be a str or an int, not {type(version).__name__}")
 
     def decorate(fn: Callable[P, R]) -> CachedFunction[P, R]:
         if not callable(fn):
-            raise TypeError(f"@cached can only decorate a callable, not {fn!r}")
+            raise ArgumentTypeError(f"@cached can only decorate a callable, not {fn!r:.60}")
         state = _Cached(
             fn,
             min_s=min_s,
@@ -730,6 +910,7 @@ def cached(
             clock=clock,
             rng=rng,
             host=host,
+            scope=scope,
         )
         wrapper: Any
         if _is_async(fn):
@@ -756,22 +937,16 @@ def cached(
 
 
 # ---------------------------------------------------------------------- registration
-def _import_gref(gref: str) -> Callable[..., Any]:
-    module_name, colon, attr_path = gref.partition(":")
-    if not colon or not module_name or not attr_path:
-        raise NsrefError(f"gref {gref!r} must look like 'package.module:callable'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise NsrefError(f"gref {gref!r}: cannot import module {module_name!r}: {exc}") from exc
-    for part in attr_path.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError as exc:
-            raise NsrefError(f"gref {gref!r}: {part!r} not found") from exc
-    if not callable(target):
-        raise NsrefError(f"gref {gref!r} names {type(target).__name__} object, not a callable")
-    return cast("Callable[..., Any]", target)
+def _check_backend_arguments(backend: object, db_path: object) -> None:
+    if backend is not None and not isinstance(backend, str):
+        missing = [m for m in ("lookup", "store") if not callable(getattr(backend, m, None))]
+        if missing:
+            raise ArgumentTypeError(
+                f"cached(): backend must be a backend name or a cache backend, got "
+                f"{type(backend).__name__} {backend!r:.60} (it has no {', '.join(missing)})"
+            )
+    if db_path is not None:
+        arguments.file_path(db_path, name="db_path", where="cached()")
 
 
 def register_cached_callable(
@@ -787,14 +962,23 @@ def register_cached_callable(
     clock: Callable[[], float] | None = None,
     rng: RandomSource | None = None,
     host: PluginHost | None = None,
+    tags: Iterable[str] | None = None,
 ) -> NamespaceNode:
     """Register the callable at ``gref`` (``"package.module:callable"``, or the callable
-    itself) in ``ns`` at ``nsref`` (default: its name), cached as :func:`cached` does.
+    itself) in ``ns`` at ``nsref`` (default: its name), cached as :func:`cached` does, with
+    ``tags``. Pushbacks match its nsref.
 
     The node keeps the original callable's signature and type hints, so a DAG wires it like
     the uncached one.
     """
-    fn = _import_gref(gref) if isinstance(gref, str) else gref
+    from plait.entries import CachePolicy
+    from plait.namespace import format_nsref, parse_nsref
+
+    fn = resolve_callable(gref) if isinstance(gref, str) else gref
+    policy = CachePolicy(min_ttl=min_ttl, max_ttl=max_ttl, version=version)
+    if nsref is None:
+        nsref = getattr(fn, "__name__", None) or type(fn).__name__
+    nsref = format_nsref(*parse_nsref(nsref))
     decorator = cached(
         min_ttl,
         max_ttl,
@@ -804,8 +988,9 @@ def register_cached_callable(
         clock=clock,
         rng=rng,
         host=host,
+        scope=nsref,
     )
-    return ns.register(fn, nsref, decorator=decorator)
+    return ns.register(fn, nsref, decorator=decorator, tags=tags, cache_policy=policy)
 
 
 # ---------------------------------------------------------------------- operations
@@ -846,6 +1031,73 @@ def clear(
         return store.clear()
     cid = target if isinstance(target, str) else callable_id(target)
     return store.clear(cid)
+
+
+def require_cache() -> None:
+    """Call first thing in a function that must only be reached through its cache (an API
+    whose rate limit a direct call would spend): raises :class:`CacheBypassError` unless a
+    cached wrapper is computing it right now.
+
+    ::
+
+        @cached(min_ttl=1, max_ttl=7)
+        def quote(ticker: str) -> float:
+            require_cache()
+            return expensive_api.quote(ticker)
+
+        quote.__wrapped__("ACME")  # CacheBypassError naming quote
+    """
+    frame = sys._getframe(1)
+    caller = f"{frame.f_globals.get('__name__')}:{frame.f_code.co_qualname}"
+    if _THROUGH_CACHE.get() != caller:  # none computing, or another cached callable
+        raise CacheBypassError(
+            f"{caller} must be called through its cache (the @cached function, or its "
+            "namespace entry), not directly"
+        )
+
+
+def in_scope(prefix: str, scope: str) -> bool:
+    """Whether a pushback for ``prefix`` covers ``scope`` (an nsref or a callable id).
+
+    ``"market"`` covers ``"market:fetch"`` and ``"market.eu:fetch"``, not
+    ``"marketing:fetch"``; ``"market:fetch"`` covers only itself.
+    """
+    if not scope.startswith(prefix):
+        return False
+    return len(scope) == len(prefix) or prefix[-1] in ".:" or scope[len(prefix)] in ".:"
+
+
+def push_back(
+    prefix: str,
+    duration: float | timedelta,
+    backend: str | CacheBackend | None = None,
+    *,
+    db_path: str | Path | None = None,
+    host: PluginHost | None = None,
+    now: float | None = None,
+) -> float:
+    """Suppress probabilistic refreshes of every cached callable under ``prefix`` (an nsref
+    prefix such as ``"market"``, or a callable id) for ``duration`` (days, or a timedelta);
+    return when it ends (epoch seconds). The pushback is kept in the store, for every process
+    that shares it; a later one for the same prefix replaces it (a ``duration`` of 0 lifts
+    it). Values past ``max_ttl`` and misses are still computed."""
+    if not isinstance(prefix, str) or not prefix:
+        raise TtlError(f"a pushback needs a non-empty prefix, got {prefix!r}")
+    until = (time.time() if now is None else now) + _ttl_seconds(duration, "duration")
+    _resolve_backend(backend, db_path, host).push_back(prefix, until)
+    return until
+
+
+def pushbacks(
+    backend: str | CacheBackend | None = None,
+    *,
+    db_path: str | Path | None = None,
+    host: PluginHost | None = None,
+    now: float | None = None,
+) -> dict[str, float]:
+    """Pushbacks in force (as of ``now``): prefix -> when it ends (epoch seconds)."""
+    store = _resolve_backend(backend, db_path, host)
+    return store.pushbacks(time.time() if now is None else now)
 
 
 def prune(

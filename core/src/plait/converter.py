@@ -2,11 +2,14 @@
 
 Everything plait stores, sends to hooks or returns goes through :func:`make_converter`
 (built on ``cattrs.preconf.json``). Never use ``cattrs.global_converter`` for plait data.
+pydantic models are values too, when pydantic is installed (it is not a dependency).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path, PurePath
 from typing import Any, Final
@@ -21,6 +24,8 @@ __all__ = [
     "JSON_SCALARS",
     "dumps",
     "get_converter",
+    "is_json_safe",
+    "json_equal",
     "loads",
     "make_converter",
     "structure",
@@ -45,7 +50,23 @@ def make_converter() -> JsonConverter:
     # datetime string never silently becomes a date.
     conv.register_structure_hook(datetime, lambda v, _: datetime.fromisoformat(v))
     conv.register_structure_hook(date, lambda v, _: date.fromisoformat(v))
+    _register_pydantic(conv)
     return conv
+
+
+def _is_pydantic_model(tp: Any) -> bool:
+    """Whether ``tp`` is a pydantic ``BaseModel`` class. pydantic is never imported here:
+    when nobody imported it, no value can be one of its models."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
+
+
+def _register_pydantic(conv: JsonConverter) -> None:
+    """pydantic models as values (inputs, outputs, cached values): unstructured with
+    ``model_dump(mode="json")``, structured with ``model_validate``, so they come back with
+    their type. pydantic stays optional: these hooks only ever match its models."""
+    conv.register_unstructure_hook_func(_is_pydantic_model, lambda m: m.model_dump(mode="json"))
+    conv.register_structure_hook_func(_is_pydantic_model, lambda data, tp: tp.model_validate(data))
 
 
 class _Holder:
@@ -83,6 +104,15 @@ def _check_json_safe(data: Any, where: str) -> None:
                 "JSON (register a cattrs hook, or use attrs classes, dataclasses, "
                 "datetimes, paths and containers of those)"
             )
+
+
+def is_json_safe(data: Any) -> bool:
+    """Whether ``data`` already is JSON-safe (scalars, lists, tuples, str-keyed dicts)."""
+    try:
+        _check_json_safe(data, "value")
+    except ConversionError:
+        return False
+    return True
 
 
 def to_json_safe(value: Any, as_type: Any = None, *, where: str = "value") -> Any:
@@ -123,6 +153,7 @@ def structure(data: Any, as_type: Any, *, where: str = "value") -> Any:
         ) from exc
 
 
+_INF: Final = float("inf")
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False)
 _encode_str: Final = json.encoder.encode_basestring_ascii
 
@@ -143,19 +174,60 @@ _chunks: Any = (
 
 
 def dumps(data: Any) -> str:
-    """JSON text of JSON-safe data, compact and deterministic."""
+    """JSON text of JSON-safe data, compact and deterministic.
+
+    Infinities are written as the numbers ``1e999`` and ``-1e999``: valid JSON, which
+    :func:`loads` (and any reader with IEEE doubles) reads back as ``inf`` and ``-inf``.
+    NaN has no such spelling: it raises ``ValueError``.
+    """
     kind = type(data)
     if kind is str:
         return _encode_str(data)
     if kind is int:
         return int.__repr__(data)
-    if _chunks is None:
-        return _ENCODER.encode(data)
-    return "".join(_chunks(data, 0))
+    try:
+        if _chunks is None:
+            return _ENCODER.encode(data)
+        return "".join(_chunks(data, 0))
+    except ValueError:  # a float that is not finite: the slow spelling below
+        return "".join(_encode_nonfinite(data))
+
+
+def _encode_nonfinite(data: Any) -> Iterator[str]:
+    """``dumps`` for data holding an infinity (the same text for everything else)."""
+    kind = type(data)
+    if kind is float or isinstance(data, float):
+        if data != data:
+            raise ValueError("NaN cannot be stored as JSON")
+        if data in (_INF, -_INF):
+            yield "1e999" if data > 0 else "-1e999"
+        else:
+            yield float.__repr__(data)
+    elif isinstance(data, dict):
+        yield "{"
+        for i, key in enumerate(sorted(data)):
+            yield f"{',' if i else ''}{_encode_str(key)}:"
+            yield from _encode_nonfinite(data[key])
+        yield "}"
+    elif isinstance(data, list | tuple):
+        yield "["
+        for i, item in enumerate(data):
+            if i:
+                yield ","
+            yield from _encode_nonfinite(item)
+        yield "]"
+    else:
+        yield _ENCODER.encode(data)
 
 
 def loads(text: str) -> Any:
     return json.loads(text)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Whether JSON-safe ``a`` and ``b`` are the same JSON (a tuple is a list, ``1`` is
+    ``1.0``)."""
+    return bool(a == b) or loads(dumps(a)) == loads(dumps(b))
 
 
 def _type_name(tp: Any) -> str:

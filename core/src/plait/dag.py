@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
+from plait import arguments
 from plait._plan import EdgeKey, Plan, PlanNode, compile_plan
-from plait.errors import DagValidationError, DuplicateNameError, InputError, SwitchKeyError
+from plait.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    DagValidationError,
+    DuplicateNameError,
+    SwitchKeyError,
+)
+from plait.factory import DagFactory, stand_in
 from plait.introspect import EMPTY, CallableInfo, ParamInfo, type_name
 from plait.namespace import Namespace, NamespaceNode
+from plait.run_inputs import source_inputs
 
 if TYPE_CHECKING:
     from plait.runner import DagRunResult
@@ -36,6 +46,7 @@ __all__ = [
 ]
 
 _NOT_IDENT = re.compile(r"\W")
+_FUNCTION = types.FunctionType
 
 
 class Edge:
@@ -88,23 +99,29 @@ class DagNode:
         retry_backoff: float = 0.1,
         timeout: float | None = None,
     ) -> None:
-        if retries < 0:
-            raise ValueError(f"node {label!r}: retries must be >= 0, got {retries}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"node {label!r}: timeout must be > 0 seconds, got {timeout}")
+        if not (retries == 0 and retry_backoff == 0.1 and timeout is None and executor is None) or (
+            type(retries) is not int or type(retry_backoff) is not float
+        ):
+            # anything but the defaults (the common case, checked by the cheap test above)
+            _check_node_options(label, executor, retries, retry_backoff, timeout)
         self.dag = dag
         self.label = label
         self.nsnode = nsnode
         self.executor = executor
         self.retries = retries
-        self.retry_backoff = retry_backoff
-        self.timeout = timeout
+        self.retry_backoff = float(retry_backoff)
+        self.timeout = None if timeout is None else float(timeout)
 
     # ------------------------------------------------------------------ wiring sugar
     def __rshift__(self, other: DagNode | Sequence[DagNode]) -> Any:
         if isinstance(other, DagNode):
             self.dag.connect(self, other)
             return other
+        if not isinstance(other, list | tuple | set | frozenset):
+            raise ArgumentTypeError(
+                f"{self.label!r} >> ...: edges connect DagNodes (or a list of them), "
+                f"got {other!r:.60}"
+            )
         for node in other:
             self.dag.connect(self, node)
         return other
@@ -139,6 +156,18 @@ class DagNode:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label!r}>"
+
+
+def _check_node_options(
+    label: str, executor: object, retries: object, retry_backoff: object, timeout: object
+) -> None:
+    where = f"node {label!r}"
+    if executor is not None:
+        arguments.instance(executor, str, name="executor", where=where)
+    arguments.count(retries, name="retries", where=where, minimum=0)
+    arguments.seconds(retry_backoff, name="retry_backoff", where=where, zero=True)
+    if timeout is not None:
+        arguments.seconds(timeout, name="timeout", where=where, zero=False)
 
 
 class CompositeNode(DagNode):
@@ -224,8 +253,10 @@ class MapNode(CompositeNode):
         **options: Any,
     ) -> None:
         super().__init__(dag, label, sub, **options)
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError(f"map node {label!r}: max_concurrency must be >= 1")
+        if max_concurrency is not None:
+            arguments.count(
+                max_concurrency, name="max_concurrency", where=f"map node {label!r}", minimum=1
+            )
         self.max_concurrency = max_concurrency
         self.flatten = flatten
 
@@ -350,7 +381,9 @@ class Dag:
     """A directed acyclic graph of callables. Use ``with Dag() as dag:`` to validate on exit."""
 
     def __init__(self, nsref: str = "dag", namespace: Namespace | None = None) -> None:
-        self.nsref = nsref
+        self.nsref = arguments.instance(nsref, str, name="nsref", where="Dag()")
+        if namespace is not None:
+            arguments.instance(namespace, Namespace, name="namespace", where="Dag()")
         self.namespace = namespace if namespace is not None else Namespace()
         self._nodes: dict[str, DagNode] = {}
         #: Edges in the order they were added, by key. The value is None for an edge between
@@ -364,7 +397,7 @@ class Dag:
     # ------------------------------------------------------------------ building
     def node(
         self,
-        target: Callable[..., Any] | NamespaceNode | Dag,
+        target: Callable[..., Any] | NamespaceNode | Dag | DagFactory[Any],
         label: str | None = None,
         *,
         executor: str | None = None,
@@ -372,8 +405,13 @@ class Dag:
         retry_backoff: float = 0.1,
         timeout: float | None = None,
     ) -> DagNode:
-        """Add a node. A plain callable is registered in the Dag's namespace; a Dag becomes
-        a :class:`CallNode`. ``executor`` picks the executor for a sync callable by name."""
+        """Add a node. A plain callable is registered in the Dag's namespace; a Dag (or a
+        ``@dag_factory``) becomes a :class:`CallNode`. ``executor`` picks the executor for a
+        sync callable by name."""
+        if type(target) is not _FUNCTION and not isinstance(target, Dag):
+            stand = stand_in(target)
+            if stand is not None:
+                target, label = stand[0], label or stand[1]
         if isinstance(target, Dag):
             label = label or target.nsref
             self._check_label(label)
@@ -392,15 +430,17 @@ class Dag:
                 label = label or target.name
             else:
                 if not callable(target):
-                    raise TypeError(
-                        f"dag.node() takes a callable, a NamespaceNode or a Dag, got {target!r}"
+                    raise ArgumentTypeError(
+                        "dag.node(): target must be a callable, a NamespaceNode or a Dag, "
+                        f"got {target!r:.60}"
                     )
                 label = label or getattr(target, "__name__", None) or type(target).__name__
                 localns = None
                 if "<locals>" in getattr(target, "__qualname__", ""):
                     # a nested function: its annotations may name the caller's local types
                     localns = dict(sys._getframe(1).f_locals)
-                nsnode = self.namespace.register(target, self._free_nsref(label), localns=localns)
+                self._check_label(label)
+                nsnode = self.namespace.register_free(target, self._free_base(label), localns)
             self._check_label(label)
             node = DagNode(
                 self,
@@ -417,7 +457,7 @@ class Dag:
 
     def map(
         self,
-        sub_dag: Dag | SwitchNode,
+        sub_dag: Dag | SwitchNode | DagFactory[Any],
         label: str | None = None,
         *,
         max_concurrency: int | None = None,
@@ -433,8 +473,13 @@ class Dag:
         the map returns them joined into one list."""
         if isinstance(sub_dag, SwitchNode):
             sub_dag = self._detach(sub_dag)
+        stand = None if isinstance(sub_dag, Dag) else stand_in(sub_dag)
+        if stand is not None:
+            sub_dag, label = stand[0], label or f"map_{stand[1]}"
         if not isinstance(sub_dag, Dag):
-            raise TypeError(f"dag.map() takes a Dag or a switch node, got {sub_dag!r}")
+            raise ArgumentTypeError(
+                f"dag.map(): sub_dag must be a Dag or a switch node, got {sub_dag!r:.60}"
+            )
         label = label or f"map_{sub_dag.nsref}"
         self._check_label(label)
         node = MapNode(
@@ -475,8 +520,8 @@ class Dag:
             elif isinstance(target, NamespaceNode) or callable(target):
                 sub = Dag(f"{label}[{key}]")
                 if not isinstance(target, NamespaceNode):
-                    target = sub.namespace.register(
-                        target, sub._free_nsref(_name_of(target)), localns=localns
+                    target = sub.namespace.register_free(
+                        target, sub._free_base(_name_of(target)), localns
                     )
                 sub.node(target, label=_name_of(target.fn))
                 subs[key] = sub
@@ -506,26 +551,26 @@ class Dag:
         return sub
 
     def _check_label(self, label: str) -> None:
-        if not isinstance(label, str) or not label:
-            raise ValueError(f"node label must be a non-empty string, got {label!r}")
+        if not isinstance(label, str):
+            raise ArgumentTypeError(f"node label must be a str, got {label!r:.60}")
+        if not label:
+            raise ArgumentError("node label must not be empty")
         if label in self._nodes:
             raise DuplicateNameError(
                 f"DAG {self.nsref!r} already has a node labelled {label!r}; pass label=... "
                 "to add the same callable twice"
             )
 
-    def _free_nsref(self, label: str) -> str:
+    @staticmethod
+    def _free_base(label: str) -> str:
+        """The namespace leaf a node registers under: its label made an identifier."""
         if type(label) is str and label.isascii() and label.isidentifier():
             base = label  # nothing to replace: the common case, without the regex
         else:
             base = _NOT_IDENT.sub("_", label)
-            if base[0].isdigit():
-                base = f"_{base}"
-        nsref, n = base, 1
-        while nsref in self.namespace:
-            n += 1
-            nsref = f"{base}_{n}"
-        return nsref
+            if not base.isidentifier():  # a leading digit, or a character no name may hold
+                base = "".join(c if f"_{c}".isidentifier() else "_" for c in f"_{base}")
+        return base
 
     def connect(
         self,
@@ -538,14 +583,21 @@ class Dag:
         """Add ``upstream -> downstream``; returns ``downstream``. Same edge twice is one."""
         for end in (upstream, downstream):
             if not isinstance(end, DagNode):
-                raise TypeError(f"edges connect DagNodes, got {end!r}")
+                raise ArgumentTypeError(f"edges connect DagNodes, got {end!r:.60}")
         key = (upstream.label, downstream.label, param, order_only)
-        if key in self._edges:
+        edges = self._edges
+        if key in edges:
             return downstream
-        if self._holds(upstream) and self._holds(downstream):
-            self._edges[key] = None
+        nodes = self._nodes
+        if (
+            upstream.dag is self
+            and downstream.dag is self
+            and nodes.get(key[0]) is upstream
+            and nodes.get(key[1]) is downstream
+        ):
+            edges[key] = None  # both ends are this Dag's own: found by label when compiled
         else:
-            self._edges[key] = Edge(upstream, downstream, param, order_only)
+            edges[key] = Edge(upstream, downstream, param, order_only)
         self._plan = None
         return downstream
 
@@ -594,25 +646,13 @@ class Dag:
 
     # ------------------------------------------------------------------ running
     async def __call__(self, **kwargs: Any) -> DagRunResult:
-        """Run once with null provenance; ``kwargs`` go to source parameters by name."""
+        """Run once with null provenance; ``kwargs`` go to source parameters by name, or,
+        given as ``label={...}``, to the source node of that label (see
+        :mod:`plait.run_inputs`)."""
         from plait.runner import DagRunner
 
         plan = self.plan()
-        inputs: dict[str, dict[str, Any]] = {}
-        used: set[str] = set()
-        for i in plan.sources:
-            node = plan.nodes[i]
-            for p in node.input_params:
-                if p.name in kwargs:
-                    inputs.setdefault(node.label, {})[p.name] = kwargs[p.name]
-                    used.add(p.name)
-        unknown = sorted(set(kwargs) - used)
-        if unknown:
-            names = sorted({p.name for i in plan.sources for p in plan.nodes[i].input_params})
-            raise InputError(
-                f"DAG {self.nsref!r}: no source node takes {', '.join(map(repr, unknown))} "
-                f"(source parameters: {', '.join(names) or 'none'})"
-            )
+        inputs = source_inputs(self.nsref, [plan.nodes[i] for i in plan.sources], kwargs)
         return await DagRunner(self).run(source_inputs=inputs)
 
     # ------------------------------------------------------------------ rendering

@@ -17,6 +17,8 @@ from plait.records import BackendInfo, MapProgress, NodeRecord, RunRecord
 if TYPE_CHECKING:
     import click
 
+    from plait.triggers.kinds import TriggerKind
+
 PROJECT_NAME = "plait"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -67,6 +69,28 @@ def plait_add_commands(cli: click.Group) -> None:
     inside the command functions, not at module level.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def plait_register_trigger_stores() -> list[BackendInfo]:  # type: ignore[empty-body]
+    """Return the trigger stores this plugin provides (durable trigger state for the engine).
+
+    Each ``factory(**options)`` returns a :class:`plait.triggers.TriggerStore`.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def plait_register_trigger_kinds() -> list[TriggerKind]:  # type: ignore[empty-body]
+    """Return the trigger kinds this plugin provides, as
+    :class:`plait.triggers.TriggerKind` records (name, options class, watcher factory).
+
+    Called when an engine is built or a ``[triggers]`` table is read. Names must be unique
+    across installed plugins; ``schedule``, ``poll`` and ``manual`` are the core's.
+
+    .. versionadded:: 0.2
     """
 
 

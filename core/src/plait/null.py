@@ -8,7 +8,7 @@ from typing import Any
 
 from plait.errors import RunNotFoundError
 from plait.inspection import InspectsRuns
-from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord, RunStatus
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunOwner, RunRecord, RunStatus
 
 __all__ = ["NullProvenance"]
 
@@ -70,3 +70,13 @@ class NullProvenance(InspectsRuns):
         self, run_id: str, label: str | None = None, after_seq: int | None = None
     ) -> list[LogRecord]:
         return []
+
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        return await self.get_run(run_id)  # raises: no run is ever found

@@ -62,12 +62,14 @@ KNOWN_PROVIDERS: dict[BackendKind, dict[str, str]] = {
     },
     BackendKind.PROVENANCE: {"sqlite": "plait-provenance-sqlite"},
     BackendKind.CACHE: {"sqlite": "plait-cache-sqlite"},
+    BackendKind.TRIGGER_STORE: {"sqlite": "plait-provenance-sqlite"},
 }
 
 _REGISTER_HOOKS: dict[BackendKind, str] = {
     BackendKind.EXECUTOR: "plait_register_executors",
     BackendKind.PROVENANCE: "plait_register_provenance_backends",
     BackendKind.CACHE: "plait_register_cache_backends",
+    BackendKind.TRIGGER_STORE: "plait_register_trigger_stores",
 }
 
 _LIFECYCLE_HOOKS = (
@@ -239,6 +241,12 @@ class PluginHost:
             for hookimpl in getattr(self._pm.hook, _REGISTER_HOOKS[kind]).get_hookimpls():
                 for info in hookimpl.function() or ():
                     provided.setdefault(hookimpl.plugin_name, []).append(f"{kind}:{info.name}")
+        for hookimpl in self._pm.hook.plait_register_trigger_kinds.get_hookimpls():
+            kinds: Any = hookimpl.function()
+            for trigger_kind in kinds or ():
+                provided.setdefault(hookimpl.plugin_name, []).append(
+                    f"trigger-kind:{trigger_kind.name}"
+                )
         out = []
         for key, info in self._infos.items():
             out.append(

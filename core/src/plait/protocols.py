@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from plait.executors import CallResult, NodeCall
-from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord, RunStatus, RunTree
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunOwner, RunRecord, RunStatus, RunTree
 
 __all__ = ["CacheBackend", "CacheEntry", "Executor", "ProvenanceBackend", "RunInspector"]
 
@@ -103,6 +103,29 @@ class ProvenanceBackend(Protocol):
         """The stored log lines of the run (of node ``label`` only, when given), ordered by
         time then node then ``seq``; with ``after_seq``, only lines whose ``seq`` is greater
         (to follow one node's lines). A run the backend has not recorded gives ``[]``."""
+
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        """Take run ``run_id`` over for ``owner`` atomically, and return it as claimed.
+
+        In one transaction (one lock, across processes): read the run, apply
+        :func:`plait.owners.claimed` (the attempt must still be ``expected_attempt`` and,
+        when given, the owner ``expected_owner``: what the caller read before deciding to
+        take the run), and store the record it returns. So of two processes claiming the
+        same run with what they both read, exactly one gets the run; the other gets
+        :class:`plait.errors.RunBusyError` naming the run and the owner that won.
+        Raises :class:`plait.errors.RunNotFoundError` for an unknown run and
+        :class:`plait.errors.RestartError` for a completed one. ``DagRunner.restart`` claims
+        every run it resumes through this method; so may anything that sweeps crashed runs.
+
+        .. versionadded:: 0.1
+        """
         ...
 
 
@@ -175,6 +198,25 @@ class CacheBackend(Protocol):
 
     def prune(self, now: float) -> int:
         """Drop entries whose ``expires_at`` is at or before epoch ``now``; return how many."""
+        ...
+
+    def push_back(self, prefix: str, until: float) -> None:
+        """Keep a pushback: no probabilistic refresh under ``prefix`` until epoch ``until``.
+
+        Replaces an earlier pushback of the same prefix. Durable, visible to every process
+        sharing the store. Called from a worker thread for async callables.
+
+        .. versionadded:: 0.2
+        """
+        ...
+
+    def pushbacks(self, now: float) -> dict[str, float]:
+        """The pushbacks still in force at epoch ``now``: prefix -> until. Called before
+        every refresh (rare: only in the ``min_ttl``..``max_ttl`` window), on the event loop
+        for async callables, so it must be quick.
+
+        .. versionadded:: 0.2
+        """
         ...
 
     def close(self) -> None:

@@ -9,22 +9,23 @@ surface: how a run starts, how it is resumed or replayed, and how it ended
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Self
 
 import anyio
 import attrs
 
-from plait import defaults, logcapture
+from plait import arguments, defaults, logcapture
 from plait._engine import recording, scheduler
 from plait._engine.composite import run_composite
 from plait._engine.environment import Environment
-from plait._engine.run import HOST, Prefill, RunState, next_log_seqs, restorable
+from plait._engine.run import Prefill, RunState, next_log_seqs, restorable
+from plait._plan import input_dicts
 from plait.converter import structure
 from plait.dag import Dag, Plan
-from plait.errors import RestartError
+from plait.errors import ArgumentTypeError, RestartError, RunBusyError
 from plait.introspect import EMPTY
+from plait.owners import owner_alive, this_process
 from plait.plugins import PluginHost, default_host
 from plait.protocols import Executor, ProvenanceBackend
 from plait.records import RunRecord, RunStatus
@@ -93,12 +94,14 @@ class DagRunner:
         log_level: int | None = logcapture.DEFAULT_LEVEL,
         log_limit: int = logcapture.DEFAULT_LIMIT,
     ) -> None:
-        if not isinstance(dag, Dag):
-            raise TypeError(f"DagRunner takes a Dag, got {dag!r}")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if log_limit < 1:
-            raise ValueError(f"log_limit must be >= 1, got {log_limit}")
+        _check_runner_arguments(dag, provenance, executor, max_concurrency, fail_fast, host)
+        if provenance_options is not None:
+            arguments.instance(
+                provenance_options, Mapping, name="provenance_options", where="DagRunner()"
+            )
+        if log_level is not None:
+            arguments.instance(log_level, int, name="log_level", where="DagRunner()")
+        arguments.count(log_limit, name="log_limit", where="DagRunner()", minimum=1)
         self.dag = dag
         self._env = Environment(
             host=host or default_host(),
@@ -185,10 +188,17 @@ class DagRunner:
         ``dag_ref`` records where the DAG can be loaded from (``"module:attr"``, as
         ``plait run`` takes it), so that ``plait restart`` and ``plait replay`` find it.
         """
+        for name, value in (
+            ("dag_nsref", dag_nsref),
+            ("correlation_id", correlation_id),
+            ("dag_ref", dag_ref),
+        ):
+            if value is not None:
+                arguments.instance(value, str, name=name, where="DagRunner.run()")
         plan = self.dag.plan()
-        inputs = {k: dict(v) for k, v in (source_inputs or {}).items()}
-        plan.structure_inputs(inputs)
+        inputs = input_dicts(source_inputs)
         prov = self.provenance
+        plan.structure_inputs(inputs, stored=prov.stores_values)
         record = recording.new_run(
             dag_nsref or self.dag.nsref,
             recording.json_inputs(plan, inputs, prov),
@@ -201,8 +211,13 @@ class DagRunner:
         """Resume a paused, failed or cancelled run (or one whose owner died) in place.
 
         Completed nodes are not executed again: their outputs are restored from provenance
-        with their annotated types. ``force=True`` takes over a run that still looks alive.
+        with their annotated types. The run is claimed through the store
+        (:meth:`~plait.protocols.ProvenanceBackend.claim_run`): of two processes restarting
+        it at once, one runs it and the other gets :class:`~plait.errors.RunBusyError`
+        naming the run and its owner, as does a restart of a run whose owner is alive.
+        ``force=True`` takes over a run that still looks alive.
         """
+        arguments.instance(run_id, str, name="run_id", where="DagRunner.restart()")
         prov = self.provenance
         if not prov.stores_values:
             raise RestartError(
@@ -219,9 +234,13 @@ class DagRunner:
             data = await prov.load_run_data(run_id)
             subs = {r.dag_nsref: r for r in await prov.list_runs(parent_run_id=run_id)}
             log_seq = await next_log_seqs(prov, run_id) if self._env.log_level is not None else {}
+            # ours only if nobody took it since we read it (what we read then still holds)
+            claimed = await prov.claim_run(
+                run_id, old.attempt, this_process(), expected_owner=old.owner
+            )
         return await self._run_top(
             plan,
-            recording.resumed(old),
+            claimed,
             inputs,
             prov,
             prefill=prefill,
@@ -236,6 +255,8 @@ class DagRunner:
     ) -> DagRunResult:
         """A new run, linked to ``run_id``, that re-executes ``rerun_nodes`` and everything
         downstream of them; every other node is copied from the old run as ``skipped``."""
+        arguments.instance(run_id, str, name="run_id", where="DagRunner.replay()")
+        rerun_nodes = arguments.label_set(rerun_nodes, name="rerun_nodes", where="replay()")
         prov = self.provenance
         if not prov.stores_values:
             raise RestartError(
@@ -273,17 +294,24 @@ class DagRunner:
         rid = old.run_id
         if old.status is RunStatus.COMPLETED:
             raise RestartError(f"run {rid!r} already completed; use replay() to run it again")
-        if old.status is RunStatus.RUNNING and not force:
-            if old.owner_host != HOST:
-                raise RestartError(
-                    f"run {rid!r} is marked running on host {old.owner_host!r}; plait cannot "
-                    "tell whether it is alive there (pass force=True to take it over)"
-                )
-            if old.owner_pid == os.getpid() or _pid_alive(old.owner_pid):
-                raise RestartError(
-                    f"run {rid!r} is still running in process {old.owner_pid} "
-                    "(pass force=True to take it over)"
-                )
+        if old.status is not RunStatus.RUNNING or force:
+            return
+        alive = owner_alive(old.owner)
+        if alive is False:
+            return  # its owner died: the run is ours to take
+        where = f"process {old.owner_pid} on host {old.owner_host!r}"
+        why = (
+            f"is still running in {where}"
+            if alive
+            else f"is marked running by {where}; plait cannot tell whether it is alive there"
+        )
+        raise RunBusyError(
+            f"run {rid!r} {why} (pass force=True to take it over)",
+            run_id=rid,
+            owner_pid=old.owner_pid,
+            owner_host=old.owner_host,
+            attempt=old.attempt,
+        )
 
     def _restore_inputs(self, plan: Plan, old: RunRecord) -> dict[str, dict[str, Any]]:
         inputs: dict[str, dict[str, Any]] = {}
@@ -336,13 +364,26 @@ class DagRunner:
             return DagRunResult.of(state, status, exc)
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _check_runner_arguments(
+    dag: Any, provenance: Any, executor: Any, max_concurrency: Any, fail_fast: Any, host: Any
+) -> None:
+    where = "DagRunner()"
+    arguments.instance(dag, Dag, name="dag", where=where)
+    if provenance is not None and not isinstance(provenance, str):
+        _backend(provenance, ("open", "aclose", "write_run"), name="provenance")
+    if executor is not None and not isinstance(executor, str):
+        _backend(executor, ("run",), name="executor")
+    if max_concurrency is not None:
+        arguments.count(max_concurrency, name="max_concurrency", where=where, minimum=1)
+    arguments.flag(fail_fast, name="fail_fast", where=where)
+    if host is not None:
+        arguments.instance(host, PluginHost, name="host", where=where)
+
+
+def _backend(value: Any, methods: tuple[str, ...], *, name: str) -> None:
+    missing = [m for m in methods if not callable(getattr(value, m, None))]
+    if missing:
+        raise ArgumentTypeError(
+            f"DagRunner(): {name} must be a backend name or an instance, got "
+            f"{type(value).__name__} {value!r:.60} (it has no {', '.join(missing)})"
+        )

@@ -35,13 +35,14 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import anyio
 import anyio.to_thread
 import attrs
 import pytest
 
 from plait.context import DagContext
 from plait.dag import Dag
-from plait.errors import DagPause, RestartError, RunNotFoundError
+from plait.errors import DagPause, RestartError, RunBusyError, RunNotFoundError
 from plait.inspection import inspect_run
 from plait.markers import inline
 from plait.protocols import CacheBackend, ProvenanceBackend
@@ -50,12 +51,14 @@ from plait.records import (
     LogRecord,
     NodeRecord,
     NodeStatus,
+    RunOwner,
     RunRecord,
     RunStatus,
 )
 from plait.runner import DagRunner
+from plait.triggers.contract import TriggerStoreContract
 
-__all__ = ["CacheBackendContract", "ProvenanceBackendContract"]
+__all__ = ["CacheBackendContract", "ProvenanceBackendContract", "TriggerStoreContract"]
 
 _T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -151,6 +154,7 @@ class ProvenanceBackendContract:
             attempt=2,
             owner_pid=4321,
             owner_host="worker-1",
+            owner_started="linux:boot-1:42",
             failed_node="load",
             error_type="ValueError",
             error_message="bad day",
@@ -479,6 +483,73 @@ class ProvenanceBackendContract:
             with pytest.raises(RunNotFoundError, match="r1"):
                 await backend.get_run("r1")
 
+    # ------------------------------------------------------------------ run ownership
+    @pytest.mark.anyio
+    async def test_claim_run_takes_the_run_only_as_it_was_read(
+        self, backend: ProvenanceBackend
+    ) -> None:
+        self._needs_storage()
+        crashed = _run("r1", owner_pid=4321, owner_host="gone", owner_started="t0")
+        first = RunOwner(pid=11, host="h", started="s11")
+        second = RunOwner(pid=12, host="h", started="s12")
+        async with _opened(backend):
+            backend.write_run(crashed)
+            await backend.commit()
+            got = await backend.claim_run("r1", 1, first, expected_owner=crashed.owner)
+            assert (got.status, got.attempt, got.owner) == (RunStatus.RUNNING, 2, first)
+            assert (got.run_id, got.started_at, got.finished_at) == ("r1", _at(0), None)
+            assert await backend.get_run("r1") == got
+            # a second claim made from the same reading loses, and says who won
+            with pytest.raises(RunBusyError, match="r1") as info:
+                await backend.claim_run("r1", 1, second, expected_owner=crashed.owner)
+            assert (info.value.run_id, info.value.owner_pid, info.value.attempt) == ("r1", 11, 2)
+            with pytest.raises(RunBusyError):  # the attempt is right, the owner is not
+                await backend.claim_run("r1", 2, second, expected_owner=crashed.owner)
+            assert (await backend.get_run("r1")).owner == first
+            # read again, claim again
+            third = await backend.claim_run("r1", 2, second, expected_owner=first)
+            assert (third.attempt, third.owner) == (3, second)
+
+    @pytest.mark.anyio
+    async def test_concurrent_claims_have_one_winner(self, backend: ProvenanceBackend) -> None:
+        self._needs_storage()
+        won: list[int] = []
+        busy: list[int] = []
+
+        async def claim(pid: int) -> None:
+            try:
+                await backend.claim_run("r1", 1, RunOwner(pid=pid, host="h"))
+            except RunBusyError:
+                busy.append(pid)
+            else:
+                won.append(pid)
+
+        async with _opened(backend):
+            backend.write_run(_run("r1", status=RunStatus.FAILED))
+            await backend.commit()
+            async with anyio.create_task_group() as tg:
+                for pid in range(100, 108):
+                    tg.start_soon(claim, pid)
+            assert len(won) == 1, (won, busy)
+            assert len(busy) == 7, (won, busy)
+            assert (await backend.get_run("r1")).owner_pid == won[0]
+
+    @pytest.mark.anyio
+    async def test_claim_run_refuses_an_unknown_or_completed_run(
+        self, backend: ProvenanceBackend
+    ) -> None:
+        me = RunOwner(pid=1, host="h")
+        async with _opened(backend):
+            with pytest.raises(RunNotFoundError, match="no-such-run-9c1"):
+                await backend.claim_run("no-such-run-9c1", 1, me)
+            if self.stores_nothing:
+                return
+            backend.write_run(_run("done", status=RunStatus.COMPLETED))
+            await backend.commit()
+            with pytest.raises(RestartError, match="done"):
+                await backend.claim_run("done", 1, me)
+            assert (await backend.get_run("done")).status is RunStatus.COMPLETED
+
     # ------------------------------------------------------------------ through the runner
     @pytest.mark.anyio
     async def test_runner_records_a_run(self, backend: ProvenanceBackend) -> None:
@@ -801,14 +872,35 @@ class CacheBackendContract:
         assert _value(cache, "fresh") == "3"
         assert cache.prune(200.0) == 0
 
+    def test_pushbacks_in_force_until_they_end(self, cache: CacheBackend) -> None:
+        assert cache.pushbacks(100.0) == {}
+        cache.push_back("market", 200.0)
+        cache.push_back("weather.eu:fetch", 150.0)
+        assert cache.pushbacks(100.0) == {"market": 200.0, "weather.eu:fetch": 150.0}
+        assert cache.pushbacks(150.0) == {"market": 200.0}  # ends at its 'until'
+        assert cache.pushbacks(200.0) == {}
+
+    def test_a_later_pushback_replaces_the_earlier(self, cache: CacheBackend) -> None:
+        cache.push_back("market", 500.0)
+        cache.push_back("market", 120.0)  # shortened (a duration of 0 lifts it)
+        assert cache.pushbacks(100.0) == {"market": 120.0}
+
+    def test_pushbacks_survive_clear_and_prune(self, cache: CacheBackend) -> None:
+        cache.push_back("market", 500.0)
+        cache.clear()
+        cache.prune(400.0)  # prune may drop pushbacks that ended; this one has not
+        assert cache.pushbacks(100.0) == {"market": 500.0}
+
     def test_close_and_reopen(self, backend: CacheBackend) -> None:
         backend.open()
         backend.store("k", "m:f", "1", 10.0, 20.0)
         backend.record_stats("m:f", misses=1, hits=2)
+        backend.push_back("m", 30.0)
         backend.close()
         backend.open()
         try:
             if self.persistent:
+                assert backend.pushbacks(10.0) == {"m": 30.0}
                 assert _value(backend, "k") == "1"
                 assert backend.stats()["m:f"] == {
                     "hits": 2,

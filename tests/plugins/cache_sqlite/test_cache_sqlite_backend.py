@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import random
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -282,3 +286,140 @@ def test_symlink_to_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "d")
     refused(tmp_path / "link", "is a directory")
+
+
+# ---------------------------------------------------------------------- schema 2: pushbacks
+V1_SCHEMA = (
+    """CREATE TABLE entries (key TEXT PRIMARY KEY, callable_id TEXT NOT NULL,
+        value_json TEXT NOT NULL, stored_at REAL NOT NULL, expires_at REAL NOT NULL)""",
+    "CREATE INDEX entries_by_callable ON entries (callable_id)",
+    "CREATE INDEX entries_by_expiry ON entries (expires_at)",
+    """CREATE TABLE counters (callable_id TEXT PRIMARY KEY, hits INTEGER NOT NULL DEFAULT 0,
+        misses INTEGER NOT NULL DEFAULT 0, refreshes INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID""",
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+)
+
+
+def make_v1_file(path: Path) -> None:
+    """A cache file as plait-cache-sqlite 0.1 (schema version 1) wrote it, with data."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in V1_SCHEMA:
+        conn.execute(statement)
+    conn.execute("INSERT INTO entries VALUES ('k', 'm:f', '41', 10.0, 9e9)")
+    conn.execute("INSERT INTO counters VALUES ('m:f', 3, 1, 0)")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+
+def test_version_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    make_v1_file(path)
+    with SqliteCache(path) as cache:
+        entry = cache.lookup("k")
+        assert entry is not None and entry.value_json == "41"
+        assert cache.stats()["m:f"] == {"hits": 3, "misses": 1, "refreshes": 0, "entries": 1}
+        cache.push_back("market", 200.0)
+        assert cache.pushbacks(100.0) == {"market": 200.0}
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
+    with SqliteCache(path) as again:  # opening a migrated file migrates nothing
+        assert again.pushbacks(100.0) == {"market": 200.0}
+
+
+def test_two_backends_migrate_one_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    make_v1_file(path)
+    caches = [SqliteCache(path) for _ in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(caches))
+
+    def open_it(cache: SqliteCache) -> None:
+        try:
+            start.wait()
+            cache.open()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(c,)) for c in caches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    caches[0].push_back("a", 5.0)
+    assert all(c.pushbacks(1.0) == {"a": 5.0} for c in caches)
+    for c in caches:
+        c.close()
+
+
+def test_pushbacks_are_shared_and_pruned(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    with SqliteCache(path) as one, SqliteCache(path) as two:
+        one.push_back("market", 200.0)
+        two.push_back("weather", 300.0)
+        assert one.pushbacks(100.0) == two.pushbacks(100.0) == {"market": 200.0, "weather": 300.0}
+        assert one.prune(250.0) == 0
+        assert two.pushbacks(0.0) == {"weather": 300.0}  # the ended one was dropped
+
+
+# a plait cache whose last writer (a process that died without closing) bumped the schema:
+# the new version is only in the -wal
+BUMP_LEAVING_A_WAL = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA wal_autocheckpoint = 0")
+conn.execute(f"PRAGMA user_version = {int(sys.argv[2])}")
+conn.execute("INSERT INTO entries VALUES ('k', 'm:f', '1', 1.0, 2.0)")
+os._exit(0)
+"""
+
+
+def test_newer_schema_in_the_wal_is_refused_and_the_wal_kept(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with SqliteCache(path):
+        pass
+    subprocess.run(
+        [sys.executable, "-c", BUMP_LEAVING_A_WAL, str(path), str(SCHEMA_VERSION + 1)],
+        check=True,
+    )
+    wal = path.with_name(path.name + "-wal")
+    before = (sha256(path), sha256(wal))
+    refused(path, f"schema version {SCHEMA_VERSION + 1}, newer")
+    assert (sha256(path), sha256(wal)) == before
+
+
+def test_cut_and_bit_flipped_copies_raise_only_store_errors(tmp_path: Path) -> None:
+    sound = tmp_path / "sound.db"
+    with SqliteCache(sound) as backend:
+        for i in range(200):
+            backend.store(f"k{i}", f"m:f{i % 3}", f'{{"v": "{"é" * 50}"}}', 1.0, 2.0)
+    source = sound.read_bytes()
+    rng = random.Random(1201)
+    refused = 0
+    for n in range(120):
+        data = bytearray(source)
+        if n % 3 == 0:
+            data = data[: rng.randrange(len(data))]
+        else:
+            for _ in range(rng.randint(1, 24)):
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        copy = tmp_path / f"damaged-{n}.db"
+        copy.write_bytes(bytes(data))
+        backend = SqliteCache(copy)
+        error = None
+        try:
+            for i in range(0, 200, 7):
+                backend.lookup(f"k{i}")
+            backend.stats()
+            backend.prune(1.5)
+        except StoreError as exc:
+            error = exc
+        finally:
+            with contextlib.suppress(StoreError):
+                backend.close()
+        if error is not None:
+            assert str(copy) in str(error)
+            refused += 1
+    assert refused > 40

@@ -95,3 +95,13 @@ def work(job: Job) -> int:
 
 def crunch(fetch: float) -> tuple[float, int]:
     return fetch * fetch / 4, os.getpid()
+
+
+def outlive(work: str, seconds: float) -> int:
+    """Say it started (its pid in ``started``), work ``seconds``, then say it finished."""
+    folder = Path(work)
+    (folder / "started.tmp").write_text(str(os.getpid()))
+    (folder / "started.tmp").rename(folder / "started")
+    time.sleep(seconds)
+    (folder / "finished").write_text(str(os.getpid()))
+    return os.getpid()

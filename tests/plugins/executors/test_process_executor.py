@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Callable
@@ -135,6 +138,70 @@ async def _kill_when_started(marker: Path) -> int:
     victim = int(await anyio.Path(marker).read_text())
     os.kill(victim, signal.SIGKILL)
     return victim
+
+
+RUNNER = textwrap.dedent(
+    """
+    import sys
+
+    sys.path.insert(0, sys.argv[1])
+    import anyio
+    from _process_nodes import outlive
+    from plait import Dag, DagRunner
+    from plait_executors import ProcessExecutor
+
+    dag = Dag("outlive")
+    dag.node(outlive, executor="process")
+    executor = ProcessExecutor(max_workers=1, start_method=sys.argv[3])
+    runner = DagRunner(dag, executor=executor)
+    anyio.run(runner.run, {"outlive": {"work": sys.argv[2], "seconds": 4.0}})
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (an exited child not reaped yet) counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_workers_end_with_a_killed_runner(tmp_path: Path, start_method: str) -> None:
+    """kill -9 the runner mid-node: its worker is gone within two seconds and never
+    finishes the node (it would write ``finished`` after four)."""
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER)
+    here = str(Path(nodes.__file__).parent)
+    errors = tmp_path / "stderr"
+    with errors.open("wb") as stderr:  # a file: a pipe would stay open in the fork server
+        runner = subprocess.Popen(
+            [sys.executable, str(script), here, str(tmp_path), start_method], stderr=stderr
+        )
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert runner.poll() is None, errors.read_text()
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.02)
+    worker = int((tmp_path / "started").read_text())
+    assert worker != runner.pid and _alive(worker)
+    runner.kill()  # not reaped yet: a zombie runner counts as dead
+    try:
+        gone_by = time.monotonic() + 2.0
+        while _alive(worker) and time.monotonic() < gone_by:
+            time.sleep(0.02)
+        assert not _alive(worker), f"worker {worker} outlived its runner"
+        time.sleep(4.5)  # past the moment the node would have finished
+        assert not (tmp_path / "finished").exists()
+    finally:
+        runner.wait()
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("retries", [0, 1])

@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from plait import NodeStatus, PluginHost, RunStatus, get_provenance
-from plait.errors import RunNotFoundError, StoreError
+from plait.errors import ArgumentError, PlaitError, RunNotFoundError, StoreError
 from plait.protocols import ProvenanceBackend
 from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord
 from plait_provenance_sqlite import (
@@ -309,7 +309,7 @@ async def test_list_runs_filters(db: Path) -> None:
         assert ids(await prov.list_runs(limit=2)) == ["r5", "r4"]
         with pytest.raises(ValueError, match="timezone-aware"):
             await prov.list_runs(started_after=datetime(2026, 1, 1))
-        with pytest.raises(ValueError, match="not a valid RunStatus"):
+        with pytest.raises(ValueError, match="is not a run status"):
             await prov.list_runs(status="bogus")
 
 
@@ -456,6 +456,53 @@ async def test_iter_runs_and_history_in_batches(db: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_purge_keeps_every_run_of_a_tree_that_is_still_running(db: Path) -> None:
+    """A finished sub-run (a completed map element) of a running run is not purged: a
+    restart after a crash needs it. Sub-runs go only with their top-level run."""
+    now = datetime.now(UTC)
+    specs = [
+        ("live", RunStatus.RUNNING, None),
+        ("live-el-0", RunStatus.COMPLETED, "live"),
+        ("live-el-1", RunStatus.FAILED, "live"),
+        ("done", RunStatus.COMPLETED, None),
+        ("done-el", RunStatus.COMPLETED, "done"),
+        ("done-el-el", RunStatus.COMPLETED, "done-el"),
+        ("stuck", RunStatus.FAILED, None),
+        ("stuck-el", RunStatus.RUNNING, "stuck"),  # a sub-run left running: keep the tree
+        ("orphan", RunStatus.COMPLETED, "gone"),  # its parent was deleted by hand
+    ]
+    async with SqliteProvenance(db) as prov:
+        for run_id, status, parent in specs:
+            prov.write_run(
+                run_record(
+                    run_id, started_at=now, updated_at=now, status=status, parent_run_id=parent
+                )
+            )
+            prov.write_nodes([node_record("a", run_id=run_id)])
+        assert await prov.purge(status="completed") == 4  # done (+2 below it), orphan
+        remaining = {r.run_id for r in await prov.list_runs()}
+        assert remaining == {"live", "live-el-0", "live-el-1", "stuck", "stuck-el"}
+        assert await prov.purge() == 0
+        assert await prov.purge(status="failed") == 0  # stuck's tree is not finished
+        (node,) = await prov.get_node_executions("live-el-0")
+        assert node.status == "completed"
+        assert await prov.purge(status="running") == 3  # asked for: the live tree goes
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("age", [timedelta(days=-1), timedelta(microseconds=-1)])
+async def test_purge_refuses_a_negative_age(db: Path, age: timedelta) -> None:
+    async with SqliteProvenance(db) as prov:
+        prov.write_run(run_record("r1", status=RunStatus.COMPLETED))
+        with pytest.raises(ArgumentError, match="older_than") as info:
+            await prov.purge(older_than=age)
+        assert isinstance(info.value, PlaitError)
+        assert isinstance(info.value, ValueError)
+        assert [r.run_id for r in await prov.list_runs()] == ["r1"]
+        assert await prov.purge(older_than=timedelta(0)) == 1
+
+
+@pytest.mark.anyio
 async def test_purge(db: Path) -> None:
     now = datetime.now(UTC)
     async with SqliteProvenance(db) as prov:
@@ -584,7 +631,8 @@ async def test_migrates_a_version_1_file(db: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert dict(conn.execute("SELECT key, value FROM plait_meta"))["schema_version"] == "4"
+        meta = dict(conn.execute("SELECT key, value FROM plait_meta"))
+        assert meta["schema_version"] == str(SCHEMA_VERSION)
     finally:
         conn.close()
 
@@ -632,7 +680,7 @@ async def test_migrates_a_version_2_file(db: Path) -> None:
         assert [n.label for n in await prov.get_node_executions("v3-run")] == ["x"]
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert not {"runs_v2", "node_executions_v2"} & tables
@@ -647,7 +695,7 @@ async def test_migrates_a_version_2_file(db: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_migrates_a_version_3_file(db: Path) -> None:
+async def test_migrates_the_version_3_release_file_through_4_to_5(db: Path) -> None:
     # made by the version 3 release itself (see the fixture's header)
     conn = sqlite3.connect(db)
     conn.executescript((FIXTURES / "schema_v3.sql").read_text())
@@ -657,6 +705,7 @@ async def test_migrates_a_version_3_file(db: Path) -> None:
         # what version 3 knew is kept; the new fields have their defaults
         assert (run.status, run.failed_node, run.owner_pid) == ("failed", "b", 7)
         assert (run.dag_ref, run.resumed_at, run.earlier_ms) == (None, None, 0.0)
+        assert run.owner_started == ""
         assert run.work_ms() == 5000.0
         nodes = await prov.get_node_executions("v3-run")
         assert [(n.label, n.status, n.output) for n in nodes] == [
@@ -684,10 +733,43 @@ async def test_migrates_a_version_3_file(db: Path) -> None:
         assert (await prov.get_run("v3-run")).dag_ref == "pipe:dag"
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         meta = dict(conn.execute("SELECT key, value FROM plait_meta"))
-        assert meta["schema_version"] == "4"
+        assert meta["schema_version"] == "5"
+    finally:
+        conn.close()
+
+
+@pytest.mark.anyio
+async def test_migrates_a_version_3_file(db: Path) -> None:
+    """Version 4 adds the owner's start token; runs recorded before have none ('')."""
+    from plait_provenance_sqlite import _schema
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN")
+    for statement in _schema.CREATE_V3:  # what the version 3 release created
+        conn.execute(statement)
+    conn.execute("INSERT INTO plait_meta VALUES ('schema_version', '3')")
+    conn.execute(
+        "INSERT INTO runs (run_id, dag_nsref, status, started_at, updated_at, owner_pid, "
+        "owner_host, history) VALUES ('v3-run', 'm:d', 'failed', 1, 2, 77, 'box', "
+        '\'["running",1,1],["failed",2,1]\')'
+    )
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("COMMIT")
+    conn.close()
+    async with SqliteProvenance(db) as prov:
+        run = await prov.get_run("v3-run")
+        assert (run.owner_pid, run.owner_host, run.owner_started) == (77, "box", "")
+        prov.write_run(run_record("v4-run", owner_started="linux:b:9"))
+        assert (await prov.get_run("v4-run")).owner_started == "linux:b:9"
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()
 
@@ -698,7 +780,10 @@ async def test_log_lines_are_purged_with_their_run(db: Path) -> None:
         for run_id, started in (("old", 0), ("kept", 10_000)):
             prov.write_run(
                 run_record(
-                    run_id, status=RunStatus.COMPLETED, started_at=at(started), updated_at=at(started)
+                    run_id,
+                    status=RunStatus.COMPLETED,
+                    started_at=at(started),
+                    updated_at=at(started),
                 )
             )
             prov.write_logs(

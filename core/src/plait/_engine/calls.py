@@ -58,7 +58,7 @@ def sub_run(
     plan = entry_plan(state, caller, nsref)
     label = plan.nodes[0].label
     inputs = {label: kwargs}
-    plan.structure_inputs(inputs)
+    plan.structure_inputs(inputs, stored=state.prov.stores_values)
     calls = state.calls
     n = calls[caller] = calls.get(caller, 0) + 1
     record = recording.new_run(

@@ -134,9 +134,10 @@ class CompositeRun:
     Every element is a sub-run of the parent run (nsref ``"<parent>/<label>[<key>]"``). When
     nothing records or observes the sub-runs, elements skip the records altogether: an
     ``@inline`` sub-DAG is then a loop of plain calls. Elements of a recorded ``@inline``
-    sub-DAG run one after the other in this task and the provenance writes of a batch of
-    elements share one commit. Other sub-DAGs run on at most ``limit`` (and the runner's
-    ``max_concurrency``) worker tasks, each taking the next element when it is done.
+    sub-DAG run one after the other in this task, each committed (its sub-run and node
+    records in one transaction) before the next starts. Other sub-DAGs run on at most
+    ``limit`` (and the runner's ``max_concurrency``) worker tasks, each taking the next
+    element when it is done.
     """
 
     def __init__(
@@ -279,6 +280,10 @@ class CompositeRun:
                     self._completed(i, value)
             elif mode == _SYNC:
                 self._element_sync(i)
+                if state.record_values:
+                    # durable before the next element starts: after a crash, at most the
+                    # element in flight runs again
+                    await state.prov.commit()
             elif mode == _LEAN_ASYNC:
                 await self._element_lean_async(i)
             else:

@@ -25,6 +25,7 @@ from plait.converter import JSON_SCALARS, dumps, loads, to_json_safe
 from plait.errors import ConversionError, DagPause, PlaitWarning
 from plait.executors import Placement
 from plait.introspect import EMPTY
+from plait.owners import earlier_work_ms, this_process
 from plait.plugins import PluginHost
 from plait.protocols import ProvenanceBackend
 from plait.records import (
@@ -63,6 +64,7 @@ def new_run(
 ) -> RunRecord:
     """The record of a run starting now in this process."""
     now = utcnow()
+    owner = this_process()
     return RunRecord(
         run_id=uuid.uuid4().hex,
         dag_nsref=dag_nsref,
@@ -73,8 +75,9 @@ def new_run(
         parent_run_id=parent_run_id,
         replay_of=replay_of,
         correlation_id=correlation_id,
-        owner_pid=os.getpid(),
-        owner_host=HOST,
+        owner_pid=owner.pid,
+        owner_host=owner.host,
+        owner_started=owner.started,
         dag_ref=dag_ref,
     )
 
@@ -83,22 +86,22 @@ def resumed(old: RunRecord) -> RunRecord:
     """``old`` as it restarts in this process: running again, one attempt more, no error.
 
     The work of its earlier attempts is added up (up to when the last one ended, or was last
-    heard of), so the idle time before the restart does not count as work."""
+    heard of), so the idle time before the restart does not count as work. (A sub-run,
+    resumed by its parent; a top-level run is claimed through the store.)
+    """
     now = utcnow()
-    last = old.finished_at or old.updated_at
-    earlier = old.earlier_ms + max(
-        (last - (old.resumed_at or old.started_at)).total_seconds() * 1000.0, 0.0
-    )
+    owner = this_process()
     return attrs.evolve(
         old,
         status=RunStatus.RUNNING,
         updated_at=now,
         resumed_at=now,
-        earlier_ms=earlier,
+        earlier_ms=earlier_work_ms(old),
         finished_at=None,
         attempt=old.attempt + 1,
-        owner_pid=os.getpid(),
-        owner_host=HOST,
+        owner_pid=owner.pid,
+        owner_host=owner.host,
+        owner_started=owner.started,
         failed_node=None,
         error_type=None,
         error_message=None,

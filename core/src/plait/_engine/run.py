@@ -3,7 +3,6 @@ only the event loop thread mutates it, through the scheduler and the composite r
 
 from __future__ import annotations
 
-import os
 import socket
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -13,9 +12,10 @@ import anyio.abc
 
 from plait._plan import Plan, PlanNode
 from plait.context import DagContext
-from plait.converter import structure
+from plait.converter import JSON_SCALARS, json_equal, structure, to_json_safe
 from plait.dag import CompositeNode
 from plait.errors import RestartError
+from plait.introspect import EMPTY, type_name
 from plait.logcapture import DEFAULT_LIMIT, LogCapture
 from plait.protocols import ProvenanceBackend
 from plait.records import NodeRecord, NodeStatus, RunRecord
@@ -208,10 +208,7 @@ def restorable(
             )
         if node.index in rerun or not rec.status.has_output or not rec.restorable:
             continue
-        value = structure(
-            rec.output, node.output_type, where=f"run {old.run_id} node {rec.label!r} output"
-        )
-        prefill[node.index] = (value, rec)
+        prefill[node.index] = (_restored_output(plan, old, rec, node), rec)
     return prefill
 
 
@@ -225,6 +222,25 @@ async def next_log_seqs(prov: ProvenanceBackend, run_id: str) -> dict[str, int]:
     return after
 
 
-def this_process() -> tuple[int, str]:
-    """The owner of a run started now: this process's id and host."""
-    return os.getpid(), HOST
+def _restored_output(plan: Plan, old: RunRecord, rec: NodeRecord, node: PlanNode) -> Any:
+    """``rec``'s stored output as ``node``'s return type. Refused (naming the node) when the
+    value does not come back as it was stored: the DAG's return type changed since the run
+    (stored ``1``, now ``-> str``), and converting it would feed downstream nodes a value
+    the node never returned."""
+    where = f"run {old.run_id} node {rec.label!r} output"
+    value = structure(rec.output, node.output_type, where=where)
+    tp = node.output_type
+    if (
+        tp is EMPTY
+        or tp is Any
+        or (type(value) in JSON_SCALARS and type(value) is type(rec.output))
+    ):
+        return value  # nothing converted (the common case: no second conversion)
+    if not json_equal(to_json_safe(value, tp, where=where), rec.output):
+        raise RestartError(
+            f"run {old.run_id!r}: node {rec.label!r} now returns "
+            f"{type_name(tp)}, but its recorded output {rec.output!r:.80} does "
+            "not convert to that unchanged (did the DAG change since the run?); replay the "
+            f"run with rerun_nodes={{{rec.label!r}}} to compute it again"
+        )
+    return value

@@ -1,16 +1,22 @@
-"""``plait cache stats|clear|prune``: inspect and clean the cache of ``@cached`` callables."""
+"""``plait cache stats|clear|prune|pushback``: inspect and clean the cache of ``@cached``
+callables, and ask them to back off. With ``plait --config FILE``, the cache is the file's
+``[storage.cache]`` unless ``--backend``/``--path`` name another."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import rich_click as click
+from rich.console import Console
 from rich.table import Table
 
 from plait import cache as cache_mod
 from plait.cli.common import State, echo_json, json_option, make_console, pass_state, to_json
+from plait.cli.config import cache_backend_for
 
 __all__ = ["cache"]
 
@@ -43,7 +49,8 @@ def cache(ctx: click.Context, backend: str | None, path: Path | None) -> None:
 
 def _cache_call(state: State, op: Callable[..., T], *args: Any) -> T:
     try:
-        return op(*args, backend=state.cache_backend, db_path=state.cache_path, host=state.host)
+        backend = cache_backend_for(state)
+        return op(*args, backend=backend, db_path=state.cache_path, host=state.host)
     finally:
         cache_mod.close_backends()
 
@@ -52,12 +59,22 @@ def _cache_call(state: State, op: Callable[..., T], *args: Any) -> T:
 @json_option
 @pass_state
 def cache_stats(state: State, as_json: bool) -> None:
-    """Hits, misses, refreshes and entries of every cached callable."""
+    """Hits, misses, refreshes and entries of every cached callable, and the pushbacks in
+    force (JSON: {"callables": [...], "pushbacks": [{"prefix", "until"}]})."""
     stats = _cache_call(state, cache_mod.stats)
+    pushbacks = _cache_call(state, cache_mod.pushbacks)
     if as_json:
-        echo_json([to_json(s) for s in stats.values()])
+        echo_json(
+            {
+                "callables": [to_json(s) for s in stats.values()],
+                "pushbacks": [
+                    {"prefix": prefix, "until": _when(until)} for prefix, until in pushbacks.items()
+                ],
+            }
+        )
         return
     console = make_console()
+    _print_pushbacks(console, pushbacks)
     if not stats:
         console.print("the cache is empty")
         return
@@ -72,6 +89,55 @@ def cache_stats(state: State, as_json: bool) -> None:
         s = stats[cid]
         table.add_row(cid, str(s.hits), str(s.misses), str(s.refreshes), str(s.entries))
     console.print(table)
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _print_pushbacks(console: Console, pushbacks: dict[str, float]) -> None:
+    if not pushbacks:
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("PUSHBACK PREFIX")
+    table.add_column("REFRESHES SUPPRESSED UNTIL (UTC)")
+    for prefix in sorted(pushbacks):
+        table.add_row(prefix, _when(pushbacks[prefix]))
+    console.print(table)
+    console.print()
+
+
+@cache.command("pushback")
+@click.argument("prefix")
+@click.argument("duration", required=False, default="1d", metavar="[DURATION]")
+@click.option("--lift", is_flag=True, help="End the pushback of PREFIX now.")
+@json_option
+@pass_state
+def cache_pushback(state: State, prefix: str, duration: str, lift: bool, as_json: bool) -> None:
+    """Suppress refreshes of the cached callables under PREFIX (an nsref prefix such as
+    'market', or 'module:function') for DURATION (30m, 6h, 2d; default 1d)."""
+    seconds = 0.0 if lift else _seconds(duration)
+    until = _cache_call(state, cache_mod.push_back, prefix, timedelta(seconds=seconds))
+    if as_json:
+        echo_json({"prefix": prefix, "until": _when(until), "lifted": lift})
+    elif lift:
+        click.echo(f"lifted the pushback of {prefix}")
+    else:
+        click.echo(f"refreshes under {prefix} suppressed until {_when(until)} (UTC)")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(text: str) -> float:
+    match = _DURATION.match(text)
+    if match is None:
+        raise click.BadParameter(
+            f"{text!r} is not a duration: write a number and a unit, e.g. 30m, 6h, 2d",
+            param_hint="DURATION",
+        )
+    return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
 @cache.command("clear")

@@ -9,17 +9,24 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import rich_click as click
-from rich.console import Console
-from rich.text import Text
 
-from plait.converter import get_converter, to_json_safe
 from plait.errors import ConversionError
-from plait.plugins import PluginHost
-from plait.records import RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from plait.plugins import PluginHost
+    from plait.records import RunRecord, RunStatus
+
+# `plait --version` and `plait --help` load this module: the engine, the converter, anyio,
+# rich and the plugin host are imported by the functions that use them.
+
+if TYPE_CHECKING:
+    from plait.config import Config
 
 __all__ = [
     "EXIT_FAILED",
@@ -77,14 +84,39 @@ class State:
         self._host: PluginHost | None = None
         self.cache_backend: str | None = None
         self.cache_path: Path | None = None
+        #: ``--config FILE``, loaded on first use by :meth:`config`
+        self.config_path: Path | None = None
+        self._config: Config | None = None
+
+    def config(self) -> Config | None:
+        """The ``--config`` file, loaded once (its log level applied); ``None`` without one.
+        An invalid file raises :class:`plait.errors.ConfigError` listing every problem."""
+        if self.config_path is None:
+            return None
+        if self._config is None:
+            from plait.config import load
+
+            self._config = load(self.config_path, host=self.host)
+            self._config.configure_logging()
+        return self._config
+
+    def close(self) -> None:
+        """Release what the invocation opened (the configured cache)."""
+        if self._config is not None:
+            self._config.close()
+            self._config = None
 
     @property
     def host(self) -> PluginHost:
         if self._host is None:
+            from plait.plugins import PluginHost
+
             self._host = PluginHost()
         return self._host
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        import anyio
+
         async def call() -> T:
             return await fn()
 
@@ -115,6 +147,8 @@ def echo_error(message: str) -> None:
 
 def make_console() -> Console:
     """A rich console; without a terminal: no colour, ``$COLUMNS`` wide (else 160)."""
+    from rich.console import Console
+
     console = Console(highlight=False)
     if not console.is_terminal:
         width = int(os.environ.get("COLUMNS", "0") or 0) or 160
@@ -127,15 +161,21 @@ def echo_json(data: Any) -> None:
 
 
 def status_text(status: str) -> Text:
+    from rich.text import Text
+
     return Text(str(status), style=STATUS_STYLE.get(str(status), ""))
 
 
 def run_header(run_id: str, status: str, elapsed: float) -> Text:
     """``run <id> <status> in 1.23 s``."""
+    from rich.text import Text
+
     return Text.assemble("run ", (run_id, "bold"), " ", status_text(status), f" in {elapsed:.2f} s")
 
 
 def exit_code(status: RunStatus) -> int:
+    from plait.records import RunStatus
+
     if status is RunStatus.COMPLETED:
         return EXIT_OK
     if status is RunStatus.PAUSED:
@@ -144,10 +184,14 @@ def exit_code(status: RunStatus) -> int:
 
 
 def to_json(value: Any) -> Any:
+    from plait.converter import get_converter
+
     return get_converter().unstructure(value)
 
 
 def output_json(value: Any, label: str) -> Any:
+    from plait.converter import to_json_safe
+
     try:
         return to_json_safe(value, where=f"output {label}")
     except ConversionError:

@@ -20,7 +20,8 @@ from plait.cli.common import (
     status_text,
     to_json,
 )
-from plait.cli.loading import open_provenance, resolve_run
+from plait.cli.config import provenance_for
+from plait.cli.loading import resolve_run
 from plait.errors import BackendError, NodeNotFoundError
 from plait.protocols import ProvenanceBackend
 from plait.records import NodeRecord, RunRecord
@@ -69,7 +70,7 @@ def lineage(
 
     RUN_ID may be a unique prefix of the id.
     """
-    prov = open_provenance(state.host, provenance, store)
+    prov = provenance_for(state, {"provenance": provenance, "store": store})
     run, node, feeders = state.run(lambda: _lineage(prov, run_id, label))
     if as_json:
         echo_json(

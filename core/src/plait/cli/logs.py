@@ -20,7 +20,8 @@ from plait.cli.common import (
     provenance_options,
     to_json,
 )
-from plait.cli.loading import open_provenance, resolve_run
+from plait.cli.config import provenance_for
+from plait.cli.loading import resolve_run
 from plait.errors import NodeNotFoundError
 from plait.protocols import ProvenanceBackend
 from plait.records import LogRecord, RunRecord
@@ -130,7 +131,7 @@ def logs(
     plait logs 4fb4
     plait logs 4fb4 --node load --follow
     """
-    prov = open_provenance(state.host, provenance, store)
+    prov = provenance_for(state, {"provenance": provenance, "store": store})
     run, records = state.run(lambda: _read_logs(prov, run_id, node))
     if as_json:
         echo_json([to_json(r) for r in records])

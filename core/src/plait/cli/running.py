@@ -29,8 +29,9 @@ from plait.cli.common import (
     provenance_options,
     run_header,
 )
+from plait.cli.config import dag_for, provenance_for
 from plait.cli.inputs import parse_inputs
-from plait.cli.loading import load_dag, open_provenance, resolve_run
+from plait.cli.loading import resolve_run
 from plait.dag import Dag, Plan
 from plait.progress import RunProgress
 from plait.protocols import ProvenanceBackend
@@ -89,7 +90,7 @@ async def run_with_progress(
         return await action(runner)
 
 
-def _print_result(result: DagRunResult, elapsed: float, dag_ref: str | None) -> None:
+def _print_result(result: DagRunResult, elapsed: float, dag_ref: str | None, prog: str) -> None:
     console = make_console()
     console.print(run_header(result.run_id, result.status, elapsed))
     for label, value in result.outputs.items():
@@ -102,13 +103,18 @@ def _print_result(result: DagRunResult, elapsed: float, dag_ref: str | None) -> 
         )
         console.print(Text.assemble((f"{label} = ", "bold"), shown))
     if result.status is not RunStatus.COMPLETED:
-        console.print(f"resume it: {restart_command(result.run_id, dag_ref)}")
-    console.print(f"details: plait show {result.run_id}")
+        console.print(f"resume it: {restart_command(result.run_id, dag_ref, prog)}")
+    console.print(f"details: {prog} show {result.run_id}")
 
 
-def restart_command(run_id: str, dag_ref: str | None) -> str:
+def restart_command(run_id: str, dag_ref: str | None, prog: str = "plait") -> str:
     """The command that resumes ``run_id`` (``--dag`` only when the run cannot tell)."""
-    return f"plait restart {run_id}" + (f" --dag {dag_ref}" if dag_ref else "")
+    return f"{prog} restart {run_id}" + (f" --dag {dag_ref}" if dag_ref else "")
+
+
+def program(state: State) -> str:
+    """How the user invoked plait: ``plait``, with ``--config FILE`` when one was given."""
+    return "plait" if state.config_path is None else f"plait --config {state.config_path}"
 
 
 def _finish_run(
@@ -127,14 +133,15 @@ def _finish_run(
             }
         )
     else:
-        _print_result(result, elapsed, dag_ref)
+        _print_result(result, elapsed, dag_ref, program(state))
     if result.status in (RunStatus.FAILED, RunStatus.CANCELLED):
         where = f" at node {result.failed_node!r}" if result.failed_node else ""
         if state.debug and result.exception is not None:
             traceback.print_exception(result.exception, file=sys.stderr)
         echo_error(f"run {result.run_id} {result.status}{where}: {first_line(result.error or '')}")
         if as_json:
-            click.echo(f"resume it: {restart_command(result.run_id, dag_ref)}", err=True)
+            resume = restart_command(result.run_id, dag_ref, program(state))
+            click.echo(f"resume it: {resume}", err=True)
     return exit_code(result.status)
 
 
@@ -143,7 +150,7 @@ def _runner(
 ) -> DagRunner:
     return DagRunner(
         dag,
-        provenance=prov or open_provenance(state.host, options["provenance"], options["store"]),
+        provenance=prov or provenance_for(state, options),
         executor=options["executor"],
         max_concurrency=options["max_concurrency"],
         host=state.host,
@@ -164,7 +171,7 @@ def _recorded_run(
 ) -> tuple[ProvenanceBackend, RunRecord, Dag, str | None]:
     """The run ``run_id`` names, its DAG (from ``--dag``, else from where the run says it
     came from) and the ``--dag`` a restart command needs (``None``: the run knows)."""
-    prov = open_provenance(state.host, options["provenance"], options["store"])
+    prov = provenance_for(state, options)
     old = state.run(lambda: _find_run(prov, run_id))
     ref = dag_ref or old.dag_ref
     if ref is None:
@@ -172,7 +179,8 @@ def _recorded_run(
             f"run {old.run_id} does not record where its DAG came from (it was not started "
             "by 'plait run'): give it with --dag MODULE:DAG"
         )
-    return prov, old, load_dag(ref), None if old.dag_ref else ref
+    dag, _ = dag_for(state, ref)
+    return prov, old, dag, None if old.dag_ref else ref
 
 
 def _execute(
@@ -207,7 +215,7 @@ def _execute(
         if progress.run_id is not None:  # recorded as cancelled
             click.echo(
                 f"run {progress.run_id} cancelled; resume it: "
-                f"{restart_command(progress.run_id, dag_ref)}",
+                f"{restart_command(progress.run_id, dag_ref, program(state))}",
                 err=True,
             )
         raise
@@ -217,7 +225,7 @@ def _execute(
 
 
 @click.command()
-@click.argument("dag_ref", metavar="MODULE:DAG")
+@click.argument("dag_ref", metavar="MODULE:DAG|NSREF")
 @click.option(
     "--input",
     "-i",
@@ -237,19 +245,22 @@ def run(
     correlation_id: str | None,
     **options: Any,
 ) -> None:
-    """Run the DAG MODULE:DAG once and record it.
+    """Run the DAG MODULE:DAG (or NSREF, a DAG of the --config file) once and record it.
 
     \b
     plait run pipeline:dag --input fetch.day=2024-05-01 --input fetch.limit=10
+    plait --config pipeline.toml run reports:daily --input fetch.city=Oslo
     """
-    dag = load_dag(dag_ref)
+    dag, nsref = dag_for(state, dag_ref)
     plan = dag.plan()
     source_inputs = parse_inputs(plan, inputs)
     runner = _runner(state, dag, options)
     _execute(
         state,
         runner,
-        lambda r: r.run(source_inputs, correlation_id=correlation_id, dag_ref=dag_ref),
+        lambda r: r.run(
+            source_inputs, correlation_id=correlation_id, dag_nsref=nsref, dag_ref=dag_ref
+        ),
         plan=plan,
         done=0,
         title="run",
@@ -291,7 +302,7 @@ _DAG_OPTION = click.option(
     "--dag",
     "dag_ref",
     default=None,
-    metavar="MODULE:DAG",
+    metavar="MODULE:DAG|NSREF",
     help="The run's DAG (default: where the run says it came from; runs started by "
     "'plait run' know).",
 )
@@ -345,7 +356,7 @@ def replay(
     RUN_ID may be a unique prefix of the id.
     """
     if dag_ref is not None:  # a bad --rerun is found before the run is looked up
-        _check_rerun(load_dag(dag_ref).plan(), rerun)
+        _check_rerun(dag_for(state, dag_ref)[0].plan(), rerun)
     prov, old, dag, hint = _recorded_run(state, run_id, dag_ref, options)
     plan = dag.plan()
     _check_rerun(plan, rerun)

@@ -30,7 +30,8 @@ from plait.cli.common import (
     status_text,
     to_json,
 )
-from plait.cli.loading import load_dag, open_provenance, resolve_run
+from plait.cli.config import dag_for, provenance_for
+from plait.cli.loading import resolve_run
 from plait.cli.logs import print_log_lines
 from plait.inspection import inspect_run
 from plait.protocols import ProvenanceBackend
@@ -149,13 +150,14 @@ def runs(
 ) -> None:
     """List recorded runs, newest first."""
     if dag_ref is not None:
-        name = load_dag(dag_ref).nsref
+        dag, configured_nsref = dag_for(state, dag_ref)
+        name = configured_nsref or dag.nsref
         if dag_nsref is not None and dag_nsref != name:
             raise click.BadParameter(
                 f"--dag {dag_ref} is the DAG {name!r}, not {dag_nsref!r}", param_hint="--nsref"
             )
         dag_nsref = name
-    prov = open_provenance(state.host, provenance, store)
+    prov = provenance_for(state, {"provenance": provenance, "store": store})
     records = state.run(
         lambda: _list_runs(
             prov,
@@ -430,7 +432,7 @@ def show(
 
     RUN_ID may be a unique prefix of the id.
     """
-    prov = open_provenance(state.host, provenance, store)
+    prov = provenance_for(state, {"provenance": provenance, "store": store})
     if as_tree:
         tree = state.run(lambda: _load_tree(prov, run_id))
         if as_json:
@@ -456,7 +458,8 @@ def show(
     if fmt == "mermaid":
         statuses = {n.label: str(n.status) for n in nodes}
         if dag_ref is not None:
-            click.echo(load_dag(dag_ref).to_mermaid(statuses=statuses), nl=False)
+            dag, _ = dag_for(state, dag_ref)
+            click.echo(dag.to_mermaid(statuses=statuses), nl=False)
         else:
             click.echo(_records_mermaid(nodes, edges), nl=False)
         return

@@ -5,7 +5,12 @@ Layout of the file (schema version :data:`SCHEMA_VERSION`, ``PRAGMA user_version
 
 - ``entries(key, callable_id, value_json, stored_at, expires_at)``: one row per cached call.
 - ``counters(callable_id, hits, misses, refreshes)``: persisted statistics.
+- ``pushbacks(prefix, until)``: refreshes suppressed under a namespace prefix until
+  ``until`` (epoch seconds); added in schema version 2.
 - ``meta(name, value)``: who created the file.
+
+A file of schema version 1 is migrated in place on open (one transaction that adds the
+``pushbacks`` table and bumps the version; its entries and counters are kept).
 
 Concurrency: two connections per backend, each guarded by a lock and opened with
 ``check_same_thread=False`` (the backend is used from worker threads). Reads go through
@@ -27,21 +32,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from plait import defaults
-from plait.errors import StoreError
+from plait import arguments, defaults
+from plait.errors import ArgumentError, StoreError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteCache"]
 
 #: ``PRAGMA application_id`` of a plait cache file: ASCII "PLCA".
 APPLICATION_ID = 0x504C4341
 #: Current schema version (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: How long a lookup or write waits for another process holding the lock, in seconds.
 BUSY_TIMEOUT = 10.0
+#: ``synchronous`` values: ``"normal"`` survives a killed process (the default),
+#: ``"full"`` also a power loss or OS crash, at the cost of one fsync per stored value.
+SYNCHRONOUS = ("normal", "full")
 #: Buffered counters are written at least this often (seconds) while calls keep coming.
 FLUSH_INTERVAL = 5.0
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+# what SQLite raises on a damaged file (the message of a malformed schema may not be UTF-8)
+_SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+_PUSHBACKS_TABLE = """CREATE TABLE pushbacks (
+        prefix TEXT PRIMARY KEY,
+        until REAL NOT NULL
+    ) WITHOUT ROWID"""
 
 _SCHEMA = (
     """CREATE TABLE entries (
@@ -60,7 +74,11 @@ _SCHEMA = (
         refreshes INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID""",
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    _PUSHBACKS_TABLE,
 )
+
+#: Statements that bring a file of version ``n - 1`` to version ``n``.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {2: (_PUSHBACKS_TABLE,)}
 
 _LOOKUP = "SELECT value_json, stored_at FROM entries WHERE key = ?"
 _STORE = (
@@ -99,11 +117,24 @@ class SqliteCache:
     someone else, or a plait cache of a newer schema raises
     :class:`plait.errors.StoreError` naming the path, and the file is left untouched.
 
+    ``synchronous`` is ``"normal"`` (stored values survive the process being killed) or
+    ``"full"`` (they survive a power loss too; each store waits for an fsync).
+
     Usable as a context manager; :meth:`close` persists buffered counters.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self._given = None if path is None else Path(path)
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, synchronous: str = "normal"
+    ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ArgumentError(
+                f"synchronous must be one of {', '.join(map(repr, SYNCHRONOUS))}, "
+                f"got {synchronous!r}"
+            )
+        self.synchronous = synchronous
+        self._given = (
+            None if path is None else arguments.file_path(path, name="path", where="SqliteCache()")
+        )
         self._path: Path | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_cursor: sqlite3.Cursor | None = None
@@ -144,10 +175,13 @@ class SqliteCache:
             path = self.path
             if not path.exists():
                 self._create(path)
-            self._check_header(path)
+            if path.is_dir():
+                raise StoreError(f"cache database {str(path)!r} is a directory, not a file")
+            version = self._identify(path)  # read-only: a refused file keeps its bytes, -wal
             writer = self._connect(path)
             try:
-                self._check_version(writer, path)
+                if version < SCHEMA_VERSION:
+                    self._migrate(writer, path)
                 reader = self._connect(path)
             except BaseException:
                 writer.close()
@@ -186,7 +220,7 @@ class SqliteCache:
                 if cursor is not None:
                     try:
                         row = cursor.execute(_LOOKUP, (key,)).fetchone()
-                    except sqlite3.Error as exc:
+                    except _SQLITE_ERRORS as exc:
                         raise self._error("cannot read", exc) from exc
                     break
             self.open()  # not open yet, or closed since: (re)open
@@ -208,6 +242,31 @@ class SqliteCache:
             # counters stay buffered on failure: a cached call must not fail over them
             with contextlib.suppress(StoreError):
                 self._write(None)
+
+    # ------------------------------------------------------------------ pushbacks
+    def push_back(self, prefix: str, until: float) -> None:
+        """Suppress refreshes under ``prefix`` until epoch ``until`` (replaces an earlier
+        pushback of the prefix)."""
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO pushbacks (prefix, until) VALUES (?, ?)", (prefix, until)
+            )
+        )
+
+    def pushbacks(self, now: float) -> dict[str, float]:
+        """The pushbacks in force at epoch ``now``: prefix -> until."""
+        while True:
+            with self._read_lock:
+                cursor = self._read_cursor
+                if cursor is not None:
+                    try:
+                        rows = cursor.execute(
+                            "SELECT prefix, until FROM pushbacks WHERE until > ?", (now,)
+                        ).fetchall()
+                    except sqlite3.Error as exc:
+                        raise self._error("cannot read", exc) from exc
+                    return dict(rows)
+            self.open()
 
     # ------------------------------------------------------------------ writes
     def store(
@@ -241,11 +300,12 @@ class SqliteCache:
     def prune(self, now: float | None = None) -> int:
         """Drop entries whose ``expires_at`` is at or before ``now`` (default: the time now)."""
         cutoff = time.time() if now is None else now
-        result: int = self._write(
-            lambda conn: (
-                conn.execute("DELETE FROM entries WHERE expires_at <= ?", (cutoff,)).rowcount
-            )
-        )
+
+        def prune(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM pushbacks WHERE until <= ?", (cutoff,))
+            return conn.execute("DELETE FROM entries WHERE expires_at <= ?", (cutoff,)).rowcount
+
+        result: int = self._write(prune)
         return result
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -266,14 +326,17 @@ class SqliteCache:
                     ).fetchall()
                 finally:
                     conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot read", exc) from exc
-        for cid, hits, misses, refreshes in counters:
-            out[cid] = {"hits": hits, "misses": misses, "refreshes": refreshes, "entries": 0}
-        for cid, count in entries:
-            out.setdefault(cid, {"hits": 0, "misses": 0, "refreshes": 0, "entries": 0})
-            out[cid]["entries"] = count
-        return dict(sorted(out.items()))
+        try:
+            for cid, hits, misses, refreshes in counters:
+                out[cid] = {"hits": hits, "misses": misses, "refreshes": refreshes, "entries": 0}
+            for cid, count in entries:
+                out.setdefault(cid, {"hits": 0, "misses": 0, "refreshes": 0, "entries": 0})
+                out[cid]["entries"] = count
+            return dict(sorted(out.items()))
+        except (TypeError, ValueError) as exc:  # values of the wrong type: a damaged file
+            raise self._error("holds damaged counters", exc) from exc
 
     def flush(self) -> None:
         """Persist buffered counters now."""
@@ -310,7 +373,7 @@ class SqliteCache:
                 conn.execute("COMMIT")
         except BaseException as exc:
             self._restore_pending(pending)
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, _SQLITE_ERRORS):
                 raise self._error("cannot write", exc) from exc
             raise
         return result
@@ -336,52 +399,77 @@ class SqliteCache:
                 check_same_thread=False,
                 cached_statements=64,
             )
-        except sqlite3.Error as exc:
+        except _SQLITE_ERRORS as exc:
             raise self._error("cannot open", exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        except _SQLITE_ERRORS as exc:
             conn.close()
             raise self._error("cannot open", exc) from exc
         return conn
 
-    def _check_header(self, path: Path) -> None:
-        """Refuse, before SQLite touches it, a path that is not a plait cache file."""
-        if path.is_dir():
-            raise StoreError(f"cache database {str(path)!r} is a directory, not a file")
+    def _identify(self, path: Path) -> int:
+        """Check the file through a read-only connection, before any read-write one, and
+        return its schema version.
+
+        SQLite itself says whether the file is a database: reading its header with a plain
+        ``open()`` and closing it would drop every POSIX lock this process holds on the file
+        (another cache object's included). Closing a read-write connection to a file in WAL
+        mode merges its ``-wal`` into it and deletes it: a file that is refused must never
+        have had one.
+        """
+        uri = f"{path.absolute().as_uri()}?mode=ro"
         try:
-            with open(path, "rb") as fh:
-                header = fh.read(100)
-        except OSError as exc:
-            raise StoreError(f"cache database {str(path)!r} cannot be read: {exc}") from exc
-        if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-            raise StoreError(
-                f"cache database {str(path)!r} is not a SQLite database; refusing to use it "
-                "(pass another path, or move the file away)"
-            )
-        app_id = int.from_bytes(header[68:72], "big")
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except _SQLITE_ERRORS as exc:
+            raise self._error("cannot open", exc) from exc
+        try:
+            conn.execute("BEGIN")  # one read transaction: the id and version of one state
+            (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise StoreError(
+                    f"cache database {str(path)!r} is not a SQLite database; refusing to use "
+                    "it (pass another path, or move the file away)"
+                ) from exc
+            raise self._error("cannot read its schema", exc) from exc
+        except _SQLITE_ERRORS as exc:
+            raise self._error("cannot read its schema", exc) from exc
+        finally:
+            conn.close()
         if app_id != APPLICATION_ID:
             raise StoreError(
                 f"cache database {str(path)!r} is a SQLite database of another application "
                 f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x}); refusing to use it"
             )
-
-    def _check_version(self, conn: sqlite3.Connection, path: Path) -> None:
-        try:
-            (app_id,) = conn.execute("PRAGMA application_id").fetchone()
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-        except sqlite3.Error as exc:
-            raise self._error("cannot read its schema", exc) from exc
-        if app_id != APPLICATION_ID:
-            raise StoreError(f"cache database {str(path)!r} is not a plait cache file")
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"cache database {str(path)!r} has schema version {version}, newer than "
                 f"this plait-cache-sqlite supports ({SCHEMA_VERSION}); upgrade "
                 "plait-cache-sqlite or use another path"
             )
-        # Version 1 is the first schema; later versions add their migrations here.
+        return int(version)
+
+    def _migrate(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Bring an older file to :data:`SCHEMA_VERSION` in one transaction (another process
+        may be migrating at once: the version is read again under the write lock)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target]:
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot migrate to schema version {SCHEMA_VERSION}", exc) from exc
 
     def _create(self, path: Path) -> None:
         """Build a fresh database beside ``path`` and link it into place atomically."""

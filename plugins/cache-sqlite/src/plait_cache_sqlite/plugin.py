@@ -17,6 +17,7 @@ def plait_register_cache_backends() -> list[BackendInfo]:
         BackendInfo(
             name="sqlite",
             factory=SqliteCache,
-            description="TTL cache in one SQLite file shared by processes (option: path)",
+            description="TTL cache in one SQLite file shared by processes "
+            "(options: path, synchronous)",
         )
     ]

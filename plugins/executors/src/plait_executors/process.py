@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
+import signal
+import sys
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar, cast
@@ -14,7 +18,8 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from plait.errors import ExecutorError
+from plait import arguments
+from plait.errors import ArgumentError, ExecutorError
 from plait.executors import CallResult, NodeCall
 from plait.loops import LoopLocal, wait_done
 from plait.pickling import callable_name
@@ -23,6 +28,60 @@ from plait_executors._pickling import dumps_call, dumps_result
 T = TypeVar("T")
 
 START_METHODS = ("spawn", "forkserver")
+
+
+#: how often a worker checks that the process that started it is still alive (seconds)
+PARENT_POLL = 0.2
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_runner(runner: int, pdeathsig: bool) -> None:
+    """Worker initializer: end this worker when the runner process ``runner`` dies.
+
+    A worker finishing a node after its runner was killed would do work a restart does
+    again. On Linux the kernel kills the worker (``PR_SET_PDEATHSIG``) when the thread that
+    started it dies, so that is asked only when the runner's main thread started the pool
+    and is the worker's parent (``spawn``). Everywhere, a daemon thread checks every
+    :data:`PARENT_POLL` seconds that the worker's parent is the same and the runner alive
+    (with ``forkserver`` the parent is the fork server, which may outlive the runner).
+    """
+    started_by = os.getppid()
+    if pdeathsig and started_by == runner and sys.platform.startswith("linux"):
+        import ctypes  # here: only the Linux workers of a main-thread pool need it
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def runner_alive() -> bool:
+        if os.getppid() != started_by:
+            return False
+        try:
+            os.kill(runner, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return not _zombie(runner)
+
+    if not runner_alive():
+        os._exit(1)  # the runner died before this worker was ready
+
+    def watch() -> None:
+        while runner_alive():
+            time.sleep(PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="plait-runner-watch", daemon=True).start()
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (Linux; elsewhere: no)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _run_pickled(payload: bytes) -> bytes:
@@ -45,7 +104,8 @@ class ProcessExecutor:
 
     Calls wait for a free worker before they are submitted, so cancellation drops every call
     that has not started; calls already running in a worker are abandoned, and their workers
-    are terminated by :meth:`aclose`. A worker that dies (killed,
+    are terminated by :meth:`aclose`. Workers end when the runner's process dies (killed
+    included), so no node finishes after its runner is gone. A worker that dies (killed,
     segfault) fails its node with :class:`ExecutorError`; the pool is replaced, so a retry of
     the node or the next node gets fresh workers.
     """
@@ -55,10 +115,9 @@ class ProcessExecutor:
     def __init__(self, max_workers: int | None = None, *, start_method: str = "spawn") -> None:
         if max_workers is None:
             max_workers = os.cpu_count() or 1
-        if max_workers < 1:
-            raise ValueError(f"ProcessExecutor: max_workers must be >= 1, got {max_workers}")
+        arguments.count(max_workers, name="max_workers", where="ProcessExecutor()", minimum=1)
         if start_method not in START_METHODS:
-            raise ValueError(
+            raise ArgumentError(
                 f"ProcessExecutor: start_method must be one of {START_METHODS}, "
                 f"got {start_method!r}"
             )
@@ -73,7 +132,10 @@ class ProcessExecutor:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    self.max_workers, mp_context=multiprocessing.get_context(self.start_method)
+                    self.max_workers,
+                    mp_context=multiprocessing.get_context(self.start_method),
+                    initializer=_exit_with_runner,
+                    initargs=(os.getpid(), threading.current_thread() is threading.main_thread()),
                 )
             return self._pool
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import anyio
 import anyio.to_thread
 
+from plait import arguments
 from plait.executors import CallResult, NodeCall
 from plait.loops import LoopLocal
 
@@ -22,8 +23,7 @@ class ThreadExecutor:
     name = "thread"
 
     def __init__(self, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
-        if max_workers < 1:
-            raise ValueError(f"ThreadExecutor: max_workers must be >= 1, got {max_workers}")
+        arguments.count(max_workers, name="max_workers", where="ThreadExecutor()", minimum=1)
         self.max_workers = max_workers
         # one limiter per event loop: a limiter cannot cross asyncio and trio loops
         self._limiter = LoopLocal(lambda: anyio.CapacityLimiter(self.max_workers))

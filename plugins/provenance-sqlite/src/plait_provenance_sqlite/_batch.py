@@ -174,6 +174,12 @@ class Buffer:
                     history_entry(status, us(run.updated_at), run.attempt)
                 )
 
+    def note_run(self, run: RunRecord) -> None:
+        """Remember the status of a run record written outside the buffer (a claim), so
+        that the same status written next adds no second history entry."""
+        with self._lock:
+            self._last_status.setdefault(run.run_id, {})["", run.attempt] = run.status.value
+
     def add_nodes(self, nodes: Sequence[NodeRecord]) -> None:
         """Buffer node records; a later record of the same execution is merged into the row.
 

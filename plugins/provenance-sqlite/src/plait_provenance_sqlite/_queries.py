@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from plait import arguments
 from plait.converter import loads
 from plait.errors import PlaitError, RunNotFoundError
 from plait.inspection import child_name, sub_run_order, without_outputs
@@ -128,8 +129,7 @@ def list_runs_sql(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY started_at DESC, run_id DESC"
     if limit is not None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        arguments.count(limit, name="limit", where="list_runs()", minimum=0)
         sql += " LIMIT ?"
         params.append(limit)
     return sql, params
@@ -295,18 +295,27 @@ def run_data(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
     return {key: loads(value) for key, value in rows}
 
 
-def purge(conn: sqlite3.Connection, chosen: str, params: Sequence[Any]) -> int:
-    """Delete the runs ``chosen`` selects and their sub-runs, in one transaction."""
-    doomed = (
-        "WITH RECURSIVE doomed(run_id) AS ("
-        f"{chosen} UNION SELECT r.run_id FROM runs r JOIN doomed d "
-        "ON r.parent_run_id = d.run_id) "
+def purge(
+    conn: sqlite3.Connection, roots: str, params: Sequence[Any], *, keep_running: bool
+) -> int:
+    """Delete the top-level runs ``roots`` selects with all their sub-runs, in one transaction.
+
+    With ``keep_running``, a tree in which any run is still running is left whole.
+    """
+    tree = (
+        "WITH RECURSIVE tree(root, run_id, status) AS ("
+        f"SELECT run_id, run_id, status FROM runs WHERE {roots} "
+        "UNION SELECT t.root, r.run_id, r.status FROM runs r JOIN tree t "
+        "ON r.parent_run_id = t.run_id) "
     )
+    chosen = "SELECT run_id FROM tree"
+    if keep_running:
+        chosen += " WHERE root NOT IN (SELECT root FROM tree WHERE status = 'running')"
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS purge_ids (run_id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM purge_ids")
-        conn.execute(f"{doomed} INSERT INTO purge_ids SELECT run_id FROM doomed", params)
+        conn.execute(f"{tree} INSERT OR IGNORE INTO purge_ids {chosen}", params)
         (count,) = conn.execute("SELECT count(*) FROM purge_ids").fetchone()
         conn.executemany(
             "DELETE FROM node_executions WHERE row_no BETWEEN ? AND ?",

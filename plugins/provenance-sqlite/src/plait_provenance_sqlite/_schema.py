@@ -23,13 +23,17 @@ __all__ = [
     "MIGRATIONS",
     "RUN_SHIFT",
     "SCHEMA_VERSION",
+    "check_file",
+    "identify",
     "prepare",
+    "read_only_uri",
 ]
 
 #: ``PRAGMA application_id`` of a plait provenance file: the bytes ``b"plPv"``.
 APPLICATION_ID: Final = 0x706C5076
-#: The schema version this release writes. Older files are migrated forward on open.
-SCHEMA_VERSION: Final = 4
+#: The schema version this release writes. Older files are migrated forward on open; a
+#: new file is created at version 3 and brought forward by the same migrations.
+SCHEMA_VERSION: Final = 5
 #: A run's node executions have row numbers ``run_no << RUN_SHIFT | seq``: the run's range.
 RUN_SHIFT: Final = 32
 
@@ -210,15 +214,15 @@ CREATE_V3: Final[tuple[str, ...]] = (
     *_VIEWS,
 )
 
-# Version 4: where a run's DAG came from and its work time (``runs.dag_ref``,
+# Version 5: where a run's DAG came from and its work time (``runs.dag_ref``,
 # ``runs.resumed_at``, ``runs.earlier_ms``), and the log lines of nodes (``node_logs``, one
 # row per line, clustered by run, node and line number).
-_RUNS_V4_COLUMNS: Final = (
+_RUNS_V5_COLUMNS: Final = (
     "ALTER TABLE runs ADD COLUMN dag_ref TEXT",
     "ALTER TABLE runs ADD COLUMN resumed_at INTEGER",
     "ALTER TABLE runs ADD COLUMN earlier_ms REAL NOT NULL DEFAULT 0",
 )
-_LOGS_V4: Final = """CREATE TABLE node_logs (
+_LOGS_V5: Final = """CREATE TABLE node_logs (
         run_id   TEXT NOT NULL,
         label    TEXT NOT NULL,
         seq      INTEGER NOT NULL,
@@ -230,7 +234,6 @@ _LOGS_V4: Final = """CREATE TABLE node_logs (
         exc_text TEXT,
         PRIMARY KEY (run_id, label, seq)
     ) WITHOUT ROWID"""
-CREATE_V4: Final[tuple[str, ...]] = (*CREATE_V3, *_RUNS_V4_COLUMNS, _LOGS_V4)
 
 #: Tables every version >= 1 has; a file claiming to be ours without them is damaged.
 _V1_TABLES: Final = frozenset({"plait_meta", "runs", "node_executions", "edge_traversals"})
@@ -304,47 +307,99 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
-    """Version 4: runs know where their DAG came from and their work time; node log lines."""
-    for statement in (*_RUNS_V4_COLUMNS, _LOGS_V4):
+def _owner_started(conn: sqlite3.Connection) -> None:
+    """Version 4: ``runs.owner_started``, when the owner process started (a token, see
+    :mod:`plait.owners`), so a dead owner whose pid was reused is known to be dead."""
+    conn.execute("ALTER TABLE runs ADD COLUMN owner_started TEXT NOT NULL DEFAULT ''")
+
+
+def _logs_and_work_time(conn: sqlite3.Connection) -> None:
+    """Version 5: runs know where their DAG came from and their work time; node log lines."""
+    for statement in (*_RUNS_V5_COLUMNS, _LOGS_V5):
         conn.execute(statement)
 
 
 #: ``MIGRATIONS[n]`` upgrades a version-``n`` file to version ``n + 1`` inside a transaction.
+#: From version 3 on, a step is also how a new file gets the change (see ``_create``): a new
+#: change is one function and one entry here.
 MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
-    3: _migrate_3_to_4,
+    3: _owner_started,
+    4: _logs_and_work_time,
 }
+#: The version ``CREATE_V3`` makes; the migrations after it make a new file current.
+_CREATED_AT: Final = 3
 
 
 def check_file(path: Path) -> None:
-    """Refuse a path that is a directory or a non-empty file that is not SQLite."""
+    """Refuse a path that is a directory. (Whether a file is SQLite at all is asked through
+    SQLite, in :func:`identify`: a plain ``open()``/``close()`` of the file would drop every
+    POSIX lock this process holds on it, SQLite's own included.)"""
     if path.is_dir():
         raise StoreError(f"provenance store {str(path)!r} is a directory, not a SQLite file")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
+
+
+def _not_sqlite(path: Path) -> StoreError:
+    return StoreError(
+        f"{str(path)!r} is not a SQLite database; refusing to use it as a provenance store "
+        "(the file was not modified)"
+    )
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI that opens ``path`` read-only (``sqlite3.connect(..., uri=True)``)."""
+    return f"{path.absolute().as_uri()}?mode=ro"
+
+
+def identify(path: Path) -> None:
+    """Refuse an existing file that is not a provenance store plait may write, looking at it
+    through a read-only connection (which reads, and never merges, the file's ``-wal``).
+
+    Closing a read-write connection to a file in WAL mode checkpoints its ``-wal`` into it
+    and deletes it: a file must be judged before plait opens it for writing.
+    """
+    if not path.exists() or path.stat().st_size == 0:
         return
-    except OSError as exc:
+    try:
+        conn = sqlite3.connect(read_only_uri(path), uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
         raise StoreError(f"cannot read provenance store {str(path)!r}: {exc}") from exc
-    if head and head != SQLITE_HEADER:
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        _verdict(path, *_state(conn))
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise _not_sqlite(path) from exc
         raise StoreError(
-            f"{str(path)!r} is not a SQLite database; refusing to use it as a provenance store "
-            "(the file was not modified)"
-        )
+            f"cannot read provenance store {str(path)!r}: {exc} (the file was not modified)"
+        ) from exc
+    except (sqlite3.Error, UnicodeDecodeError) as exc:  # (a damaged schema's error text)
+        raise StoreError(
+            f"cannot read provenance store {str(path)!r}: {exc} (the file was not modified)"
+        ) from exc
+    finally:
+        conn.close()
 
 
 def _state(conn: sqlite3.Connection) -> tuple[int, int, set[str]]:
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = {
-        name
-        for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
-    }
+    """Application id, schema version and tables, read in ONE read transaction: read one by
+    one, a file another process creates meanwhile shows its tables without its id."""
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+    finally:
+        if own and conn.in_transaction:
+            conn.execute("COMMIT")
     return app_id, version, tables
 
 
@@ -376,8 +431,10 @@ def _verdict(path: Path, app_id: int, version: int, tables: set[str]) -> str:
 
 
 def _create(conn: sqlite3.Connection) -> None:
-    for statement in CREATE_V4:
+    for statement in CREATE_V3:
         conn.execute(statement)
+    for version in range(_CREATED_AT, SCHEMA_VERSION):
+        MIGRATIONS[version](conn)
     conn.execute(
         "INSERT INTO plait_meta (key, value) VALUES ('schema_version', ?), ('created_by', ?)",
         (str(SCHEMA_VERSION), "plait-provenance-sqlite"),

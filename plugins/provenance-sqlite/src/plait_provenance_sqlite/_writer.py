@@ -16,11 +16,30 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from plait.errors import RunNotFoundError
+from plait.records import RunRecord
 from plait_provenance_sqlite import _schema
 from plait_provenance_sqlite._batch import FINAL_RUN, Batch, NodeKey
-from plait_provenance_sqlite.codec import EDGES, LOGS, NODES, RUN_DATA, RUN_MASK, RUNS
+from plait_provenance_sqlite.codec import (
+    EDGES,
+    LOGS,
+    NODES,
+    RUN_DATA,
+    RUN_MASK,
+    RUNS,
+    history_entry,
+    us,
+)
 
-__all__ = ["RUN_RANGE_JOIN", "OrphanNodesError", "RunRows", "Writer", "is_busy", "retrying"]
+__all__ = [
+    "RUN_RANGE_JOIN",
+    "OrphanNodesError",
+    "RunRows",
+    "Writer",
+    "claim_run",
+    "is_busy",
+    "retrying",
+]
 
 T = TypeVar("T")
 
@@ -41,6 +60,8 @@ RUN_RANGE_JOIN: Final = (
     f"ON n.row_no BETWEEN r.run_no << {_schema.RUN_SHIFT} "
     f"AND (r.run_no << {_schema.RUN_SHIFT}) | {RUN_MASK}"
 )
+#: each run with the rows of its range, if any
+RUN_RANGE_LEFT_JOIN: Final = RUN_RANGE_JOIN.replace(" JOIN ", " LEFT JOIN ", 1)
 #: run ids per query in ``IN (...)`` lists (SQLite's default limit is 999 parameters)
 IN_CHUNK: Final = 500
 
@@ -83,6 +104,30 @@ def retrying(conn: sqlite3.Connection, timeout: float, fn: Callable[[], T]) -> T
             delay = min(delay * 2, 0.1)
     finally:
         conn.execute("PRAGMA busy_timeout = 0")
+
+
+def claim_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    where: str,
+    decide: Callable[[RunRecord], RunRecord],
+) -> RunRecord:
+    """In one ``IMMEDIATE`` transaction: read run ``run_id``, let ``decide`` turn it into
+    the claimed record (or raise), and store that with its history entry."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(f"SELECT {RUNS.select} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(f"run {run_id!r} not found in the provenance store {where}")
+        run: RunRecord = decide(RUNS.decode(row))
+        entry = history_entry(run.status.value, us(run.updated_at), run.attempt)
+        conn.execute(_RUN_UPSERT, [*RUNS.encode(run), entry])
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return run
 
 
 class Writer:
@@ -145,25 +190,24 @@ class Writer:
     def _load_run_rows(self, conn: sqlite3.Connection, run_ids: set[str]) -> None:
         """Learn where the executions of these runs live (inside the write transaction).
 
-        Two queries per 500 runs, however many runs (a map's elements are sub-runs). A run
+        One query per 500 runs, however many runs (a map's elements are sub-runs). A run
         with no run record stays unknown.
         """
         ordered = sorted(run_ids)
         for start in range(0, len(ordered), IN_CHUNK):
             chunk = ordered[start : start + IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
-            loaded = {
-                run_id: RunRows(run_no << _schema.RUN_SHIFT, {})
-                for run_id, run_no in conn.execute(
-                    f"SELECT run_id, run_no FROM runs WHERE run_id IN ({marks})", chunk
-                )
-            }
-            for run_id, label, attempt, row_no in conn.execute(
-                f"SELECT r.run_id, n.label, n.attempt, n.row_no {RUN_RANGE_JOIN} "
+            loaded: dict[str, RunRows] = {}
+            for run_id, run_no, label, attempt, row_no in conn.execute(
+                f"SELECT r.run_id, r.run_no, n.label, n.attempt, n.row_no {RUN_RANGE_LEFT_JOIN} "
                 f"WHERE r.run_id IN ({marks})",
                 chunk,
             ):
-                loaded[run_id].by_execution[label, attempt] = row_no
+                rows = loaded.get(run_id)
+                if rows is None:
+                    rows = loaded[run_id] = RunRows(run_no << _schema.RUN_SHIFT, {})
+                if row_no is not None:
+                    rows.by_execution[label, attempt] = row_no
             self.run_rows.update(loaded)
 
     @staticmethod

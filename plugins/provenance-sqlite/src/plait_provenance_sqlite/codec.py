@@ -27,6 +27,7 @@ from typing import Any, Final
 import attrs
 
 from plait.converter import dumps, loads
+from plait.errors import ArgumentError, ArgumentTypeError
 from plait.records import EdgeRecord, LogRecord, NodeRecord, NodeStatus, RunRecord, RunStatus
 from plait_provenance_sqlite import _schema
 
@@ -77,8 +78,10 @@ def _loads_or_none(text: str | None) -> Any:
 
 def query_us(value: datetime, name: str) -> int:
     """A query bound in microseconds; ``name`` is the parameter a naive datetime came in."""
+    if not isinstance(value, datetime):
+        raise ArgumentTypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
+        raise ArgumentError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
     return us(value)
 
 
@@ -348,11 +351,12 @@ RUNS: Final = Table(
         Column("attempt"),
         Column("owner_pid"),
         Column("owner_host"),
+        Column("owner_started"),  # schema version 4
         Column("failed_node"),
         Column("error_type"),
         Column("error_message"),
         Column("traceback"),
-        Column("dag_ref"),
+        Column("dag_ref"),  # schema version 5, with the next two
         Column("resumed_at", Kind.TIME_OR_NONE),
         Column("earlier_ms"),
         # [status, at, attempt] per status change (see history_entry)

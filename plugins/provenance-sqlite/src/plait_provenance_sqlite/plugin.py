@@ -18,6 +18,20 @@ def plait_register_provenance_backends() -> list[BackendInfo]:
             name="sqlite",
             factory=SqliteProvenance,
             description="runs, nodes, edges and status history in one SQLite file "
+            "(options: path, timeout, synchronous)",
+        )
+    ]
+
+
+@hookimpl
+def plait_register_trigger_stores() -> list[BackendInfo]:
+    from plait_provenance_sqlite.triggers import SqliteTriggerStore
+
+    return [
+        BackendInfo(
+            name="sqlite",
+            factory=SqliteTriggerStore,
+            description="trigger state and fire history in the provenance file "
             "(options: path, timeout)",
         )
     ]

@@ -9,8 +9,9 @@ range of row numbers at the end of the table. When the database is free that tra
 runs right on the event loop (it is small, and a thread hop would cost more than the write);
 when another process holds the write lock, the commit moves to a worker thread that waits
 with SQLite's busy handler and retries with backoff, so the event loop never waits for
-another process. Every :data:`CHECKPOINT_EVERY` commits the WAL is checkpointed on a worker
-thread.
+another process. When the ``-wal`` file passes :data:`WAL_LIMIT` bytes (looked at every
+:data:`WAL_CHECK_EVERY` commits) it is checkpointed on a worker thread, and SQLite truncates
+it back to that size when it starts over.
 
 Reads run on a worker thread (a capacity limiter of our own), inside one read transaction
 so multi-statement queries see one snapshot. Queries first commit this backend's own
@@ -24,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -36,21 +37,24 @@ import anyio.to_thread
 import attrs
 import platformdirs
 
+from plait import arguments
 from plait.converter import structure
-from plait.errors import StoreError
+from plait.errors import ArgumentError, OutputNotStoredError, PlaitError, StoreError
 from plait.inspection import InspectsRuns
 from plait.loops import LoopLocal
+from plait.owners import claimed
 from plait.records import (
     EdgeRecord,
     LogRecord,
     NodeRecord,
     NodeStatus,
+    RunOwner,
     RunRecord,
     RunStatus,
     RunTree,
     StatusChange,
 )
-from plait_provenance_sqlite import _queries, _schema
+from plait_provenance_sqlite import _queries, _schema, _writer
 from plait_provenance_sqlite._batch import Batch, Buffer
 from plait_provenance_sqlite._queries import NodeNotFoundError
 from plait_provenance_sqlite._writer import OrphanNodesError, Writer, is_busy, retrying
@@ -61,12 +65,21 @@ __all__ = ["DEFAULT_FILENAME", "NodeNotFoundError", "NodeOutput", "SqliteProvena
 T = TypeVar("T")
 
 DEFAULT_FILENAME: Final = "provenance.sqlite3"
-#: Commits between two WAL checkpoints (each runs on a worker thread). A checkpoint costs
-#: two fsyncs whatever its size (about 10 ms on a VM disk): every 4,000 commits that is
-#: 2.5 us per node, and the WAL stays under about 20 MB (a node commit is about one page).
-CHECKPOINT_EVERY: Final = 4000
+#: Size of the ``-wal`` file (bytes) past which the store checkpoints it, on a worker thread;
+#: also its ``journal_size_limit``: SQLite truncates the file back to this size when the WAL
+#: starts over. A checkpoint costs two fsyncs whatever its size (about 10 ms on a VM disk):
+#: with node commits of one page (4 KB) that is one checkpoint per ~4,000 nodes, 2.5 us each.
+WAL_LIMIT: Final = 16 * 2**20
+#: Commits between two looks at the size of the ``-wal`` file (one ``stat``).
+WAL_CHECK_EVERY: Final = 32
+#: ``synchronous`` values: ``"normal"`` survives a killed process (the default),
+#: ``"full"`` also a power loss or OS crash, at the cost of one fsync per commit.
+SYNCHRONOUS: Final = ("normal", "full")
 
 _RUN_ID: Final = RUNS.at["run_id"]
+# what decoding a damaged row raises: bad JSON or UTF-8 (ValueError), a value of the wrong
+# type or shape, a time out of range
+_DAMAGE: Final = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 
 
 @attrs.frozen(kw_only=True)
@@ -106,6 +119,8 @@ class SqliteProvenance(InspectsRuns):
     ``platformdirs.user_data_dir("plait")/provenance.sqlite3``, resolved when the store
     opens. A new file is created with mode 0600 (new directories 0700). ``timeout`` is how
     many seconds a write waits for other processes holding the database before failing.
+    ``synchronous`` is ``"normal"`` (committed records survive the process being killed) or
+    ``"full"`` (they survive a power loss too; each commit waits for an fsync).
 
     Use as ``async with SqliteProvenance(path) as prov:``, or let a ``DagRunner`` open and
     close it. Every query opens it on demand.
@@ -114,11 +129,26 @@ class SqliteProvenance(InspectsRuns):
     stores_values = True
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, timeout: float = 30.0
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = 30.0,
+        synchronous: str = "normal",
     ) -> None:
-        self._requested = None if path is None else Path(path).expanduser()
+        if synchronous not in SYNCHRONOUS:
+            raise ArgumentError(
+                f"synchronous must be one of {', '.join(map(repr, SYNCHRONOUS))}, "
+                f"got {synchronous!r}"
+            )
+        self._requested = (
+            None
+            if path is None
+            else arguments.file_path(path, name="path", where="SqliteProvenance()").expanduser()
+        )
         self._path: Path | None = self._requested
         self.timeout = timeout
+        self.synchronous = synchronous
+        self._wal: Path | None = None
         self._conn: sqlite3.Connection | None = None
         self._buffer = Buffer()
         self._writer = Writer()
@@ -170,6 +200,7 @@ class SqliteProvenance(InspectsRuns):
     def _open_sync(self) -> sqlite3.Connection:
         path = self._path = self.path
         _schema.check_file(path)
+        _schema.identify(path)  # read-only: a refused file keeps its bytes and its -wal
         _make_private_dirs(path.parent)
         if not path.exists():
             try:
@@ -186,18 +217,20 @@ class SqliteProvenance(InspectsRuns):
             raise StoreError(f"cannot open provenance store {str(path)!r}: {exc}") from exc
         try:
             _schema.prepare(conn, path)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             # checkpoints (with their fsyncs) run on a worker thread, never inside a commit
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             # the event-loop fast path must never wait: contention moves to a thread
             conn.execute("PRAGMA busy_timeout = 0")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             conn.close()
             raise StoreError(f"cannot use provenance store {str(path)!r}: {exc}") from exc
         except BaseException:
             conn.close()
             raise
         self._commits = 0
+        self._wal = path.with_name(path.name + "-wal")
         return conn
 
     async def aclose(self) -> None:
@@ -272,8 +305,8 @@ class SqliteProvenance(InspectsRuns):
                 raise
             raise error from exc
         self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
-            await self.checkpoint()
+        if self._commits >= WAL_CHECK_EVERY:
+            await self._bound_wal()
 
     async def _commit_exclusive(self) -> None:
         if self._conn is None:
@@ -311,14 +344,25 @@ class SqliteProvenance(InspectsRuns):
                 f"node records of run {exc.run_id!r} were not stored in "
                 f"{str(self.path)!r}: the run has no run record (write_run it first)"
             )
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, sqlite3.Error | UnicodeDecodeError):  # (a damaged file's message)
             return StoreError(f"cannot write to provenance store {str(self.path)!r}: {exc}")
         return exc
+
+    async def _bound_wal(self) -> None:
+        """Checkpoint when the ``-wal`` file has passed :data:`WAL_LIMIT` bytes."""
+        self._commits = 0
+        try:
+            size = os.stat(self._wal).st_size if self._wal is not None else 0
+        except OSError:
+            return
+        if size > WAL_LIMIT:
+            await self.checkpoint()
 
     async def checkpoint(self) -> None:
         """Copy the WAL into the database file (on a worker thread) and sync it to disk.
 
-        Runs by itself every :data:`CHECKPOINT_EVERY` commits and when the store closes.
+        Runs by itself when the ``-wal`` file passes :data:`WAL_LIMIT` bytes and when the
+        store closes.
         """
         if self._conn is None:
             return
@@ -331,8 +375,12 @@ class SqliteProvenance(InspectsRuns):
                     )
 
     # ------------------------------------------------------------------ reads
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Commit own writes, then run ``fn(conn)`` in one read transaction on a thread."""
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], what: str = "") -> T:
+        """Commit own writes, then run ``fn(conn)`` in one read transaction on a thread.
+
+        ``what`` names what is read (``"run 'r1'"``) in the StoreError a damaged or
+        unreadable file raises.
+        """
         await self.commit()
         if self._conn is None:
             await self.open()
@@ -347,12 +395,28 @@ class SqliteProvenance(InspectsRuns):
                 finally:
                     conn.execute("COMMIT")
 
-            try:
+            with self._damage(what):
                 return await anyio.to_thread.run_sync(
                     retrying, conn, self.timeout, in_snapshot, limiter=limiter
                 )
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read provenance store {str(self.path)!r}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _damage(self, what: str) -> Iterator[None]:
+        """Turn what a damaged file makes SQLite, JSON or a record decoder raise into a
+        StoreError naming the file and ``what`` was read."""
+        try:
+            yield
+        except PlaitError:
+            raise
+        except sqlite3.Error as exc:
+            of = f" ({what})" if what else ""
+            raise StoreError(f"cannot read provenance store {self._where}{of}: {exc}") from exc
+        except _DAMAGE as exc:
+            of = f" for {what}" if what else ""
+            raise StoreError(
+                f"provenance store {self._where} holds damaged data{of}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     @property
     def _where(self) -> str:
@@ -361,7 +425,9 @@ class SqliteProvenance(InspectsRuns):
 
     async def get_run(self, run_id: str) -> RunRecord:
         """The run, or :class:`~plait.errors.RunNotFoundError` naming ``run_id``."""
-        return await self._read(partial(_queries.get_run, run_id=run_id, where=self._where))
+        return await self._read(
+            partial(_queries.get_run, run_id=run_id, where=self._where), f"run {run_id!r}"
+        )
 
     async def list_runs(
         self,
@@ -385,18 +451,23 @@ class SqliteProvenance(InspectsRuns):
             started_before=started_before,
             limit=limit,
         )
-        return await self._read(partial(_queries.runs, sql=sql, params=params))
+        return await self._read(partial(_queries.runs, sql=sql, params=params), "the runs")
 
     async def _in_run(
-        self, run_id: str, fn: Callable[[sqlite3.Connection, tuple[int, int]], T]
+        self,
+        run_id: str,
+        fn: Callable[[sqlite3.Connection, tuple[int, int]], T],
+        label: str | None = None,
     ) -> T:
-        """``fn(conn, span)`` with the row range of the run (RunNotFoundError if none)."""
+        """``fn(conn, span)`` with the row range of the run (RunNotFoundError if none);
+        ``label`` names the node read, in errors."""
         where = self._where
 
         def query(conn: sqlite3.Connection) -> T:
             return fn(conn, _queries.run_range(conn, run_id, where))
 
-        return await self._read(query)
+        what = f"run {run_id!r}" if label is None else f"node {label!r} of run {run_id!r}"
+        return await self._read(query, what)
 
     async def get_node_executions(self, run_id: str) -> list[NodeRecord]:
         """Latest record of every node of the run, in the order they were first recorded."""
@@ -405,19 +476,27 @@ class SqliteProvenance(InspectsRuns):
     async def get_node_attempts(self, run_id: str, label: str) -> list[NodeRecord]:
         """Every execution of one node in the run, oldest attempt first."""
         return await self._in_run(
-            run_id, lambda conn, span: _queries.node_attempts(conn, span, label)
+            run_id, lambda conn, span: _queries.node_attempts(conn, span, label), label
         )
 
     async def get_node_output(self, run_id: str, label: str, as_type: Any = None) -> NodeOutput:
         """The output of the node's latest execution; restored as ``as_type`` if given.
 
-        Raises :class:`RunNotFoundError` or :class:`NodeNotFoundError` naming what is missing.
+        Raises :class:`RunNotFoundError` or :class:`NodeNotFoundError` naming what is missing,
+        :class:`~plait.errors.OutputNotStoredError` when ``as_type`` is asked of an output
+        that was recorded as not restorable.
         """
         node = await self._in_run(
-            run_id, lambda conn, span: _queries.latest_node(conn, run_id, span, label)
+            run_id, lambda conn, span: _queries.latest_node(conn, run_id, span, label), label
         )
         output = node.output
         if as_type is not None and node.status.has_output:
+            if not node.restorable:
+                raise OutputNotStoredError(
+                    f"run {run_id!r}: the output of node {label!r} was not stored (it had no "
+                    "JSON form when the node ran), so it cannot be restored as "
+                    f"{getattr(as_type, '__qualname__', as_type)}"
+                )
             output = structure(output, as_type, where=f"output of node {label!r}")
         return NodeOutput(
             run_id=run_id,
@@ -451,7 +530,7 @@ class SqliteProvenance(InspectsRuns):
         first, then each upstream execution's.
         """
         upstream = await self._in_run(
-            run_id, lambda conn, span: _queries.lineage(conn, run_id, span, label)
+            run_id, lambda conn, span: _queries.lineage(conn, run_id, span, label), label
         )
         calls = await self._calls_by_caller(run_id)
         if not calls:
@@ -478,7 +557,9 @@ class SqliteProvenance(InspectsRuns):
         """The run with its nodes (outputs not loaded), edges and sub-runs as one tree, read
         in one transaction (the same tree as :func:`plait.inspection.build_run_tree`)."""
         where = self._where
-        return await self._read(lambda conn: _queries.run_tree(conn, run_id, where))
+        return await self._read(
+            lambda conn: _queries.run_tree(conn, run_id, where), f"the tree of run {run_id!r}"
+        )
 
     async def status_history(self, run_id: str, label: str | None = None) -> list[StatusChange]:
         """Every status transition of the run and its nodes (or of node ``label``), in order.
@@ -486,12 +567,51 @@ class SqliteProvenance(InspectsRuns):
         Changes of the run itself have ``label is None``.
         """
         return await self._in_run(
-            run_id, lambda conn, _span: _queries.status_history(conn, [run_id], label)
+            run_id, lambda conn, _span: _queries.status_history(conn, [run_id], label), label
         )
 
     async def load_run_data(self, run_id: str) -> dict[str, Any]:
         """Every run-scoped value stored for ``run_id`` (empty when none)."""
-        return await self._read(partial(_queries.run_data, run_id=run_id))
+        return await self._read(
+            partial(_queries.run_data, run_id=run_id), f"the data of run {run_id!r}"
+        )
+
+    # ------------------------------------------------------------------ ownership
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        """Take run ``run_id`` over for ``owner`` in one ``IMMEDIATE`` transaction (which
+        every process writing the file serializes), and return it as claimed.
+
+        The run must still be at ``expected_attempt`` (and owned by ``expected_owner`` when
+        given): what the caller read. Otherwise :class:`~plait.errors.RunBusyError` names
+        the run and its owner now; see :meth:`plait.protocols.ProvenanceBackend.claim_run`.
+        """
+        decide = partial(
+            claimed,
+            expected_attempt=expected_attempt,
+            owner=owner,
+            expected_owner=expected_owner,
+            at=datetime.now(UTC),
+        )
+        await self.commit()
+        if self._conn is None:
+            await self.open()
+        async with self._exclusive() as (conn, limiter):
+            if conn is None:
+                raise StoreError(f"provenance store {str(self.path)!r} is closed")
+            take = partial(_writer.claim_run, conn, run_id, self._where, decide)
+            with self._damage(f"claim of run {run_id!r}"):
+                run = await anyio.to_thread.run_sync(
+                    retrying, conn, self.timeout, take, limiter=limiter
+                )
+        self._buffer.note_run(run)
+        return run
 
     async def get_logs(
         self, run_id: str, label: str | None = None, after_seq: int | None = None
@@ -510,7 +630,8 @@ class SqliteProvenance(InspectsRuns):
         bound: tuple[int, str] | None = None
         while True:
             rows = await self._read(
-                partial(_queries.runs_page, where=where, params=params, bound=bound, page=page)
+                partial(_queries.runs_page, where=where, params=params, bound=bound, page=page),
+                "the runs",
             )
             if rows:
                 yield rows
@@ -525,14 +646,15 @@ class SqliteProvenance(InspectsRuns):
         batch_size: int = 500,
     ) -> AsyncIterator[list[RunRecord]]:
         """Runs started in ``[start, end)``, oldest first, in lists of ``batch_size``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        arguments.count(batch_size, name="batch_size", where="SqliteProvenance", minimum=1)
         low = -(2**62) if start is None else query_us(start, "start")
         high = 2**62 if end is None else query_us(end, "end")
-        async for rows in self._run_pages(
-            "started_at >= ? AND started_at < ?", (low, high), batch_size
-        ):
-            yield [RUNS.decode(row) for row in rows]
+        pages = self._run_pages("started_at >= ? AND started_at < ?", (low, high), batch_size)
+        async with contextlib.aclosing(pages):  # closed at once when a read fails
+            async for rows in pages:
+                with self._damage("the runs"):
+                    runs = [RUNS.decode(row) for row in rows]
+                yield runs
 
     async def iter_history(
         self,
@@ -544,24 +666,28 @@ class SqliteProvenance(InspectsRuns):
 
         Grouped by run (runs in start order), each run's changes in time order.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        arguments.count(batch_size, name="batch_size", where="SqliteProvenance", minimum=1)
         low = -(2**62) if start is None else query_us(start, "start")
         high = 2**62 if end is None else query_us(end, "end")
         pending: list[StatusChange] = []
         # a run has changes in the window only if it started before its end and was last
         # updated after its start
-        async for rows in self._run_pages("started_at < ? AND updated_at >= ?", (high, low), 100):
-            run_ids = [row[_RUN_ID] for row in rows]
-            by_run: dict[str, list[StatusChange]] = {run_id: [] for run_id in run_ids}
-            for change in await self._read(partial(_queries.status_history, run_ids=run_ids)):
-                if low <= us(change.at) < high:
-                    by_run[change.run_id].append(change)
-            for changes in by_run.values():
-                pending.extend(changes)
-            while len(pending) >= batch_size:
-                yield pending[:batch_size]
-                pending = pending[batch_size:]
+        pages = self._run_pages("started_at < ? AND updated_at >= ?", (high, low), 100)
+        async with contextlib.aclosing(pages):  # closed at once when a read fails
+            async for rows in pages:
+                run_ids = [row[_RUN_ID] for row in rows]
+                by_run: dict[str, list[StatusChange]] = {run_id: [] for run_id in run_ids}
+                found = await self._read(
+                    partial(_queries.status_history, run_ids=run_ids), "the status history"
+                )
+                for change in found:
+                    if low <= us(change.at) < high:
+                        by_run[change.run_id].append(change)
+                for changes in by_run.values():
+                    pending.extend(changes)
+                while len(pending) >= batch_size:
+                    yield pending[:batch_size]
+                    pending = pending[batch_size:]
         if pending:
             yield pending
 
@@ -571,25 +697,33 @@ class SqliteProvenance(InspectsRuns):
         older_than: datetime | timedelta | None = None,
         status: RunStatus | str | None = None,
     ) -> int:
-        """Delete finished runs (and their sub-runs, nodes, edges, history and data).
+        """Delete whole finished runs: top-level runs with every sub-run of theirs (their
+        nodes, edges, history and data). Returns how many runs (sub-runs included) went.
 
         ``older_than`` is a moment or an age (runs started before it); ``status`` keeps only
-        runs in that status. Running runs are deleted only when ``status="running"`` is
-        asked for explicitly. Returns how many runs were deleted.
+        top-level runs in that status. A sub-run is never purged on its own, and a run is
+        kept while it or any of its sub-runs is running, unless ``status="running"`` is
+        asked for explicitly (the run of a crashed process stays ``running``).
         """
-        where = []
+        if isinstance(older_than, timedelta):
+            if older_than < timedelta(0):
+                raise ArgumentError(
+                    f"older_than must be an age of zero or more, got {older_than!r} "
+                    "(a negative age would purge every finished run)"
+                )
+            older_than = datetime.now(UTC) - older_than
+        roots = ["(parent_run_id IS NULL OR parent_run_id NOT IN (SELECT run_id FROM runs))"]
         params: list[Any] = []
-        if status is None:
-            where.append("status != 'running'")
-        else:
-            where.append("status = ?")
+        if status is not None:
+            roots.append("status = ?")
             params.append(RunStatus(status).value)
         if older_than is not None:
-            if isinstance(older_than, timedelta):
-                older_than = datetime.now(UTC) - older_than
-            where.append("started_at < ?")
+            roots.append("started_at < ?")
             params.append(query_us(older_than, "older_than"))
-        chosen = f"SELECT run_id FROM runs WHERE {' AND '.join(where)}"
+        keep_running = status is None or RunStatus(status) is not RunStatus.RUNNING
+        delete = partial(
+            _queries.purge, roots=" AND ".join(roots), params=params, keep_running=keep_running
+        )
         await self.commit()
         if self._conn is None:
             await self.open()
@@ -597,10 +731,9 @@ class SqliteProvenance(InspectsRuns):
             if conn is None:
                 raise StoreError(f"provenance store {str(self.path)!r} is closed")
             self._writer.run_rows.clear()  # a purged run's rows are gone
-            delete = partial(_queries.purge, conn, chosen, params)
             try:
                 return await anyio.to_thread.run_sync(
-                    retrying, conn, self.timeout, delete, limiter=limiter
+                    retrying, conn, self.timeout, partial(delete, conn), limiter=limiter
                 )
             except sqlite3.Error as exc:
                 raise StoreError(

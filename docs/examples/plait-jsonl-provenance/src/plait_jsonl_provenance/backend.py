@@ -9,10 +9,12 @@ into a dataframe; queries read the whole file, so keep it for small histories.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ import attrs
 
 from plait.converter import get_converter
 from plait.errors import RunNotFoundError
-from plait.records import EdgeRecord, LogRecord, NodeRecord, RunRecord, RunStatus
+from plait.owners import claimed
+from plait.records import EdgeRecord, LogRecord, NodeRecord, RunOwner, RunRecord, RunStatus, utcnow
 
 __all__ = ["JsonlProvenance"]
 
@@ -138,6 +141,39 @@ class JsonlProvenance:
 
     async def _history(self) -> _History:
         return await anyio.to_thread.run_sync(self._fold)
+
+    # -- ownership: a claim is read, check and append under one lock on the file --------
+    async def claim_run(
+        self,
+        run_id: str,
+        expected_attempt: int,
+        owner: RunOwner,
+        *,
+        expected_owner: RunOwner | None = None,
+    ) -> RunRecord:
+        await self.commit()
+        decide = functools.partial(
+            claimed,
+            expected_attempt=expected_attempt,
+            owner=owner,
+            expected_owner=expected_owner,
+            at=utcnow(),
+        )
+        return await anyio.to_thread.run_sync(self._claim, run_id, decide)
+
+    def _claim(self, run_id: str, decide: Callable[[RunRecord], RunRecord]) -> RunRecord:
+        # flock serializes claims of every process (and thread: each opens its own file)
+        with self.path.open("a", encoding="utf-8") as locked:
+            fcntl.flock(locked.fileno(), fcntl.LOCK_EX)
+            runs = self._fold().runs
+            if run_id not in runs:
+                raise RunNotFoundError(f"run {run_id!r} not found in {str(self.path)!r}")
+            run = decide(runs[run_id])
+            fields = {"kind": "run", **self._converter.unstructure(run)}
+            locked.write(json.dumps(fields, separators=(",", ":")) + "\n")
+            locked.flush()
+            os.fsync(locked.fileno())
+        return run
 
     async def get_run(self, run_id: str) -> RunRecord:
         runs = (await self._history()).runs
