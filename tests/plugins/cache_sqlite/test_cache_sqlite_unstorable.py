@@ -115,12 +115,12 @@ def test_a_lock_held_past_the_busy_timeout_does_not_fail_the_call(
         assert calls == [0, 3]
 
 
-@pytest.mark.parametrize("value", [math.inf, -math.inf, [1.0, math.inf]])
-def test_infinities_are_cached_and_come_back(cache: SqliteCache, value: object) -> None:
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_infinities_are_cached_and_come_back(cache: SqliteCache, value: float) -> None:
     calls: list[int] = []
 
     @cached(min_ttl=1, max_ttl=2, backend=cache)
-    def measure() -> object:
+    def measure() -> float:
         calls.append(1)
         return value
 
