@@ -406,6 +406,11 @@ class SqliteProvenance(InspectsRuns):
         StoreError naming the file and ``what`` was read."""
         try:
             yield
+        except ArgumentError as exc:  # a stored value no record accepts (an unknown status)
+            of = f" for {what}" if what else ""
+            raise StoreError(
+                f"provenance store {self._where} holds damaged data{of}: {exc}"
+            ) from exc
         except PlaitError:
             raise
         except sqlite3.Error as exc:
