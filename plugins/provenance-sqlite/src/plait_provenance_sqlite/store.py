@@ -661,6 +661,17 @@ class SqliteProvenance(InspectsRuns):
                     runs = [RUNS.decode(row) for row in rows]
                 yield runs
 
+    def _bucket(self, by_run: dict[str, list[StatusChange]], run_id: str) -> list[StatusChange]:
+        """The list of run ``run_id``'s changes; a run the page did not read is damage (an
+        index that no longer agrees with its table)."""
+        found = by_run.get(run_id)
+        if found is None:
+            raise StoreError(
+                f"provenance store {self._where} holds damaged data: the status history "
+                f"names run {run_id!r}, which the runs read do not include"
+            )
+        return found
+
     async def iter_history(
         self,
         start: datetime | None = None,
@@ -687,7 +698,7 @@ class SqliteProvenance(InspectsRuns):
                 )
                 for change in found:
                     if low <= us(change.at) < high:
-                        by_run[change.run_id].append(change)
+                        self._bucket(by_run, change.run_id).append(change)
                 for changes in by_run.values():
                     pending.extend(changes)
                 while len(pending) >= batch_size:
