@@ -25,7 +25,14 @@ import attrs
 from plait.errors import RestartError, RunBusyError
 from plait.records import RunOwner, RunRecord, RunStatus
 
-__all__ = ["claimed", "earlier_work_ms", "owner_alive", "process_started", "this_process"]
+__all__ = [
+    "claimed",
+    "earlier_work_ms",
+    "owner_alive",
+    "process_started",
+    "resumed_by",
+    "this_process",
+]
 
 _ABSENT: Final = "absent"  # no such process, or a zombie: it will never write again
 
@@ -163,6 +170,12 @@ def claimed(
         )
     if run.status is RunStatus.COMPLETED:
         raise RestartError(f"run {run.run_id!r} already completed; use replay() to run it again")
+    return resumed_by(run, owner, at)
+
+
+def resumed_by(run: RunRecord, owner: RunOwner, at: datetime) -> RunRecord:
+    """``run`` as ``owner`` resumes it at ``at``: running again, one attempt more, no error,
+    the work of its earlier attempts added up (so the idle gap before does not count)."""
     return attrs.evolve(
         run,
         status=RunStatus.RUNNING,

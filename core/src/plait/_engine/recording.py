@@ -25,7 +25,7 @@ from plait.converter import JSON_SCALARS, dumps, loads, to_json_safe
 from plait.errors import ConversionError, DagPause, PlaitWarning
 from plait.executors import Placement
 from plait.introspect import EMPTY
-from plait.owners import earlier_work_ms, this_process
+from plait.owners import resumed_by, this_process
 from plait.plugins import PluginHost
 from plait.protocols import ProvenanceBackend
 from plait.records import (
@@ -89,24 +89,7 @@ def resumed(old: RunRecord) -> RunRecord:
     heard of), so the idle time before the restart does not count as work. (A sub-run,
     resumed by its parent; a top-level run is claimed through the store.)
     """
-    now = utcnow()
-    owner = this_process()
-    return attrs.evolve(
-        old,
-        status=RunStatus.RUNNING,
-        updated_at=now,
-        resumed_at=now,
-        earlier_ms=earlier_work_ms(old),
-        finished_at=None,
-        attempt=old.attempt + 1,
-        owner_pid=owner.pid,
-        owner_host=owner.host,
-        owner_started=owner.started,
-        failed_node=None,
-        error_type=None,
-        error_message=None,
-        traceback=None,
-    )
+    return resumed_by(old, this_process(), utcnow())
 
 
 def json_inputs(
