@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import subprocess
 import sys
 
@@ -55,6 +56,24 @@ def test_unknown_name_is_an_attribute_error() -> None:
 def test_cli_version_loads_no_engine() -> None:
     code = "from plait.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass"
     assert loaded_after(code) == set()
+
+
+def test_cli_version_loads_neither_click_nor_rich() -> None:
+    code = "from plait.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass"
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in sys.modules if m.startswith(('click', 'rich'))))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["plait, version " + plait.__version__, "[]"]
+
+
+def test_cli_version_fast_path_prints_what_click_prints() -> None:
+    from click.testing import CliRunner
+
+    from plait.cli import VERSION_LINE, cli
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == VERSION_LINE + "\n"
+    assert importlib.metadata.version("plait") == plait.__version__
 
 
 def test_cli_help_lists_core_commands_by_their_own_short_help() -> None:

@@ -19,18 +19,42 @@ Modules: :mod:`~plait.cli.app` (the group and :func:`main`), :mod:`~plait.cli.ru
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from plait.cli.app import cli, main
+from plait import __version__
 
 if TYPE_CHECKING:
+    from plait.cli.app import cli
     from plait.cli.inputs import parse_inputs
     from plait.cli.loading import load_dag, open_provenance
 
 __all__ = ["cli", "load_dag", "main", "open_provenance", "parse_inputs"]
 
-# Imported on first use: `plait --version` does not load DAGs or the engine.
+#: what ``plait --version`` prints (click's ``version_option`` prints the same line)
+VERSION_LINE = f"plait, version {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script ``plait``: see :func:`plait.cli.app.main`.
+
+    ``plait --version`` alone is answered here, before click and rich are imported (they
+    are most of the command line's start-up time); every other command line goes to the
+    click group.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--version"]:
+        print(VERSION_LINE)
+        sys.exit(0)
+    from plait.cli.app import main as run_cli
+
+    run_cli(args)
+
+
+# Imported on first use: `plait --version` does not load click, DAGs or the engine.
 _EXPORTS: dict[str, str] = {
+    "cli": "plait.cli.app",
     "load_dag": "plait.cli.loading",
     "open_provenance": "plait.cli.loading",
     "parse_inputs": "plait.cli.inputs",
