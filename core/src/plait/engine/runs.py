@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 import attrs
 
 from plait.dag import Dag
-from plait.errors import PlaitError, RestartError, RunNotFoundError
+from plait.errors import PlaitError, RunBusyError, RunNotFoundError
+from plait.owners import owner_alive
 from plait.protocols import ProvenanceBackend
 from plait.records import RunRecord, RunStatus
 from plait.runner import DagRunner, DagRunResult
@@ -151,9 +152,15 @@ class FireRun:
     async def _restart(self, run_id: str) -> DagRunResult:
         try:
             return await self.runner.restart(run_id)
-        except RestartError:
-            # the run is marked running by a process we proved dead (its engine's lease
-            # ran out, or its pid is gone): take it over
+        except RunBusyError:
+            run = await self.runner.provenance.get_run(run_id)
+            if owner_alive(run.owner) is not None:
+                # alive (a user's `plait restart`, say), or another restart claimed it
+                # between our read and our claim: never take a live owner's run
+                raise
+            # marked running by a process on another host: the fire's engine lease ran
+            # out, which proves that engine gone, so the run is ours to take over. The
+            # claim still names the owner read here, so of two engines only one wins.
             return await self.runner.restart(run_id, force=True)
 
     async def _retry(self, fire: FireRecord, end: RunEnd) -> RunEnd:
