@@ -17,7 +17,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from plait import Dag, DagRunner, get_executor
-from plait.errors import ExecutorError
+from plait.errors import ExecutorError, PlaitError
 from plait.executors import NodeCall
 from plait.plugins import PluginHost
 from plait.records import NodeStatus
@@ -295,3 +295,20 @@ async def test_closing_the_executor_fails_waiting_runs(tmp_path: Path, client: C
         assert await run_call(executor, nodes.pid) in worker_pids(client).values()
     finally:
         await executor.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_workers": 0}, "DaskExecutor(): n_workers must be >= 1, got 0"),
+        ({"n_workers": "2"}, "DaskExecutor(): n_workers must be an int, got str '2'"),
+        ({"threads_per_worker": 0}, "DaskExecutor(): threads_per_worker must be >= 1, got 0"),
+        ({"address": 8786}, "DaskExecutor(): address must be str, got int 8786"),
+    ],
+)
+def test_bad_options_are_plait_errors_naming_the_option(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(PlaitError) as info:
+        DaskExecutor(**options)  # type: ignore[arg-type]
+    assert str(info.value) == message

@@ -17,6 +17,7 @@ import anyio.to_thread
 from distributed import Client, Future, LocalCluster, get_worker
 from distributed.protocol import pickle
 
+from plait import arguments
 from plait.errors import ExecutorError
 from plait.executors import CallResult, NodeCall
 from plait.loops import LoopLocal
@@ -70,12 +71,13 @@ class DaskExecutor:
         threads_per_worker: int = 1,
         client: Client | None = None,
     ) -> None:
-        if n_workers is not None and n_workers < 1:
-            raise ValueError(f"DaskExecutor: n_workers must be >= 1, got {n_workers}")
-        if threads_per_worker < 1:
-            raise ValueError(
-                f"DaskExecutor: threads_per_worker must be >= 1, got {threads_per_worker}"
-            )
+        if n_workers is not None:
+            arguments.count(n_workers, name="n_workers", where="DaskExecutor()", minimum=1)
+        arguments.count(
+            threads_per_worker, name="threads_per_worker", where="DaskExecutor()", minimum=1
+        )
+        if address is not None:
+            arguments.instance(address, str, name="address", where="DaskExecutor()")
         self.address = address
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
