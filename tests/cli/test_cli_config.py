@@ -3,14 +3,18 @@ pushbacks in ``plait cache``."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import sqlite3
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Result
+from conftest import BACKEND, PLAIT, Result
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "config"
 
@@ -182,3 +186,46 @@ def test_cache_pushback_shown_in_stats(plait: Plait, configured: Path) -> None:
     assert plait(*cfg, "cache", "stats", "--json").json()["pushbacks"] == []
     bad = plait(*cfg, "cache", "pushback", "weather", "soon")
     assert bad.code == 2 and "'soon' is not a duration" in bad.err
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("engine-processes")
+def test_engine_runs_the_configs_triggers_by_nsref_in_its_store(
+    plait: Plait, configured: Path
+) -> None:
+    """`plait engine --config FILE`: the trigger's DAG is an nsref of the file's namespace,
+    runs and trigger state go to the file's store; `plait --config FILE fire` finds it."""
+    project = configured.parent
+    env = {**os.environ, "PLAIT_LOOP": BACKEND, "HOME": str(project)}
+    env.pop("PLAIT_PROVENANCE", None)
+    with (project / "engine.err").open("w") as err:
+        engine = subprocess.Popen(
+            [str(PLAIT), "engine", "--config", "pipeline.toml", "--grace", "1"],
+            cwd=project,
+            env=env,
+            stderr=err,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "nightly" not in plait("--config", "pipeline.toml", "triggers").out:
+            assert engine.poll() is None, (project / "engine.err").read_text()
+            assert time.monotonic() < deadline, "the engine never defined its triggers"
+            time.sleep(0.2)
+        fired = plait(
+            "--config", "pipeline.toml", "fire", "nightly", "--wait", "--timeout", "60", "--json"
+        )  # fmt: skip
+        assert fired.code == 0, (fired, (project / "engine.err").read_text())
+        record = fired.json()
+        assert record["outcome"] == "completed", record
+        store = project / "state" / "runs.sqlite3"
+        runs = plait("runs", "--store", str(store), "--json").json()
+        assert [(r["run_id"], r["dag_nsref"], r["status"]) for r in runs] == [
+            (record["run_id"], "reports:fahrenheit", "completed")
+        ]
+        shown = plait("show", record["run_id"], "--store", str(store), "--json").json()
+        assert shown["run"]["correlation_id"] == record["fire_id"]
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        engine.communicate(timeout=30)
+    assert engine.returncode == 0, (project / "engine.err").read_text()

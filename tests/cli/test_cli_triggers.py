@@ -169,5 +169,9 @@ def test_fire_bad_input(plait: Plait, config: Path) -> None:
     assert malformed.code == 2
     assert "trigger 'bad': malformed cron expression '61 * * * *'" in malformed.err
     no_section = config.parent / "empty.toml"
-    no_section.write_text("[other]\n")
+    no_section.write_text('pythonpath = ["."]\n')
     assert "has no [triggers] section" in plait("engine", "--config", str(no_section)).err
+    unknown_key = config.parent / "typo.toml"
+    unknown_key.write_text('[trigers.daily]\ndag = "pipe:dag"\n')
+    typo = plait("engine", "--config", str(unknown_key))
+    assert typo.code == 2 and "trigers" in typo.err and "Traceback" not in typo.err

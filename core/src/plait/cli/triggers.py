@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import sys
-import tomllib
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +39,10 @@ from plait.cli.common import (
     to_json,
 )
 from plait.cli.loading import open_provenance
+from plait.config import Config
 from plait.engine import Engine, serve_until_signalled
 from plait.errors import PlaitError, TriggerError
+from plait.protocols import ProvenanceBackend
 from plait.records import BackendKind
 from plait.triggers import (
     EngineRecord,
@@ -77,25 +78,47 @@ def config_option(fn: Any) -> Any:
         "config",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         default=None,
-        help="A TOML file whose [triggers] section defines the triggers.",
+        help="A configuration file (as for plait --config): its [triggers] run, their DAGs "
+        "may be nsrefs of its namespace, its [storage] is the store.",
     )(fn)
 
 
+def store_path(state: State, store: Path | None) -> Path | None:
+    """``--store`` when given, else the ``sqlite`` provenance file of the configuration
+    (``plait --config FILE``, or the engine's own ``--config``), else ``None`` (the default
+    file): trigger state lives beside the runs it starts."""
+    if store is not None:
+        return store
+    configured = state.config()
+    spec = configured.storage.provenance if configured is not None else None
+    if spec is not None and spec.backend == "sqlite" and spec.options.get("path") is not None:
+        return Path(spec.options["path"])
+    return None
+
+
 def open_trigger_store(state: State, store: Path | None) -> TriggerStore:
-    options: dict[str, Any] = {} if store is None else {"path": str(store)}
+    path = store_path(state, store)
+    options: dict[str, Any] = {} if path is None else {"path": str(path)}
     trigger_store: TriggerStore = state.host.create(BackendKind.TRIGGER_STORE, "sqlite", **options)
     return trigger_store
 
 
-def load_config(state: State, config: Path) -> list[Trigger]:
-    try:
-        data = tomllib.loads(config.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise TriggerError(f"cannot read configuration {str(config)!r}: {exc}") from exc
-    section = data.get("triggers")
-    if section is None:
-        raise TriggerError(f"configuration {str(config)!r} has no [triggers] section")
-    return triggers_from_config(section, host=state.host)
+def configured_triggers(state: State, config: Config) -> list[Trigger]:
+    """The triggers of a configuration file loaded as ``plait --config`` loads one (its
+    ``pythonpath``, namespace and storage included; every problem listed at once)."""
+    if not config.triggers:
+        raise TriggerError(f"configuration {str(config.path)!r} has no [triggers] section")
+    return triggers_from_config(config.triggers, host=state.host)
+
+
+def engine_provenance(state: State, store: Path | None) -> ProvenanceBackend:
+    """``--store``, else the configuration's provenance backend, else the default."""
+    configured = state.config()
+    if store is None and configured is not None:
+        backend = configured.provenance()
+        if backend is not None:
+            return backend
+    return open_provenance(state.host, None, store)
 
 
 async def _stored_triggers(state: State, store: TriggerStore) -> list[Trigger]:
@@ -153,9 +176,12 @@ def engine(
         return
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # DAG references import as with ``python -m``
-    trigger_store = open_trigger_store(state, store)
     if config is not None:
-        defined = load_config(state, config)
+        state.config_path = config  # the engine's own --config wins over plait --config
+    configured = state.config()
+    trigger_store = open_trigger_store(state, store)
+    if configured is not None:
+        defined = configured_triggers(state, configured)
     else:
         defined = state.run(lambda: _stored_triggers(state, trigger_store))
     if not defined:
@@ -165,7 +191,8 @@ def engine(
     runner = Engine(
         defined,
         store=trigger_store,
-        provenance=open_provenance(state.host, None, store),
+        provenance=engine_provenance(state, store),
+        namespace=configured.namespace if configured is not None else None,
         grace_period=grace,
         host=state.host,
     )
