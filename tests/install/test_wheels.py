@@ -22,7 +22,13 @@ BACKEND = os.environ.get("PLAIT_TEST_BACKEND", "asyncio")
 # read before the suite's fixtures point HOME at a temporary directory: pip keeps its
 # download cache there, and a fresh cache per test would download every dependency again
 PIP_CACHE_DIR = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
-DISTRIBUTIONS = ("core", "plugins/executors", "plugins/provenance-sqlite", "plugins/cache-sqlite")
+DISTRIBUTIONS = (
+    "core",
+    "plugins/executors",
+    "plugins/provenance-sqlite",
+    "plugins/cache-sqlite",
+    "plugins/ui",
+)
 PIPELINE = """
 from plait import Dag
 
@@ -142,7 +148,13 @@ def test_plain_plait_brings_the_executors_and_runs_a_def_node(installed: Venv) -
 def test_the_install_is_built_wheels_only(installed: Venv) -> None:
     listed = json.loads(installed.run("python", "-m", "pip", "list", "--format", "json"))
     ours = {d["name"] for d in listed if d["name"].startswith("plait")}
-    assert ours == {"plait", "plait-executors", "plait-provenance-sqlite", "plait-cache-sqlite"}
+    assert ours == {
+        "plait",
+        "plait-executors",
+        "plait-provenance-sqlite",
+        "plait-cache-sqlite",
+        "plait-ui",
+    }
     assert "editable_project_location" not in json.dumps(listed)
     where = installed.run("python", "-c", "import plait; print(plait.__file__)")
     assert "site-packages" in where and str(ROOT) not in where
@@ -155,7 +167,7 @@ def test_readme_example_runs(installed: Venv) -> None:
 
 def test_plugins_lists_the_first_party_plugins(installed: Venv) -> None:
     out = installed.run("plait", "plugins")
-    for plugin in ("executors", "provenance-sqlite", "cache-sqlite"):
+    for plugin in ("executors", "provenance-sqlite", "cache-sqlite", "ui"):
         assert re.search(rf"^{plugin}\s+plait-{plugin}\s+0\.1\.0\s", out, re.M), out
     assert "executor:thread" in out and "provenance:sqlite" in out and "cache:sqlite" in out
 
@@ -169,3 +181,8 @@ def test_runs_lists_a_run(installed: Venv) -> None:
     runs = json.loads(installed.run("plait", "runs", "--json"))
     assert [r["run_id"] for r in runs] == [run["run_id"]]
     assert run["run_id"][:8] in installed.run("plait", "runs")
+
+
+def test_the_web_view_command_comes_with_all(installed: Venv) -> None:
+    out = installed.run("plait", "ui", "--help")
+    assert "--allow-actions" in out and "--store" in out
