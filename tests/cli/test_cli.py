@@ -73,6 +73,11 @@ def test_paused_run_exits_3_and_says_how_to_resume(plait: Plait) -> None:
         (["show", "0123456789abcdef0123456789abcdef"], ["0123456789abcdef0123456789abcdef"]),
         (["runs", "--provenance", "postgres"], ["postgres", "sqlite"]),
         (["runs", "--since", "yesterday"], ["--since"]),
+        (["runs", "--store", "typo/runs.db"], ["--store", "'typo/runs.db' does not exist"]),
+        (["show", "abcd", "--store", "typo.db"], ["--store", "'typo.db' does not exist"]),
+        (["logs", "abcd", "--store", "typo.db"], ["--store", "'typo.db' does not exist"]),
+        (["lineage", "abcd", "x", "--store", "typo.db"], ["'typo.db' does not exist"]),
+        (["restart", "abcd", "--store", "typo.db"], ["--store", "'typo.db' does not exist"]),
         (["frobnicate"], ["No such command"]),
         (["run"], ["Missing argument"]),
         (["replay", "abcd", "--rerun", "nope", "--dag", "pipe:dag"], ["nope"]),
@@ -475,3 +480,9 @@ def test_show_tree_prints_the_run_with_its_sub_runs(plait: Plait, project: Path)
     tree = plait("show", run_id, "--tree", "--json").json()
     assert tree["run"]["run_id"] == run_id
     assert {c["name"] for c in tree["children"]} == {"step[odd]", "show/call:lookup#1"}
+
+
+def test_a_mistyped_store_path_creates_nothing(plait: Plait, project: Path) -> None:
+    for command in (["runs"], ["show", "abcd"], ["logs", "abcd"], ["restart", "abcd"]):
+        assert plait(*command, "--store", "typo/runs.db").code == 2
+    assert not (project / "typo").exists()

@@ -157,6 +157,11 @@ def test_activate_and_deactivate_persist(plait: Plait, config: Path) -> None:
 
 
 def test_fire_bad_input(plait: Plait, config: Path) -> None:
+    for command in (["fire", "nope"], ["triggers"], ["engine", "status"]):
+        missing = plait(*command, "--store", "db.sqlite")  # a mistyped path creates nothing
+        assert missing.code == 2 and "File 'db.sqlite' does not exist" in missing.err, missing
+        assert not (config.parent / "db.sqlite").exists()
+    assert plait("run", "pipe:dag", "-i", "day=2026-03-01", "--store", "db.sqlite").code == 0
     unknown = plait("fire", "nope", "--store", "db.sqlite")
     assert unknown.code == 2
     assert "no trigger named 'nope'" in unknown.err and "Traceback" not in unknown.err

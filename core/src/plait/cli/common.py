@@ -48,6 +48,7 @@ __all__ = [
     "parse_since",
     "pass_state",
     "provenance_options",
+    "recorded_provenance_options",
     "run_header",
     "run_ms",
     "status_text",
@@ -246,11 +247,22 @@ def parse_since(text: str | None) -> datetime | None:
 # ---------------------------------------------------------------------- shared options
 def provenance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--provenance NAME`` (a backend name, never a path) and ``--store PATH`` (the file
-    the backend keeps its runs in, handed to it as its ``path`` option)."""
+    the backend keeps its runs in, handed to it as its ``path`` option), for a command that
+    records runs (the file is created when missing)."""
+    return _provenance_options(fn, existing=False)
+
+
+def recorded_provenance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`provenance_options` for a command that reads what was recorded: a ``--store``
+    file that does not exist is a usage error (a mistyped path creates nothing)."""
+    return _provenance_options(fn, existing=True)
+
+
+def _provenance_options(fn: Callable[..., Any], *, existing: bool) -> Callable[..., Any]:
     fn = click.option(
         "--store",
         "store",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(exists=existing, dir_okay=False, path_type=Path),
         default=None,
         help="The provenance backend's file (its 'path' option; default: the backend's "
         "own, for 'sqlite' the user's data directory).",

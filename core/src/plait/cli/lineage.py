@@ -16,7 +16,7 @@ from plait.cli.common import (
     json_option,
     make_console,
     pass_state,
-    provenance_options,
+    recorded_provenance_options,
     status_text,
     to_json,
 )
@@ -54,7 +54,7 @@ async def _lineage(
 @click.command()
 @click.argument("run_id")
 @click.argument("label")
-@provenance_options
+@recorded_provenance_options
 @json_option
 @pass_state
 def lineage(

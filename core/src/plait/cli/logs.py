@@ -17,7 +17,7 @@ from plait.cli.common import (
     json_option,
     make_console,
     pass_state,
-    provenance_options,
+    recorded_provenance_options,
     to_json,
 )
 from plait.cli.config import provenance_for
@@ -111,7 +111,7 @@ async def _follow(
     help="Keep printing new lines while the run is running (nodes' lines are stored when "
     "each attempt ends).",
 )
-@provenance_options
+@recorded_provenance_options
 @json_option
 @pass_state
 def logs(

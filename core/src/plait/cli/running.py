@@ -27,6 +27,7 @@ from plait.cli.common import (
     output_json,
     pass_state,
     provenance_options,
+    recorded_provenance_options,
     run_header,
 )
 from plait.cli.config import dag_for, provenance_for
@@ -41,7 +42,7 @@ from plait.runner import DagRunner, DagRunResult
 __all__ = ["replay", "restart", "run", "run_with_progress"]
 
 
-def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+def run_options(fn: Callable[..., Any], *, existing: bool = False) -> Callable[..., Any]:
     """The options of every command that runs a DAG."""
     fn = click.option(
         "--progress/--no-progress",
@@ -68,7 +69,12 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="The nodes' log lines kept in the provenance store: this level and above "
         "('none': none).",
     )(fn)
-    return json_option(provenance_options(fn))
+    return json_option(recorded_provenance_options(fn) if existing else provenance_options(fn))
+
+
+def rerun_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`run_options` for ``restart`` and ``replay``: the store must exist."""
+    return run_options(fn, existing=True)
 
 
 _LOG_LEVELS = {
@@ -312,7 +318,7 @@ _DAG_OPTION = click.option(
 @click.argument("run_id")
 @_DAG_OPTION
 @click.option("--force", is_flag=True, help="Take over a run that still looks alive.")
-@run_options
+@rerun_options
 @pass_state
 def restart(state: State, /, run_id: str, dag_ref: str | None, force: bool, **options: Any) -> None:
     """Resume a paused, failed or cancelled run in place (completed nodes are kept).
@@ -346,7 +352,7 @@ def restart(state: State, /, run_id: str, dag_ref: str | None, force: bool, **op
     help="A node to execute again (with everything downstream of it); repeat for more.",
 )
 @_DAG_OPTION
-@run_options
+@rerun_options
 @pass_state
 def replay(
     state: State, /, run_id: str, rerun: tuple[str, ...], dag_ref: str | None, **options: Any

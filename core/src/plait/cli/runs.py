@@ -25,7 +25,7 @@ from plait.cli.common import (
     make_console,
     parse_since,
     pass_state,
-    provenance_options,
+    recorded_provenance_options,
     run_ms,
     status_text,
     to_json,
@@ -133,7 +133,7 @@ def _run_detail(r: RunRecord) -> str:
     help="At most N runs (0: all).",
 )
 @click.option("--all", "include_sub_runs", is_flag=True, help="Include sub-runs of map nodes.")
-@provenance_options
+@recorded_provenance_options
 @json_option
 @pass_state
 def runs(
@@ -414,7 +414,7 @@ def _print_failure(console: Console, node: NodeRecord, lines: list[LogRecord]) -
     metavar="MODULE:DAG",
     help="Draw the whole DAG (with --format mermaid), not only what the run reached.",
 )
-@provenance_options
+@recorded_provenance_options
 @json_option
 @pass_state
 def show(

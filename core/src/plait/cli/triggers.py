@@ -63,10 +63,21 @@ _HOST = socket.gethostname()
 
 
 def store_option(fn: Any) -> Any:
+    """``--store PATH`` of ``plait engine``, which creates the file when missing."""
+    return _store_option(fn, existing=False)
+
+
+def existing_store_option(fn: Any) -> Any:
+    """``--store PATH`` of the commands that read or change what an engine defined: a file
+    that does not exist is a usage error (a mistyped path creates nothing)."""
+    return _store_option(fn, existing=True)
+
+
+def _store_option(fn: Any, *, existing: bool) -> Any:
     return click.option(
         "--store",
         "store",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(exists=existing, dir_okay=False, path_type=Path),
         default=None,
         help="The store file: runs and trigger state (default: the user's data directory).",
     )(fn)
@@ -220,7 +231,7 @@ def _alive(record: EngineRecord, now: datetime) -> bool:
 
 
 @engine.command("status")
-@store_option
+@existing_store_option
 @json_option
 @pass_state
 def engine_status(state: State, store: Path | None, as_json: bool) -> None:
@@ -290,7 +301,7 @@ def _detail(s: TriggerState) -> str:
 
 
 @click.group(invoke_without_command=True)
-@store_option
+@existing_store_option
 @json_option
 @pass_state
 @click.pass_context
@@ -355,7 +366,7 @@ def _set_active(state: State, store: Path | None, name: str, active: bool) -> No
 
 @triggers.command("activate")
 @click.argument("name")
-@store_option
+@existing_store_option
 @pass_state
 def activate(state: State, name: str, store: Path | None) -> None:
     """Activate trigger NAME (persists; a running engine starts watching it)."""
@@ -364,7 +375,7 @@ def activate(state: State, name: str, store: Path | None) -> None:
 
 @triggers.command("deactivate")
 @click.argument("name")
-@store_option
+@existing_store_option
 @pass_state
 def deactivate(state: State, name: str, store: Path | None) -> None:
     """Deactivate trigger NAME: it stops firing until activated again."""
@@ -404,7 +415,7 @@ async def _wait_final(store: TriggerStore, fire_id: str, timeout: float | None) 
 @click.option(
     "--timeout", type=click.FloatRange(min=0), default=None, help="With --wait: give up after N s."
 )
-@store_option
+@existing_store_option
 @json_option
 @pass_state
 def fire(
