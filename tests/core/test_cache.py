@@ -208,6 +208,19 @@ def test_infinite_max_ttl_is_allowed(db: Path) -> None:
     assert prune(db_path=db, now=clock.now + 1e12) == 0
 
 
+@pytest.mark.parametrize("value", [math.inf, 2.5, "text", [1, "a"], {"k": [1.5]}, None])
+def test_an_object_annotated_function_is_served_from_the_cache(db: Path, value: object) -> None:
+    seen = Counter()
+
+    @cached(1, 2, db_path=db)
+    def f(x: int) -> object:
+        seen()
+        return value
+
+    assert [f(1), f(1), f(1)] == [value] * 3
+    assert len(seen) == 1  # `object` (like Any) says nothing: the stored data comes back
+
+
 # ---------------------------------------------------------------------- keys
 def test_keyword_and_positional_calls_share_an_entry(db: Path) -> None:
     seen = Counter()

@@ -115,3 +115,12 @@ def test_dumps_spells_infinities_as_json_numbers_that_read_back(sample: object, 
 def test_dumps_refuses_what_json_cannot_hold(bad: object) -> None:
     with pytest.raises((ValueError, TypeError)):
         dumps(bad)
+
+
+def test_object_annotations_give_the_data_back_as_is() -> None:
+    data = [1, "a", {"b": [2.5]}]
+    assert structure(data, object) == data
+    assert structure(data, list[object]) == data
+    assert structure({"k": data}, dict[str, object]) == {"k": data}
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    assert to_json_safe(when, object) == to_json_safe(when)  # by its own type

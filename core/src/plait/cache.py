@@ -488,7 +488,8 @@ class _Cached:
                 self._keys = _KeyMaker(self.fn, self.callable_id, prefix)
                 info = describe(self.fn)
                 ret = info.return_type
-                self._return_type = None if ret is EMPTY or ret is Any else ret
+                # Any or object say nothing of the type: the stored data comes back as is
+                self._return_type = None if ret is EMPTY or ret is Any or ret is object else ret
                 self._parsed_type = _parsed_as(self._return_type)
         backend = _resolve_backend(self._backend_spec, self._db_path, self._host)
         self.backend = backend

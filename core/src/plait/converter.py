@@ -33,13 +33,16 @@ __all__ = [
 ]
 
 JSON_SCALARS: Final = (str, int, float, bool, type(None))
-_MISSING_TYPES: Final = (None, Any)
+#: annotations that say nothing about a value's type: its data comes back as is
+_MISSING_TYPES: Final = (None, Any, object)
 
 
 def make_converter() -> JsonConverter:
     """Build plait's converter. Called once per process by :func:`get_converter`."""
     conv = _make_json_converter()
     conv.register_unstructure_hook(PurePath, str)
+    # `object` (like Any) says nothing: its data as is, nested too (list[object], ...)
+    conv.register_structure_hook_func(lambda tp: tp is object, lambda v, _: v)
     conv.register_structure_hook(Path, lambda v, _: Path(v))
     conv.register_structure_hook(PurePath, lambda v, _: PurePath(v))
     conv.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
