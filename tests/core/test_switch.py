@@ -6,7 +6,7 @@ import anyio.lowlevel
 import pytest
 from _recorder import Recorder
 
-from plait import Dag, DagContext, DagRunner, inline
+from plait import Dag, DagContext, DagRunner, Namespace, dag_factory, inline
 from plait.dag import SwitchNode
 from plait.errors import DagValidationError, MapInputError, PlaitError, SwitchKeyError
 from plait.plugins import PluginHost
@@ -73,6 +73,31 @@ async def test_select_computes_the_key_and_branches_may_be_dags() -> None:
         dag.node(source) >> dag.switch({True: sub, False: triple}, label="s", select=is_even)
     assert (await dag(x=4)).outputs == {"s": 7}
     assert (await dag(x=3)).outputs == {"s": 10}
+
+
+@dag_factory
+def scaled(factor: int = 10) -> Dag:
+    def scale(x: int) -> int:
+        return factor * x
+
+    dag = Dag("scaled")
+    dag.node(scale)
+    return dag
+
+
+async def test_branches_may_be_dag_factories_and_namespace_entries() -> None:
+    ns = Namespace()
+    entry = ns.register(scaled, nsref="math:hundredfold", args={"factor": 100})
+
+    def source(x: int) -> int:
+        return x
+
+    with Dag("by-factory") as dag:
+        dag.node(source) >> dag.switch({True: scaled, False: entry}, label="s", select=is_even)
+    switch = dag["s"]
+    assert isinstance(switch, SwitchNode)
+    assert (await dag(x=4)).outputs == {"s": 40}  # the factory, built with its defaults
+    assert (await dag(x=3)).outputs == {"s": 300}  # the entry's Dag
 
 
 async def test_the_switch_is_a_composite_with_the_branches_output_type() -> None:

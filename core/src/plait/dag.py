@@ -497,15 +497,16 @@ class Dag:
 
     def switch(
         self,
-        branches: Mapping[Any, Dag | NamespaceNode | Callable[..., Any]],
+        branches: Mapping[Any, Dag | DagFactory[Any] | NamespaceNode | Callable[..., Any]],
         label: str = "switch",
         *,
         select: Callable[[Any], Any] | None = None,
         retries: int = 0,
         timeout: float | None = None,
     ) -> SwitchNode:
-        """Add a :class:`SwitchNode`: ``branches`` maps each key to a sub-DAG or a callable
-        (a one-node sub-DAG). The upstream gives ``(key, value)`` pairs, or values whose
+        """Add a :class:`SwitchNode`: ``branches`` maps each key to a sub-DAG (a Dag, a
+        ``@dag_factory`` built with its defaults, or a namespace entry holding a Dag) or a
+        callable (a one-node sub-DAG). The upstream gives ``(key, value)`` pairs, or values whose
         key ``select(value)`` computes."""
         if not isinstance(branches, Mapping) or not branches:
             raise TypeError(f"switch node {label!r}: branches must be a non-empty dict")
@@ -515,6 +516,9 @@ class Dag:
         localns = dict(sys._getframe(1).f_locals)  # a branch's annotations may name them
         subs: dict[Any, Dag] = {}
         for key, target in branches.items():
+            stand = None if isinstance(target, Dag) else stand_in(target)
+            if stand is not None:  # a @dag_factory (built with its defaults), an entry's Dag
+                target = stand[0]
             if isinstance(target, Dag):
                 subs[key] = target
             elif isinstance(target, NamespaceNode) or callable(target):
