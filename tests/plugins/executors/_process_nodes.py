@@ -42,6 +42,17 @@ def pid() -> int:
 
 
 def pid_of(x: int) -> int:
+    """This worker's pid; with ``$PLAIT_TEST_RENDEZVOUS`` (a directory) set, a worker's
+    first element waits (up to 60 s) until two workers have each started one, so a map
+    spreads over both however slowly the second worker process starts."""
+    meeting = os.environ.get("PLAIT_TEST_RENDEZVOUS")
+    if meeting:
+        mark = Path(meeting) / str(os.getpid())
+        if not mark.exists():
+            mark.touch()
+            deadline = time.monotonic() + 60
+            while len(list(Path(meeting).iterdir())) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
     time.sleep(0.005)
     return os.getpid()
 

@@ -69,7 +69,10 @@ async def test_nodes_run_in_worker_processes(host: PluginHost, finished: nodes.F
     assert rec.worker is not None and rec.worker.startswith("SpawnProcess-")
 
 
-async def test_map_spreads_over_both_workers(host: PluginHost, finished: nodes.Finished) -> None:
+async def test_map_spreads_over_both_workers(
+    host: PluginHost, finished: nodes.Finished, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLAIT_TEST_RENDEZVOUS", str(tmp_path))  # the workers inherit it
     sub = Dag("each_pid")
     sub.node(nodes.pid_of)
     dag = Dag("spread")
