@@ -67,7 +67,12 @@ async def test_the_documented_example_runs_end_to_end_with_its_storage(project: 
             backend="sqlite", options={"path": str(project / "state" / "runs.sqlite3")}
         )
         assert config.triggers == {
-            "nightly": {"kind": "schedule", "dag": "reports:fahrenheit", "cron": "0 3 * * *"}
+            "nightly": {
+                "kind": "schedule",
+                "dag": "reports:fahrenheit",
+                "cron": "0 3 * * *",
+                "inputs": {"city": "Oslo"},
+            }
         }
 
         result = await config.run("reports:fahrenheit", city="Oslo")
