@@ -138,3 +138,11 @@ def test_a_backend_without_a_trigger_store_gets_none(tmp_path: Path, host: Plugi
     pytest.importorskip("plait_jsonl_provenance")
     choice = choose_store("jsonl", tmp_path / "runs", None)
     assert open_trigger_store(host, choice) is None
+
+
+def test_the_config_files_dags_may_be_restarted(tmp_path: Path, host: PluginHost) -> None:
+    config_file = tmp_path / "plait.toml"
+    config_file.write_text('[[entries]]\ngref = "_ui_support:greet"\nnsref = "pipelines:greet"\n')
+    with load(config_file, host=host) as config:
+        dags = load_dags(("_ui_support:shop",), config)
+    assert dags == {"pipelines:greet": support.greet, "shop": support.shop}
