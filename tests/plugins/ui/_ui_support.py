@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import attrs
 import httpx
 
 from plait import Dag, DagRunner, inline
+from plait.triggers import Trigger, TriggerDefinition
 from plait_provenance_sqlite import SqliteProvenance
+from plait_provenance_sqlite.triggers import SqliteTriggerStore
 from plait_ui import UiConfig, create_app
 
 BASE_URL = "http://127.0.0.1:8765"
@@ -115,3 +119,21 @@ async def app_client(config: UiConfig) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http,
     ):
         yield http
+
+
+def definition(trigger: Trigger) -> TriggerDefinition:
+    """What an engine declares to the store for ``trigger``."""
+    return TriggerDefinition(
+        name=trigger.name, kind=trigger.kind, definition=trigger.to_dict(), active=trigger.active
+    )
+
+
+async def define(path: Path, *definitions: TriggerDefinition) -> None:
+    """Define triggers in the store at ``path``, as ``plait engine --config`` does."""
+    async with SqliteTriggerStore(path) as store:
+        await store.define_triggers(list(definitions), datetime.now(UTC))
+
+
+def trigger_config(path: Path, **options: Any) -> UiConfig:
+    """The UI over the provenance and trigger store at ``path``."""
+    return UiConfig(provenance=SqliteProvenance(path), triggers=SqliteTriggerStore(path), **options)

@@ -17,8 +17,9 @@ def test_bench_ui_runs_at_a_tiny_size(capsys: pytest.CaptureFixture[str]) -> Non
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    module.main(["--runs", "300", "--reps", "1"])
+    module.main(["--runs", "300", "--triggers", "60", "--fires", "120", "--reps", "1"])
     out = capsys.readouterr().out
-    assert "store: 300 runs + one 1,000-node run" in out
-    for page in ("runs page (newest 50)", "runs page 21 (keyset)", "1,000-node run page"):
+    assert "store: 300 runs + one 1,000-node run, 60 triggers with 120 fires" in out
+    pages = ("runs page (newest 50)", "runs page 21 (keyset)", "1,000-node run page")
+    for page in (*pages, "triggers page (first 50)", "trigger page (its fires)", "fire page"):
         assert page in out

@@ -13,17 +13,23 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import _ui_support as support
 import anyio
 import pytest
 
 from plait import Dag, DagRunner
+from plait.engine import Engine
 from plait.records import RunStatus
+from plait.triggers import FireClaim, FireOutcome, Trigger, TriggerDefinition
 from plait_provenance_sqlite import SqliteProvenance
-from plait_ui import UiConfig, create_app
+from plait_provenance_sqlite.triggers import SqliteTriggerStore
+from plait_ui import Actions, UiConfig, create_app
 from plait_ui.server import free_port, serve_async
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,11 +71,17 @@ def off_thread(fn: Any, *args: Any) -> Any:
 class Server:
     """The UI app served by Hypercorn on a thread with its own event loop."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, **options: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
-        config = UiConfig(provenance=SqliteProvenance(path), store_name=path.name, poll_ms=200)
+        config = UiConfig(
+            provenance=SqliteProvenance(path),
+            triggers=SqliteTriggerStore(path),
+            store_name=path.name,
+            poll_ms=200,
+            **options,
+        )
         app = create_app(config)
         self._thread = threading.Thread(target=self._serve, args=(app,), daemon=True)
 
@@ -157,6 +169,38 @@ class Gates:
 
     def join(self) -> None:
         self._thread.join(10)
+
+
+class EngineThread:
+    """``plait engine`` in miniature: an :class:`Engine` serving on a thread of its own."""
+
+    def __init__(self, path: Path, triggers: list[Trigger]) -> None:
+        self.engine = Engine(
+            triggers,
+            store=SqliteTriggerStore(path),
+            provenance=SqliteProvenance(path),
+            poll_interval=0.1,
+        )
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        async def main() -> None:
+            async with self.engine:
+                self._started.set()
+                await anyio.to_thread.run_sync(self._stop.wait, abandon_on_cancel=True)
+
+        anyio.run(main, backend=support.BACKEND)
+
+    def __enter__(self) -> EngineThread:
+        self._thread.start()
+        assert self._started.wait(10), "the engine never started"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(20)
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +365,106 @@ def test_the_demo_run_is_a_picture_a_person_can_read(
         assert page.locator("svg.dag path.wire").count() >= 5
         assert page.locator("svg.dag a.node.kind-map rect.inner").count() == 1
         page.screenshot(path=shots / "demo.png", full_page=True)
+
+
+BERLIN_SIX = Trigger.schedule(
+    "nightly-report",
+    support.greet,
+    "0 6 * * *",
+    timezone="Europe/Berlin",
+    inputs={"greeting": {"name": "night"}},
+)
+BY_HAND = Trigger.manual("say-hello", support.greet, inputs={"greeting": {"name": "Ada"}})
+
+
+async def trigger_history(path: Path) -> None:
+    """Store-only triggers beside the engine's, and past fires of the schedule, each with
+    the real run it started (what a few nights of ``plait engine`` leave behind)."""
+    await support.define(
+        path,
+        support.definition(BERLIN_SIX),
+        support.definition(BY_HAND),
+        TriggerDefinition(
+            name="inbox-poll",
+            kind="poll",
+            definition={"dag": "greet", "check": "mail:new_messages", "interval": 300},
+        ),
+        support.definition(Trigger.manual("old-backfill", "greet", active=False)),
+    )
+    now = datetime.now(UTC)
+    async with SqliteTriggerStore(path) as store:
+        await store.set_next_fire("inbox-poll", now + timedelta(minutes=4))
+        berlin = ZoneInfo("Europe/Berlin")
+        for days in (3, 2, 1):
+            day = (now - timedelta(days=days)).astimezone(berlin).date()
+            at = datetime.combine(day, clock_time(6), tzinfo=berlin).astimezone(UTC)
+            fire = await store.claim_fire(
+                FireClaim(
+                    fire_id=f"night{days}",
+                    trigger="nightly-report",
+                    fired_at=at,
+                    engine_id="earlier",
+                    max_active_runs=1,
+                    overlap="skip",
+                    scheduled_for=at,
+                )
+            )
+            assert fire is not None
+            run = await DagRunner(support.greet, provenance=SqliteProvenance(path)).run(
+                {"greeting": {"name": "night"}}
+            )
+            await store.update_fire(
+                fire.fire_id, at, outcome=FireOutcome.COMPLETED, run_id=run.run_id
+            )
+
+
+def test_fire_a_trigger_and_open_its_run(page: Any, tmp_path: Path, shots: Path) -> None:
+    path = tmp_path / "triggers.sqlite3"
+    off_thread(trigger_history, path)
+    actions = Actions({}, lambda dag: DagRunner(dag), token="browser-token")
+    with (
+        EngineThread(path, [BERLIN_SIX, BY_HAND]),
+        Server(path, allow_actions=True, actions=actions) as serving,
+    ):
+        page.goto(serving.url + "/")
+        page.get_by_role("link", name="Triggers").click()
+        page.wait_for_url("**/triggers")
+        row = page.locator('tr[data-trigger="nightly-report"]')
+        first = row.locator("time.next-fire").first
+        shown = datetime.fromisoformat(first.get_attribute("datetime"))
+        in_berlin = shown.astimezone(ZoneInfo("Europe/Berlin"))
+        assert (in_berlin.hour, in_berlin.minute) == (6, 0)
+        assert shown > datetime.now(UTC) and shown - datetime.now(UTC) <= timedelta(days=1)
+        assert first.inner_text() == shown.strftime("%Y-%m-%d %H:%M:%S")
+        assert row.locator("td.last-fire .badge").inner_text() == "completed"
+        assert page.locator('tr[data-trigger="old-backfill"] .badge').inner_text() == "paused"
+        assert page.locator("p.no-engine").count() == 0  # the engine is alive
+        page.screenshot(path=shots / "triggers.png", full_page=True)
+
+        page.locator('tr[data-trigger="say-hello"] button.fire').click()
+        page.wait_for_url("**/runs/*")
+        run_id = page.url.rsplit("/", 1)[1]
+        page.locator("#run-status .badge.st-completed").wait_for(timeout=10_000)
+        assert (
+            page.locator('svg.dag a.node[data-label="shout"]').get_attribute("data-status")
+            == "completed"
+        )
+
+        page.goto(serving.url + "/triggers")
+        fired = page.locator('tr[data-trigger="say-hello"] td.last-fire')
+        assert fired.locator("a.fire-run").get_attribute("href") == f"/runs/{run_id}"
+
+
+def test_script_in_a_trigger_is_text_in_the_browser(page: Any, tmp_path: Path) -> None:
+    path = tmp_path / "xss.sqlite3"
+    evil = TriggerDefinition(name=support.SCRIPT, kind="manual", definition={"dag": support.SCRIPT})
+    off_thread(support.define, path, evil)
+    with Server(path) as serving:
+        page.goto(serving.url + "/triggers")
+        link = page.locator("a.trigger-link")
+        assert link.inner_text() == support.SCRIPT
+        link.click()
+        page.wait_for_selector("span.trigger-name")
+        assert page.locator("span.trigger-name").inner_text() == support.SCRIPT
+        assert page.evaluate("typeof window.pwned") == "undefined"
+        assert page.title() == f"Trigger {support.SCRIPT} · plait"  # the text, not run

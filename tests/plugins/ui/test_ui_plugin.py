@@ -12,10 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from plait.cli import cli
+from plait.config import load
 from plait.errors import NsrefError
 from plait.plugins import PluginHost
 from plait_provenance_sqlite import SqliteProvenance
-from plait_ui.command import load_dags
+from plait_ui.command import choose_store, load_dags, open_store, open_trigger_store
 
 PLAIT = Path(sys.executable).with_name("plait")
 
@@ -44,7 +45,16 @@ def test_plait_has_the_ui_command_with_its_options() -> None:
     assert "ui " in listed.output and "web view" in listed.output
     shown = CliRunner().invoke(cli, ["ui", "--help"])
     assert shown.exit_code == 0
-    for option in ("--store", "--provenance", "--host", "--port", "--allow-actions", "--dag"):
+    options = (
+        "--config",
+        "--store",
+        "--provenance",
+        "--host",
+        "--port",
+        "--allow-actions",
+        "--dag",
+    )
+    for option in options:
         assert option in shown.output
     assert "127.0.0.1" in shown.output
 
@@ -80,3 +90,59 @@ def test_dag_references_are_checked(tmp_path: Path) -> None:
         with pytest.raises(NsrefError, match=message):
             load_dags((ref,))
     assert load_dags(("_ui_support:shop",)) == {"shop": support.shop}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[storage]\nbogus = 1\n", "storage.bogus: unknown key 'bogus'"),
+        ("[storage.provenance]\nbackend = 'nosuch'\n", "storage.provenance"),
+        ("this is not toml", "not valid TOML"),
+    ],
+)
+def test_a_bad_config_file_is_the_config_layers_message(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config = tmp_path / "plait.toml"
+    config.write_text(text)
+    result = plait("ui", "--config", str(config))
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("error: invalid configuration"), result.stderr
+    assert message in result.stderr and "plait.toml" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = plait("ui", "--config", str(tmp_path / "nothere.toml"))
+    assert missing.returncode == 2 and "cannot read the file" in missing.stderr
+
+
+def test_command_line_options_win_over_the_config_file(tmp_path: Path, host: PluginHost) -> None:
+    configured, other = tmp_path / "configured.sqlite3", tmp_path / "other.sqlite3"
+    for path in (configured, other):
+        anyio.run(make_store, path)
+    config_file = tmp_path / "plait.toml"
+    config_file.write_text(
+        '[storage.provenance]\nbackend = "sqlite"\npath = "configured.sqlite3"\n'
+        '[storage.cache]\nbackend = "sqlite"\npath = "cache.sqlite3"\n'
+    )
+    with load(config_file, host=host) as config:
+        from_file = choose_store(None, None, config)
+        overridden = choose_store(None, other, config)
+        assert open_store(host, from_file)[1] == str(configured)
+        assert open_store(host, overridden)[1] == str(other)
+        assert choose_store(None, None, None).options == {}  # the backend's default file
+        triggers = open_trigger_store(host, from_file)
+        assert triggers is not None and triggers.path == configured  # type: ignore[attr-defined]
+        assert open_trigger_store(host, overridden).path == other  # type: ignore[union-attr]
+
+
+def test_a_backend_without_a_trigger_store_gets_none(tmp_path: Path, host: PluginHost) -> None:
+    pytest.importorskip("plait_jsonl_provenance")
+    choice = choose_store("jsonl", tmp_path / "runs", None)
+    assert open_trigger_store(host, choice) is None
+
+
+def test_the_config_files_dags_may_be_restarted(tmp_path: Path, host: PluginHost) -> None:
+    config_file = tmp_path / "plait.toml"
+    config_file.write_text('[[entries]]\ngref = "_ui_support:greet"\nnsref = "pipelines:greet"\n')
+    with load(config_file, host=host) as config:
+        dags = load_dags(("_ui_support:shop",), config)
+    assert dags == {"pipelines:greet": support.greet, "shop": support.shop}

@@ -1,4 +1,4 @@
-"""Restart and replay buttons (only with ``plait ui --allow-actions``).
+"""Restart, replay and fire buttons (only with ``plait ui --allow-actions``).
 
 A run can only be restarted or replayed with its :class:`~plait.Dag`, so the server is told
 which DAGs it may run (``--dag MODULE:DAG``, keyed by their nsref); runs of other DAGs show
@@ -6,8 +6,10 @@ no buttons. Every action is a POST that must carry the server's token (a secret 
 the server starts and written only into its own pages) and, when the browser sends one, an
 ``Origin`` of the server itself: another site cannot make the browser press a button.
 
-The run executes inside the server process, in a task of the server's task group, through a
-fresh :class:`~plait.DagRunner` writing to the same store.
+A restarted or replayed run executes inside the server process, in a task of the server's
+task group, through a fresh :class:`~plait.DagRunner` writing to the same store. A fire is
+what ``plait fire`` does: a ``requested`` fire in the trigger store, which the running
+``plait engine`` claims and runs; the button then opens the run once it shows up.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from plait import Dag, DagRunner
+from plait.engine import find_fire_run
 from plait.errors import PlaitError
-from plait.records import RunRecord, RunStatus
+from plait.records import RunRecord, RunStatus, utcnow
+from plait.triggers import FireOutcome, FireRecord
 from plait_ui.queries import BadQueryError, PageNotFoundError
-from plait_ui.render import run_url
+from plait_ui.render import fire_url, run_url
+from plait_ui.triggers import parse_payload, request_fire
 
 if TYPE_CHECKING:
     from plait.protocols import ProvenanceBackend
+    from plait.triggers import TriggerStore
 
 __all__ = ["ActionRefusedError", "Actions"]
 
@@ -95,12 +101,17 @@ class Actions:
         if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             raise ActionRefusedError("a cross-site request may not act on runs")
 
+    async def checked_form(self, request: Request) -> dict[str, list[str]]:
+        """The POST's form fields, once :meth:`check` let it through."""
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        self.check(request, form)
+        return form
+
     async def handle(self, request: Request, pages: _Pages) -> Response:
         action = request.path_params["action"]
         if action not in ("restart", "replay"):
             raise PageNotFoundError(f"there is no action {action!r} (restart, replay)")
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        self.check(request, form)
+        form = await self.checked_form(request)
         prov = await pages.opened()
         run = await prov.get_run(request.path_params["run_id"])
         dag = self.dags.get(run.dag_nsref)
@@ -171,3 +182,37 @@ class Actions:
 
         await self._wait(run.run_id, done, changed)
         return found[0] if found else run.run_id
+
+    # ------------------------------------------------------------------ fire
+    async def fire(
+        self, request: Request, store: TriggerStore, prov: ProvenanceBackend
+    ) -> Response:
+        """Fire the trigger of the URL (form field ``payload``: optional JSON run inputs),
+        then open its run once the engine started it, else the fire's page."""
+        form = await self.checked_form(request)
+        name = request.path_params["name"]
+        payload = parse_payload((form.get("payload") or [""])[0])
+        record, engine_running = await request_fire(store, name, payload, utcnow())
+        target = fire_url(name, record.fire_id)
+        if engine_running:
+            run = await self._fire_run(store, prov, record)
+            if run is not None:
+                target = run_url(run.run_id)
+        return RedirectResponse(target, status_code=303)
+
+    async def _fire_run(
+        self, store: TriggerStore, prov: ProvenanceBackend, record: FireRecord
+    ) -> RunRecord | None:
+        """The run of a fire, once an engine claimed the fire and started it (None when the
+        fire was skipped, queued or failed to start, or nothing happened in time)."""
+        with anyio.move_on_after(START_WAIT):
+            while True:
+                fire = await store.get_fire(record.fire_id)
+                if fire.outcome in (FireOutcome.QUEUED, FireOutcome.SKIPPED, FireOutcome.ERROR):
+                    return None
+                if fire.outcome is not FireOutcome.REQUESTED:
+                    run = await find_fire_run(prov, fire)
+                    if run is not None or not fire.outcome.is_open:
+                        return run
+                await anyio.sleep(0.05)
+        return None

@@ -21,9 +21,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from plait.errors import PlaitError, RunNotFoundError
+from plait.errors import PlaitError, RunNotFoundError, TriggerError, TriggerNotFoundError
+from plait.plugins import PluginHost
 from plait.protocols import ProvenanceBackend
 from plait.records import CacheStats, RunStatus, utcnow
+from plait.triggers import TriggerStore
 from plait_ui.actions import ActionRefusedError, Actions
 from plait_ui.layout import lay_out
 from plait_ui.queries import (
@@ -39,6 +41,7 @@ from plait_ui.queries import (
 from plait_ui.render import environment
 from plait_ui.svg import dag_svg, timeline_svg
 from plait_ui.timeline import timeline
+from plait_ui.triggers import engine_alive, load_fire, load_trigger, triggers_page
 
 __all__ = ["LOCAL_HOSTS", "UiConfig", "create_app"]
 
@@ -62,6 +65,9 @@ class UiConfig:
     ``poll_ms`` is how often a running run's page asks whether it changed.
     ``allowed_hosts`` are the ``Host`` headers accepted (guards against DNS rebinding);
     ``("*",)`` accepts any, for a server the user deliberately bound to a public address.
+    ``triggers`` is the trigger store of the triggers page (``None``: the provenance backend
+    keeps no triggers, and the page says so); ``host`` the plugin host whose trigger kinds
+    compute next fire times (default: plait's default host).
     """
 
     provenance: ProvenanceBackend = attrs.field(eq=False)
@@ -72,6 +78,8 @@ class UiConfig:
     poll_ms: int = 1000
     allowed_hosts: Sequence[str] = LOCAL_HOSTS
     store_name: str = ""
+    triggers: TriggerStore | None = attrs.field(default=None, eq=False)
+    host: PluginHost | None = attrs.field(default=None, eq=False)
 
 
 class _Pages:
@@ -96,6 +104,9 @@ class _Pages:
             with anyio.CancelScope(shield=True):
                 with contextlib.suppress(PlaitError):
                     await self.prov.aclose()
+                if self.config.triggers is not None:
+                    with contextlib.suppress(PlaitError):
+                        await self.config.triggers.aclose()
 
     def html(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("store_name", self.config.store_name)
@@ -106,17 +117,34 @@ class _Pages:
 
     async def plait_error(self, request: Request, exc: Exception) -> Response:
         status = 500
-        if isinstance(exc, RunNotFoundError | PageNotFoundError):
+        if isinstance(exc, RunNotFoundError | PageNotFoundError | TriggerNotFoundError):
             status = 404
         elif isinstance(exc, BadQueryError):
             status = 400
         elif isinstance(exc, ActionRefusedError):
             status = 403
+        elif isinstance(exc, TriggerError):
+            status = 409  # an inactive trigger: the store's state refuses the fire
         return self.html("error.html", status=status, error=str(exc), error_type=type(exc).__name__)
 
     async def opened(self) -> ProvenanceBackend:
         await self.prov.open()
         return self.prov
+
+    async def opened_triggers(self) -> TriggerStore:
+        store = self.config.triggers
+        if store is None:
+            raise PageNotFoundError(f"{NO_TRIGGER_STORE} ({self.config.store_name})")
+        await store.open()
+        return store
+
+    def actions_off(self) -> Response:
+        return self.html(
+            "error.html",
+            status=403,
+            error="actions are off: start the server with `plait ui --allow-actions`",
+            error_type="Forbidden",
+        )
 
     # ------------------------------------------------------------------ pages
     def _filter(self, request: Request) -> RunFilter:
@@ -223,13 +251,44 @@ class _Pages:
 
     async def action(self, request: Request) -> Response:
         if self.actions is None:
-            return self.html(
-                "error.html",
-                status=403,
-                error="actions are off: start the server with `plait ui --allow-actions`",
-                error_type="Forbidden",
-            )
+            return self.actions_off()
         return await self.actions.handle(request, self)
+
+    # ------------------------------------------------------------------ triggers
+    async def triggers(self, request: Request) -> Response:
+        if self.config.triggers is None:
+            return self.html("triggers.html", page=None, no_store=NO_TRIGGER_STORE)
+        store = await self.opened_triggers()
+        now = utcnow()
+        after = request.query_params.get("after") or None
+        page = await triggers_page(store, self.config.host, now, after, self.config.page_size)
+        running = any(engine_alive(e, now) for e in await store.list_engines())
+        return self.html("triggers.html", page=page, after=after, engine_running=running)
+
+    async def trigger(self, request: Request) -> Response:
+        store = await self.opened_triggers()
+        now = utcnow()
+        view = await load_trigger(store, self.config.host, request.path_params["name"], now)
+        running = any(engine_alive(e, now) for e in await store.list_engines())
+        return self.html("trigger.html", view=view, row=view.row, engine_running=running)
+
+    async def fire_page(self, request: Request) -> Response:
+        params = request.path_params
+        store = await self.opened_triggers()
+        view = await load_fire(store, await self.opened(), params["name"], params["fire_id"])
+        running = any(engine_alive(e, utcnow()) for e in await store.list_engines())
+        return self.html("fire.html", view=view, fire=view.fire, engine_running=running)
+
+    async def fire(self, request: Request) -> Response:
+        if self.actions is None:
+            return self.actions_off()
+        return await self.actions.fire(request, await self.opened_triggers(), await self.opened())
+
+
+NO_TRIGGER_STORE = (
+    "this provenance store keeps no triggers: its backend has no trigger store "
+    "(the sqlite backend keeps them in the provenance file)"
+)
 
 
 def _signature(view: RunView) -> str:
@@ -250,6 +309,10 @@ def create_app(config: UiConfig) -> Starlette:
     routes = [
         Route("/", pages.runs, name="runs"),
         Route("/cache", pages.cache, name="cache"),
+        Route("/triggers", pages.triggers, name="triggers"),
+        Route("/triggers/{name:path}/fire", pages.fire, methods=["POST"], name="fire"),
+        Route("/triggers/{name:path}/fires/{fire_id}", pages.fire_page, name="fire_page"),
+        Route("/triggers/{name:path}", pages.trigger, name="trigger"),
         Route("/runs/{run_id}", pages.run, name="run"),
         Route("/runs/{run_id}/body", pages.run_body, name="run_body"),
         Route("/runs/{run_id}/live", pages.run_live, name="run_live"),

@@ -60,6 +60,14 @@ def run_url(run_id: str) -> str:
     return f"/runs/{quote(run_id, safe='')}"
 
 
+def trigger_url(name: str) -> str:
+    return f"/triggers/{quote(name, safe='')}"
+
+
+def fire_url(name: str, fire_id: str) -> str:
+    return f"{trigger_url(name)}/fires/{quote(fire_id, safe='')}"
+
+
 def placement(node: NodeRecord) -> str:
     parts = [node.executor or "", node.host or "", f"pid {node.pid}" if node.pid else ""]
     if node.worker:
@@ -90,5 +98,7 @@ def environment() -> jinja2.Environment:
         first_line=first_line,
         q=lambda text: quote(str(text), safe=""),
     )
-    env.globals.update(node_url=node_url, run_url=run_url)
+    env.globals.update(
+        node_url=node_url, run_url=run_url, trigger_url=trigger_url, fire_url=fire_url
+    )
     return env
