@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-BACKEND = os.environ.get("PLAIT_TEST_BACKEND", "asyncio")
-
-PLAIT = Path(sys.executable).with_name("plait")
+from _cli import BACKEND, PLAIT, Result
 
 PIPELINE = """
 from datetime import date
@@ -45,19 +39,6 @@ with Dag("paused") as paused:
 
 not_a_dag = 42
 """
-
-
-class Result:
-    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
-        self.code = proc.returncode
-        self.out = proc.stdout
-        self.err = proc.stderr
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def __repr__(self) -> str:
-        return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND, PLAIT, Result
+from _cli import BACKEND, PLAIT, Result
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "config"
 

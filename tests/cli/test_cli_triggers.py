@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BACKEND, PLAIT
+from _cli import BACKEND, PLAIT
 
 Plait = Callable[..., Any]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from plait.cli.common import (
 )
 from plait.cli.loading import open_provenance
 from plait.config import Config
-from plait.engine import Engine, serve_until_signalled
+from plait.engine import Engine, engine_alive, serve_until_signalled
 from plait.errors import PlaitError, TriggerError
 from plait.protocols import ProvenanceBackend
 from plait.records import BackendKind
@@ -56,10 +55,6 @@ from plait.triggers import (
 )
 
 __all__ = ["engine", "fire", "triggers"]
-
-#: An engine whose heartbeat is older than this many seconds is shown as not alive.
-ALIVE_WITHIN = 30.0
-_HOST = socket.gethostname()
 
 
 def store_option(fn: Any) -> Any:
@@ -217,19 +212,6 @@ def engine(
     click.echo(f"engine {runner.engine_id} stopped", err=True)
 
 
-def _alive(record: EngineRecord, now: datetime) -> bool:
-    if record.stopped_at is not None:
-        return False
-    if record.host == _HOST:
-        try:
-            os.kill(record.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-    return (now - record.heartbeat_at).total_seconds() <= ALIVE_WITHIN
-
-
 @engine.command("status")
 @existing_store_option
 @json_option
@@ -245,11 +227,11 @@ def engine_status(state: State, store: Path | None, as_json: bool) -> None:
 
     records, open_fires = state.run(load)
     now = datetime.now(UTC)
-    alive = [r for r in records if _alive(r, now)]
+    alive = [r for r in records if engine_alive(r, now)]
     if as_json:
         echo_json(
             {
-                "engines": [{**to_json(r), "alive": _alive(r, now)} for r in records],
+                "engines": [{**to_json(r), "alive": engine_alive(r, now)} for r in records],
                 "open_fires": [to_json(f) for f in open_fires],
             }
         )
@@ -439,7 +421,7 @@ def fire(
                 )
             now = datetime.now(UTC)
             record = await s.request_fire(uuid.uuid4().hex, name, data, now)
-            if not any(_alive(e, now) for e in await s.list_engines()):
+            if not any(engine_alive(e, now) for e in await s.list_engines()):
                 click.echo(
                     "warning: no engine is running on this store; the fire waits for the "
                     "next `plait engine`",

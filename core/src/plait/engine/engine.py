@@ -29,6 +29,7 @@ import anyio
 import anyio.abc
 
 from plait.dag import Dag
+from plait.engine.liveness import engine_alive
 from plait.engine.resolve import open_trigger_store, resolve_dag
 from plait.engine.runs import FireRun, RunEnd
 from plait.engine.watch import TriggerWatch
@@ -57,18 +58,6 @@ __all__ = ["Engine"]
 log = logging.getLogger("plait.engine")
 
 _HOST: Final = socket.gethostname()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Engine:
@@ -378,13 +367,9 @@ class Engine:
 
     # ------------------------------------------------------------------ recovery
     def _dead(self, engine: EngineRecord, now: datetime) -> bool:
-        if engine.engine_id == self.engine_id:
-            return False
-        if engine.stopped_at is not None:
-            return True
-        if engine.host == _HOST and not _pid_alive(engine.pid):
-            return True
-        return (now - engine.heartbeat_at).total_seconds() > self.lease
+        return engine.engine_id != self.engine_id and not engine_alive(
+            engine, now, within=self.lease
+        )
 
     async def _recover(self) -> None:
         """Adopt the open fires of dead engines: resume their runs, keep their queue."""

@@ -21,6 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from plait.engine import engine_alive
 from plait.errors import PlaitError, RunNotFoundError, TriggerError, TriggerNotFoundError
 from plait.plugins import PluginHost
 from plait.protocols import ProvenanceBackend
@@ -41,7 +42,7 @@ from plait_ui.queries import (
 from plait_ui.render import environment
 from plait_ui.svg import dag_svg, timeline_svg
 from plait_ui.timeline import timeline
-from plait_ui.triggers import engine_alive, load_fire, load_trigger, triggers_page
+from plait_ui.triggers import load_fire, load_trigger, triggers_page
 
 __all__ = ["LOCAL_HOSTS", "UiConfig", "create_app"]
 

@@ -15,19 +15,16 @@ a poll's watcher would import its check into the web server.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from plait.engine import find_fire_run
+from plait.engine import engine_alive, find_fire_run
 from plait.errors import PlaitError, TriggerError
 from plait.triggers import (
-    EngineRecord,
     FireOutcome,
     FireRecord,
     Trigger,
@@ -48,7 +45,6 @@ __all__ = [
     "TriggerRow",
     "TriggerView",
     "TriggersPage",
-    "engine_alive",
     "load_fire",
     "load_trigger",
     "next_fires",
@@ -65,8 +61,6 @@ RECENT_SHOWN: Final = 20
 NEXT_ON_LIST: Final = 3
 NEXT_ON_PAGE: Final = 10
 #: An engine whose heartbeat is older than this is not running (as ``plait engine status``).
-ALIVE_WITHIN: Final = timedelta(seconds=30)
-_HOST: Final = socket.gethostname()
 
 
 @attrs.frozen(kw_only=True)
@@ -215,21 +209,6 @@ async def load_fire(
 
 
 # ---------------------------------------------------------------------- firing
-def engine_alive(record: EngineRecord, now: datetime) -> bool:
-    """Whether the engine ``record`` still runs: not stopped, its heartbeat recent and, on
-    this machine, its process there (what ``plait engine status`` tells)."""
-    if record.stopped_at is not None:
-        return False
-    if record.host == _HOST:
-        try:
-            os.kill(record.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-    return now - record.heartbeat_at <= ALIVE_WITHIN
-
-
 def parse_payload(text: str) -> dict[str, Any] | None:
     """The fire form's payload: empty, or a JSON object of run inputs (as ``--payload``)."""
     if not text.strip():
