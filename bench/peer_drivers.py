@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -107,27 +108,10 @@ def run_driver(
         return _missing(wanted, driver.libs, reason), {}
     request = {"cases": wanted, "reps": reps, "cap": cap, "slow": slow, **driver.request}
     timeout = cap * (len(wanted) + 1) + 60
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        proc = subprocess.Popen(
-            [python, str(PEERS_DIR / driver.script)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env=env,
-            cwd=tempfile.gettempdir(),
-        )
-        failure = None
-        try:
-            out, _ = proc.communicate(json.dumps(request), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            failure = f"killed after {timeout:.0f} s"
-        stderr.seek(0)
-        if failure is None and proc.returncode:
-            failure = f"exit {proc.returncode}: {_last_line(stderr.read())}"
+    try:
+        out, failure = _communicate([python, str(PEERS_DIR / driver.script)], request, timeout)
+    except OSError as exc:  # the virtualenv's Python is gone, say
+        return _missing(wanted, driver.libs, f"cannot start {python}: {exc.strerror}"), {}
     results, environment = [], {}
     for line in out.splitlines():
         try:
@@ -147,6 +131,39 @@ def run_driver(
         if (r["key"], r["size"], r["lib"]) not in got
     ]
     return results, environment
+
+
+def _communicate(
+    argv: list[str], request: Mapping[str, Any], timeout: float
+) -> tuple[str, str | None]:
+    """Run a driver: (its stdout, why it failed or None). Killed after ``timeout`` seconds;
+    what it printed until then is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+            cwd=tempfile.gettempdir(),
+            start_new_session=True,  # its own process group: Prefect's API server is in it
+        )
+        try:
+            out, _ = proc.communicate(json.dumps(request), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            return out, f"killed after {timeout:.0f} s"
+        except BaseException:  # Ctrl-C: the group does not get the terminal's SIGINT
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        stderr.seek(0)
+        if proc.returncode:
+            return out, f"exit {proc.returncode}: {_last_line(stderr.read())}"
+        return out, None
 
 
 def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:

@@ -219,6 +219,10 @@ def test_a_peer_that_crashes_or_is_missing_is_reported_with_the_reason(tmp_path:
         _driver(tmp_path), CASES, python=None, install_error=None, reps=1, cap=30
     )
     assert all("no virtualenv for fake" in r["error"] for r in unset)
+    gone, _ = drivers.run_driver(
+        _driver(tmp_path), CASES, python=str(tmp_path / "nope"), install_error=None, reps=1, cap=30
+    )
+    assert all(r["error"].startswith("cannot start") for r in gone) and len(gone) == 4
 
 
 def test_peer_rows_join_their_case_in_the_table(tmp_path: Path) -> None:
