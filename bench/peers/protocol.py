@@ -168,5 +168,8 @@ def run_driver(
         for subject in subjects(request):
             for result in measure(subject, reps, cap, slow, loop):
                 emit(result)
+    except Exception as exc:  # the peer did not start: say why, for every case it owes
+        print(json.dumps({"failure": _error(exc)}), flush=True)
+        raise
     finally:
         loop.close()

@@ -162,6 +162,8 @@ def subjects(request):
     for case in request["cases"]:
         if case["key"] == "fanout" and request.get("mode") == "crash":
             raise SystemExit("peer went away")
+        if case["key"] == "fanout" and request.get("mode") == "raise":
+            raise RuntimeError("server did not start")
 
         @contextlib.contextmanager
         def setup(size=case["size"]):
@@ -211,6 +213,10 @@ def test_a_peer_that_crashes_or_is_missing_is_reported_with_the_reason(tmp_path:
         "exit 1: peer went away",
         "exit 1: peer went away",
     ]
+    raised, _ = drivers.run_driver(
+        _driver(tmp_path, "raise"), CASES, python=sys.executable, install_error=None, reps=1, cap=30
+    )
+    assert [r.get("error") for r in raised][2:] == ["RuntimeError: server did not start"] * 2
     missing, _ = drivers.run_driver(
         _driver(tmp_path), CASES, python=None, install_error="no index", reps=1, cap=30
     )
