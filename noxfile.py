@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import nox
@@ -148,9 +149,57 @@ def demo(session: nox.Session) -> None:
     session.run("plait", "demo", *session.posargs)
 
 
+#: The peers of `nox -s bench` that get a virtualenv each (their names are the environments
+#: of `bench/peer_drivers.py`); exact versions, so the table names what ran.
+PEER_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "dbos": ("dbos==3.4.0",),
+    "prefect": ("prefect==3.9.1",),
+}
+
+
+def peer_virtualenv(session: nox.Session, name: str, requirements: tuple[str, ...]) -> str:
+    """The Python of a peer's own virtualenv under ``.nox/bench-peers/<name>``, created and
+    installed on first use and reused while ``requirements`` stay the same. Raises
+    ``RuntimeError`` with the installer's last line when it cannot be made."""
+    location = Path(session.virtualenv.location).parent / "bench-peers" / name
+    python = location / "bin" / "python"
+    stamp = location / "bench-requirements.txt"
+    wanted = "\n".join(requirements) + "\n"
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return str(python)
+    shutil.rmtree(location, ignore_errors=True)
+    base = str(Path(session.virtualenv.bin) / "python")
+    uv = uv_binary()
+    if uv:
+        steps = [[uv, "venv", "--quiet", "--python", base, str(location)]]
+        steps.append([uv, "pip", "install", "--quiet", "--python", str(python), *requirements])
+    else:
+        steps = [[base, "-m", "venv", str(location)]]
+        steps.append([str(python), "-m", "pip", "install", "--quiet", *requirements])
+    session.log(f"bench: installing {', '.join(requirements)} into {location}")
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode:
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            raise RuntimeError(f"{Path(step[0]).name} exited {done.returncode}: {lines[-1]}")
+    stamp.write_text(wanted)
+    return str(python)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks side by side with peers (`nox -s bench -- --quick` for a smoke run)."""
+    """Benchmarks side by side with peers (`nox -s bench -- --quick` for a smoke run).
+
+    DBOS and Prefect run in virtualenvs of their own (their dependencies are not plait's);
+    one that cannot be installed is reported in the table with the reason."""
     session.install(*group("bench"))
     install_packages(session, *PACKAGES)
-    session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
+    peers: list[str] = []
+    if "--no-peers" not in session.posargs:
+        for name, requirements in PEER_REQUIREMENTS.items():
+            try:
+                peers.append(f"--peer-python={name}={peer_virtualenv(session, name, requirements)}")
+            except (OSError, RuntimeError) as exc:
+                session.warn(f"bench: {name} not installed: {exc}")
+                peers.append(f"--peer-error={name}={exc}")
+    session.run("python", str(ROOT / "bench" / "run.py"), *peers, *session.posargs)

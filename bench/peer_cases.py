@@ -364,51 +364,99 @@ def sqlite_cache_hits(calls: int) -> Any:
     return cache_hits(floor.make, calls, floor.close)
 
 
-# ---------------------------------------------------------------------------- commit floor
+# ---------------------------------------------------------------------------- commit floors
+_NODE_COLUMNS = (
+    "row_no INTEGER PRIMARY KEY, run_id TEXT, label TEXT, status TEXT, inputs TEXT, "
+    "output TEXT, started_at INTEGER, finished_at INTEGER, history TEXT"
+)
+
+
+def _floor_connection(path: Path, synchronous: str) -> sqlite3.Connection:
+    """Autocommit, WAL, the given ``synchronous`` level, no checkpoints: the store's
+    settings without anything the store does."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute(f"CREATE TABLE nodes ({_NODE_COLUMNS})")
+    conn.execute(
+        "CREATE TABLE runs (run_no INTEGER PRIMARY KEY, run_id TEXT, dag TEXT, status TEXT, "
+        "inputs TEXT, outputs TEXT, started_at INTEGER, finished_at INTEGER)"
+    )
+    return conn
+
+
+def _insert_node(conn: sqlite3.Connection, row_no: int, run_id: str, i: int, v: int) -> None:
+    t0 = time.time_ns() // 1000
+    t1 = time.time_ns() // 1000
+    conn.execute(
+        "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row_no,
+            run_id,
+            f"n{i}",
+            "completed",
+            json.dumps({"v": v - 1} if i else {"x": 0}),
+            json.dumps(v),
+            t0,
+            t1,
+            f'["running",{t0}],["completed",{t1}]',
+        ),
+    )
+
+
 @asynccontextmanager
-async def sqlite_commit_floor(n: int) -> AsyncIterator[Run]:
+async def sqlite_commit_floor(n: int, synchronous: str = "normal") -> AsyncIterator[Run]:
     """The floor of a chain recorded one commit per node: ``v + 1`` and one autocommitted
     ``INSERT`` of a node-sized row (JSON inputs, output, times, history), in raw ``sqlite3``
-    with WAL and ``synchronous=NORMAL``, as plait's store. No checkpoints at all (plait's
-    store checkpoints every 4,000 commits), no records, no hooks: what one durable row per
-    node costs by itself on this machine."""
+    with WAL and ``synchronous=NORMAL`` (or ``FULL``: an fsync per commit), as plait's
+    store. No checkpoints at all (plait's store checkpoints every 4,000 commits), no
+    records, no hooks: what one durable row per node costs by itself on this machine."""
     with tempfile.TemporaryDirectory(prefix="floor-bench-") as tmp:
-        conn = sqlite3.connect(Path(tmp) / "floor.sqlite3", isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        conn.execute(
-            "CREATE TABLE nodes (row_no INTEGER PRIMARY KEY, run_id TEXT, label TEXT, "
-            "status TEXT, inputs TEXT, output TEXT, started_at INTEGER, finished_at INTEGER, "
-            "history TEXT)"
-        )
+        conn = _floor_connection(Path(tmp) / "floor.sqlite3", synchronous)
         runs = 0
 
         async def once() -> None:
             nonlocal runs
             runs += 1
             run_id = f"{runs:032x}"
-            base = runs << 32
             v = -1
             for i in range(n):  # n0 returns its input 0, every later node v + 1
-                t0 = time.time_ns() // 1000
                 v = v + 1
-                t1 = time.time_ns() // 1000
-                conn.execute(
-                    "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        base + i,
-                        run_id,
-                        f"n{i}",
-                        "completed",
-                        json.dumps({"v": v - 1} if i else {"x": 0}),
-                        json.dumps(v),
-                        t0,
-                        t1,
-                        f'["running",{t0}],["completed",{t1}]',
-                    ),
-                )
+                _insert_node(conn, (runs << 32) + i, run_id, i, v)
             assert v == n - 1
+
+        try:
+            yield once
+        finally:
+            conn.close()
+
+
+@asynccontextmanager
+async def sqlite_run_floor(runs: int) -> AsyncIterator[Run]:
+    """The floor of a durable one-node run: three autocommitted statements (the run's row
+    as running, the node's row, the run's row completed), WAL, ``synchronous=NORMAL``."""
+    with tempfile.TemporaryDirectory(prefix="floor-bench-") as tmp:
+        conn = _floor_connection(Path(tmp) / "floor.sqlite3", "normal")
+        done = 0
+
+        async def once() -> None:
+            nonlocal done
+            for x in range(runs):
+                done += 1
+                run_id = f"{done:032x}"
+                t0 = time.time_ns() // 1000
+                conn.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (done, run_id, "bench_one", "running", json.dumps({"x": x}), None, t0, None),
+                )
+                _insert_node(conn, done << 32, run_id, 0, x + 1)
+                conn.execute(
+                    "UPDATE runs SET status = ?, outputs = ?, finished_at = ? WHERE run_no = ?",
+                    ("completed", json.dumps({"one": x + 1}), time.time_ns() // 1000, done),
+                )
+            row = conn.execute("SELECT status, outputs FROM runs WHERE run_no = ?", (done,))
+            assert row.fetchone() == ("completed", json.dumps({"one": runs})), done
 
         try:
             yield once

@@ -33,11 +33,23 @@ if str(BENCH_DIR) not in sys.path:  # run as a script or imported by the smoke t
     sys.path.insert(0, str(BENCH_DIR))
 
 import peer_cases as peers  # noqa: E402
+import peer_drivers  # noqa: E402
 import plait_cases as pc  # noqa: E402
 import startup_memory  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
-CASE_KEYS = ("chain", "chain_sqlite", "fanout", "map", "cache_hit", "cache_miss", "thread", "scale")
+CASE_KEYS = (
+    "chain",
+    "chain_sqlite",
+    "durable_one",
+    "fanout",
+    "map",
+    "map_sqlite",
+    "cache_hit",
+    "cache_miss",
+    "thread",
+    "scale",
+)
 #: Measured in fresh processes, not as cases: ``import plait``, ``plait --version``, peak RSS.
 EXTRA_KEYS = ("startup",)
 FANOUT_WIDTH = 50
@@ -113,106 +125,122 @@ class Measurement:
 
 
 # ---------------------------------------------------------------------------- the cases
+#: (key, title, size, unit, subjects): one case before ``--only`` is applied
+Spec = tuple[str, str, int, str, list[tuple[str, Setup]]]
+
+
 def build_cases(quick: bool = False, only: Sequence[str] = ()) -> list[Case]:
     """Every case of the benchmark, plait first in each; ``quick`` shrinks the sizes."""
-    chain_ns = [100] if quick else [100, 1_000, 10_000]
-    sqlite_ns = [100] if quick else [1_000]
-    map_ms = [1_000] if quick else [1_000, 10_000]
-    scale_ns = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
-    calls = 100 if quick else CACHE_CALLS
-    thread_n = 100 if quick else 1_000
-    cases: list[Case] = []
+    specs = [
+        *_chain_specs(quick),
+        *_durable_specs(quick),
+        *_concurrency_specs(quick),
+        *_cache_specs(quick),
+        *_engine_specs(quick),
+    ]
+    return [
+        Case(key, title, size, unit, [Subject(*s) for s in subjects])
+        for key, title, size, unit, subjects in specs
+        if not only or key in only
+    ]
 
-    def add(key: str, title: str, size: int, unit: str, *subjects: tuple[str, Setup]) -> None:
-        if not only or key in only:
-            cases.append(Case(key, title, size, unit, [Subject(*s) for s in subjects]))
 
-    for n in chain_ns:
-        add(
-            "chain",
-            f"chain of {n:,} inline nodes",
-            n,
-            "node",
+def _chain_specs(quick: bool) -> list[Spec]:
+    specs: list[Spec] = []
+    for n in [100] if quick else [100, 1_000, 10_000]:
+        subjects: list[tuple[str, Setup]] = [
             ("plait", partial(pc.plait_chain, n)),
             ("lythonic", partial(peers.lythonic_chain, n)),
             ("hamilton", partial(peers.hamilton_chain, n)),
-            *(  # Dask's 10,000 chain takes a minute a run: measured up to 1,000
-                [
-                    ("dask threads", partial(peers.dask_chain, n, "threads")),
-                    ("dask sync", partial(peers.dask_chain, n, "sync")),
-                ]
-                if n <= 1_000
-                else []
-            ),
-        )
-    for n in sqlite_ns:
-        add(
-            "chain_sqlite",
-            f"chain of {n:,}, SQLite provenance",
-            n,
-            "node",
-            ("plait", partial(pc.plait_chain, n, sqlite=True)),
-            ("lythonic", partial(peers.lythonic_chain, n, sqlite=True)),
-            ("commit floor", partial(peers.sqlite_commit_floor, n)),
-        )
-    add(
-        "fanout",
-        f"fan-out {FANOUT_WIDTH} x sleep(10 ms)",
-        FANOUT_WIDTH,
-        "branch",
+        ]
+        if n <= 1_000:  # Dask's 10,000 chain takes a minute a run: measured up to 1,000
+            subjects.append(("dask threads", partial(peers.dask_chain, n, "threads")))
+            subjects.append(("dask sync", partial(peers.dask_chain, n, "sync")))
+        specs.append(("chain", f"chain of {n:,} inline nodes", n, "node", subjects))
+    n = 100 if quick else 1_000
+    sqlite: list[tuple[str, Setup]] = [
+        ("plait", partial(pc.plait_chain, n, sqlite=True)),
+        ("plait synchronous=full", partial(pc.plait_chain, n, sqlite=True, synchronous="full")),
+        ("lythonic", partial(peers.lythonic_chain, n, sqlite=True)),
+        ("commit floor", partial(peers.sqlite_commit_floor, n)),
+        ("commit floor full", partial(peers.sqlite_commit_floor, n, "full")),
+    ]
+    specs.append(("chain_sqlite", f"chain of {n:,}, SQLite provenance", n, "node", sqlite))
+    return specs
+
+
+def _durable_specs(quick: bool) -> list[Spec]:
+    runs = 20 if quick else 100
+    subjects: list[tuple[str, Setup]] = [
+        ("plait", partial(pc.plait_durable_one, runs)),
+        ("plait, store per run", partial(pc.plait_durable_one, runs, held_open=False)),
+        ("3-commit floor", partial(peers.sqlite_run_floor, runs)),
+    ]
+    return [("durable_one", f"{runs} one-node runs, SQLite provenance", runs, "run", subjects)]
+
+
+def _concurrency_specs(quick: bool) -> list[Spec]:
+    fanout: list[tuple[str, Setup]] = [
         ("plait", partial(pc.plait_fanout, FANOUT_WIDTH)),
         ("lythonic", partial(peers.lythonic_fanout, FANOUT_WIDTH)),
         ("dask threads", partial(peers.dask_fanout, FANOUT_WIDTH, "threads")),
-    )
-    for m in map_ms:
-        add(
-            "map",
-            f"MapNode over {m:,}",
-            m,
-            "element",
+    ]
+    specs: list[Spec] = [
+        ("fanout", f"fan-out {FANOUT_WIDTH} x sleep(10 ms)", FANOUT_WIDTH, "branch", fanout)
+    ]
+    for m in [1_000] if quick else [1_000, 10_000]:
+        subjects: list[tuple[str, Setup]] = [
             ("plait", partial(pc.plait_map, m)),
             ("lythonic", partial(peers.lythonic_map, m)),
-        )
-    add(
-        "cache_hit",
-        f"cache: {calls:,} hits",
-        calls,
-        "call",
+        ]
+        specs.append(("map", f"MapNode over {m:,}", m, "element", subjects))
+    m = 100 if quick else 1_000
+    sqlite: list[tuple[str, Setup]] = [
+        ("plait", partial(pc.plait_map, m, sqlite=True)),
+        ("commit floor", partial(peers.sqlite_commit_floor, m)),
+    ]
+    specs.append(("map_sqlite", f"MapNode over {m:,}, SQLite provenance", m, "element", sqlite))
+    return specs
+
+
+def _cache_specs(quick: bool) -> list[Spec]:
+    calls = 100 if quick else CACHE_CALLS
+    hits: list[tuple[str, Setup]] = [
         ("plait", partial(pc.plait_cache_hits, calls)),
         ("lythonic", partial(peers.lythonic_cache_hits, calls)),
         ("joblib", partial(peers.joblib_cache_hits, calls)),
         ("diskcache", partial(peers.diskcache_cache_hits, calls)),
         ("sqlite3 floor", partial(peers.sqlite_cache_hits, calls)),
-    )
-    add(
-        "cache_miss",
-        f"cache: {calls:,} misses",
-        calls,
-        "call",
+    ]
+    misses: list[tuple[str, Setup]] = [
         ("plait", partial(pc.plait_cache_misses, calls)),
         ("lythonic", partial(peers.lythonic_cache_misses, calls)),
         ("joblib", partial(peers.joblib_cache_misses, calls)),
         ("diskcache", partial(peers.diskcache_cache_misses, calls)),
         ("sqlite3 floor", partial(peers.sqlite_cache_misses, calls)),
-    )
-    add(
-        "thread",
-        f"chain of {thread_n:,} sync nodes, thread executor",
-        thread_n,
-        "node",
-        ("plait", partial(pc.plait_chain, thread_n, threaded=True)),
-        ("to_thread floor", partial(pc.bare_to_thread, thread_n)),
-    )
-    for n in scale_ns:
-        add(
-            "scale",
-            f"scaling: chain of {n:,}",
-            n,
-            "node",
+    ]
+    return [
+        ("cache_hit", f"cache: {calls:,} hits", calls, "call", hits),
+        ("cache_miss", f"cache: {calls:,} misses", calls, "call", misses),
+    ]
+
+
+def _engine_specs(quick: bool) -> list[Spec]:
+    n = 100 if quick else 1_000
+    thread: list[tuple[str, Setup]] = [
+        ("plait", partial(pc.plait_chain, n, threaded=True)),
+        ("to_thread floor", partial(pc.bare_to_thread, n)),
+    ]
+    specs: list[Spec] = [
+        ("thread", f"chain of {n:,} sync nodes, thread executor", n, "node", thread)
+    ]
+    for n in [1_000, 10_000] if quick else [1_000, 10_000, 100_000]:
+        subjects: list[tuple[str, Setup]] = [
             ("plait", partial(pc.plait_chain, n)),
             ("build floor", partial(pc.build_floor, n)),
-        )
-    return cases
+        ]
+        specs.append(("scale", f"scaling: chain of {n:,}", n, "node", subjects))
+    return specs
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -324,16 +352,17 @@ def _find(results: Sequence[Measurement], case: str, size: int, lib: str) -> Mea
     return next((m for m in results if (m.case, m.size, m.lib) == (case, size, lib)), None)
 
 
-def evaluate_targets(
-    results: Sequence[Measurement], startup: dict[str, Any] | None = None
-) -> list[dict[str, Any]]:
-    """The issues' targets, each with the measured value and met / not met / not measured.
+class Targets:
+    """The targets evaluated on one run's results: each with its measured value, CPU time
+    beside wall time where the bench has it, and met / NOT MET / not measured."""
 
-    ``startup`` holds the fresh-process figures of :mod:`startup_memory`, when measured."""
-    r = ratios(results)
-    targets: list[dict[str, Any]] = []
+    def __init__(self, results: Sequence[Measurement]) -> None:
+        self.results = results
+        self.ratios = ratios(results)
+        self.rows: list[dict[str, Any]] = []
 
     def check(
+        self,
         name: str,
         value: float | None,
         ok: Callable[[float], bool],
@@ -341,6 +370,7 @@ def evaluate_targets(
         cpu: float | None = None,
         mean: float | None = None,
         floor: float | None = None,
+        also: str = "",
     ) -> None:
         met = None if value is None else ok(value)
         shown = "n/a" if value is None else fmt.format(value)
@@ -349,168 +379,193 @@ def evaluate_targets(
                 f"{label} {fmt.format(v)}"
                 for label, v in (("cpu", cpu), ("mean", mean), ("floor", floor))
                 if v
-            ]
+            ] + ([also] if also else [])
             if extra:
                 shown += f" ({', '.join(extra)})"
-        targets.append(
+        self.rows.append(
             {"target": name, "value": value, "cpu": cpu, "mean": mean, "shown": shown, "met": met}
         )
 
-    def plait_us(case: str, size: int) -> float | None:
-        m = _find(results, case, size, "plait")
-        return m.per_unit_us if m else None
+    def size(self, case: str, default: int) -> int:
+        """The size a case was measured at (the first one, when several were)."""
+        return next((m.size for m in self.results if m.case == case), default)
 
-    def plait_cpu_us(case: str, size: int) -> float | None:
-        m = _find(results, case, size, "plait")
-        return m.cpu_per_unit_us if m else None
+    def get(self, case: str, size: int, lib: str = "plait") -> Measurement | None:
+        return _find(self.results, case, size, lib)
 
-    def plait_mean_us(case: str, size: int) -> float | None:
-        m = _find(results, case, size, "plait")
-        return m.mean_per_unit_us if m else None
+    def per_unit(self, case: str, size: int, lib: str = "plait") -> tuple[float | None, ...]:
+        """(wall, cpu, mean) us per unit, or Nones."""
+        m = self.get(case, size, lib)
+        return (m.per_unit_us, m.cpu_per_unit_us, m.mean_per_unit_us) if m else (None,) * 3
 
-    def plait_s(case: str, size: int) -> float | None:
-        m = _find(results, case, size, "plait")
-        return m.median_s if m else None
+    def over_floor(self, case: str, floor_lib: str) -> tuple[float | None, float | None, int]:
+        """(wall, cpu) of plait / ``floor_lib`` on ``case``, at the size measured."""
+        size = self.size(case, 0)
+        mine, floor = self.get(case, size), self.get(case, size, floor_lib)
+        if not mine or not floor:
+            return None, None, size
+        wall = mine.median_s / floor.median_s if mine.median_s and floor.median_s else None
+        a, b = mine.cpu_per_unit_us, floor.cpu_per_unit_us
+        return wall, (a / b if a and b else None), size
 
-    check(
-        "chain 1,000: >= 15x faster than lythonic",
-        r.get(("chain", 1000, "lythonic")),
-        lambda v: v >= 15,
-        "{:.1f}x",
+
+def evaluate_targets(
+    results: Sequence[Measurement], startup: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The issues' targets, each with the measured value and met / not met / not measured.
+
+    ``startup`` holds the fresh-process figures of :mod:`startup_memory`, when measured."""
+    t = Targets(results)
+    _issue7_targets(t)
+    _issue18_targets(t, startup or {})
+    return t.rows
+
+
+def _issue7_targets(t: Targets) -> None:
+    def times(name: str, key: tuple[str, int, str], bound: float, fmt: str = "{:.1f}x") -> None:
+        """plait at least ``bound`` times faster than a peer (strictly, for ``bound`` 1)."""
+        t.check(name, t.ratios.get(key), lambda v: v > 1 if bound == 1 else v >= bound, fmt)
+
+    times("chain 1,000: >= 15x faster than lythonic", ("chain", 1000, "lythonic"), 15)
+    wall, cpu, _ = t.per_unit("chain", 1000)
+    t.check("chain 1,000: <= 10 us per node", wall, lambda v: v <= 10, "{:.2f} us", cpu)
+    times("chain 1,000: faster than Hamilton", ("chain", 1000, "hamilton"), 1, "{:.2f}x")
+    times(
+        "chain 1,000 + SQLite: >= 50x faster than lythonic", ("chain_sqlite", 1000, "lythonic"), 50
     )
-    check(
-        "chain 1,000: <= 10 us per node",
-        plait_us("chain", 1000),
-        lambda v: v <= 10,
-        "{:.2f} us",
-        plait_cpu_us("chain", 1000),
+    wall, cpu, mean = t.per_unit("chain_sqlite", 1000)
+    t.check(
+        "chain 1,000 + SQLite: <= 40 us per node", wall, lambda v: v <= 40, "{:.1f} us", cpu, mean
     )
-    check(
-        "chain 1,000: faster than Hamilton",
-        r.get(("chain", 1000, "hamilton")),
-        lambda v: v > 1,
-        "{:.2f}x",
-    )
-    check(
-        "chain 1,000 + SQLite: >= 50x faster than lythonic",
-        r.get(("chain_sqlite", 1000, "lythonic")),
-        lambda v: v >= 50,
-        "{:.1f}x",
-    )
-    check(
-        "chain 1,000 + SQLite: <= 40 us per node",
-        plait_us("chain_sqlite", 1000),
-        lambda v: v <= 40,
-        "{:.1f} us",
-        plait_cpu_us("chain_sqlite", 1000),
-        plait_mean_us("chain_sqlite", 1000),
-    )
-    fan = plait_s("fanout", FANOUT_WIDTH)
-    check(
+    fan = t.get("fanout", FANOUT_WIDTH)
+    t.check(
         "fan-out 50 x 10 ms: <= 30 ms wall",
-        None if fan is None else fan * 1e3,
+        None if fan is None or fan.median_s is None else fan.median_s * 1e3,
         lambda v: v <= 30,
         "{:.1f} ms",
     )
-    check(
-        "fan-out: >= 15x faster than lythonic",
-        r.get(("fanout", FANOUT_WIDTH, "lythonic")),
-        lambda v: v >= 15,
-        "{:.1f}x",
+    times("fan-out: >= 15x faster than lythonic", ("fanout", FANOUT_WIDTH, "lythonic"), 15)
+    times("MapNode 10,000: >= 15x faster than lythonic", ("map", 10000, "lythonic"), 15)
+    calls = t.size("cache_hit", CACHE_CALLS)
+    times("cache hit: >= 5x faster than lythonic", ("cache_hit", calls, "lythonic"), 5)
+    times("cache hit: faster than joblib.Memory", ("cache_hit", calls, "joblib"), 1)
+    times(
+        "cache hit: faster than diskcache memoize", ("cache_hit", calls, "diskcache"), 1, "{:.2f}x"
     )
-    check(
-        "MapNode 10,000: >= 15x faster than lythonic",
-        r.get(("map", 10000, "lythonic")),
-        lambda v: v >= 15,
-        "{:.1f}x",
-    )
-    calls = next((m.size for m in results if m.case == "cache_hit"), CACHE_CALLS)
-    check(
-        "cache hit: >= 5x faster than lythonic",
-        r.get(("cache_hit", calls, "lythonic")),
-        lambda v: v >= 5,
-        "{:.1f}x",
-    )
-    check(
-        "cache hit: faster than joblib.Memory",
-        r.get(("cache_hit", calls, "joblib")),
-        lambda v: v > 1,
-        "{:.1f}x",
-    )
-    check(
-        "cache hit: faster than diskcache memoize",
-        r.get(("cache_hit", calls, "diskcache")),
-        lambda v: v > 1,
-        "{:.2f}x",
-    )
-    thread_n = next((m.size for m in results if m.case == "thread"), 1000)
-    floor = r.get(("thread", thread_n, "to_thread floor"))
-    check(
+    floor = t.ratios.get(("thread", t.size("thread", 1000), "to_thread floor"))
+    t.check(
         "thread executor: within 1.5x of bare to_thread",
         None if not floor else 1 / floor,
         lambda v: v <= 1.5,
         "{:.2f}x the floor",
     )
-    small = _find(results, "scale", 10_000, "plait")
-    big = _find(results, "scale", 100_000, "plait")
-    small_floor = _find(results, "scale", 10_000, "build floor")
-    big_floor = _find(results, "scale", 100_000, "build floor")
-
-    def growth(attr: str) -> float | None:
-        a, b = getattr(small, attr, None), getattr(big, attr, None)
-        return b * 10 / a if a and b else None  # per-unit attributes: times 10 nodes
-
-    def build_growth(a: Measurement | None, b: Measurement | None) -> float | None:
-        return b.build_s / a.build_s if a and b and a.build_s and b.build_s else None
-
-    check(
-        "chain 10k -> 100k run time: <= 12x",
-        growth("per_unit_us"),
-        lambda v: v <= 12,
-        "{:.1f}x",
-        growth("cpu_per_unit_us"),
+    small, big = t.get("scale", 10_000), t.get("scale", 100_000)
+    growth = [  # per-unit figures: times 10 nodes
+        getattr(big, attr) * 10 / getattr(small, attr)
+        if small and big and getattr(small, attr) and getattr(big, attr)
+        else None
+        for attr in ("per_unit_us", "cpu_per_unit_us")
+    ]
+    t.check(
+        "chain 10k -> 100k run time: <= 12x", growth[0], lambda v: v <= 12, "{:.1f}x", growth[1]
     )
-    check(
-        "chain 10k -> 100k build time: <= 11x",
-        build_growth(small, big),
-        lambda v: v <= 11,
-        "{:.1f}x",
-        floor=build_growth(small_floor, big_floor),
+
+
+def _build_growth(a: Measurement | None, b: Measurement | None) -> float | None:
+    return b.build_s / a.build_s if a and b and a.build_s and b.build_s else None
+
+
+def _issue18_targets(t: Targets, got: dict[str, Any]) -> None:
+    """Issue 18's table, in its order: paths against their floors, then fixed costs."""
+    _issue18_paths(t)
+    _issue18_fixed_costs(t, got)
+
+
+def _issue18_paths(t: Targets) -> None:
+    wall, cpu, n = t.over_floor("chain_sqlite", "commit floor")
+    t.check(
+        f"chain {n or 1000:,} with SQLite / commit floor: <= 1.5x",
+        wall,
+        lambda v: v <= 1.5,
+        "{:.2f}x",
+        cpu,
     )
-    check(
+    for case, bound in (("cache_hit", 1.3), ("cache_miss", 1.5)):
+        wall, cpu, _ = t.over_floor(case, "sqlite3 floor")
+        t.check(
+            f"{case.replace('_', ' ')}: <= {bound}x the raw sqlite3 floor",
+            wall,
+            lambda v, bound=bound: v <= bound,
+            "{:.2f}x",
+            cpu,
+        )
+    big = t.get("scale", 100_000)
+    t.check(
         "build (graph + plan) of a 100,000 chain: <= 3 us per node",
         None if big is None or big.build_s is None else big.build_s / big.size * 1e6,
         lambda v: v <= 3,
         "{:.2f} us",
     )
-    for case, bound in (("cache_hit", 1.3), ("cache_miss", 1.5)):
-        floor_ratio = r.get((case, calls, "sqlite3 floor"))
-        check(
-            f"{case.replace('_', ' ')}: <= {bound}x the raw sqlite3 floor",
-            None if not floor_ratio else 1 / floor_ratio,
-            lambda v, bound=bound: v <= bound,
-            "{:.2f}x",
-        )
-    got = startup or {}
-    check(
-        "python -X importtime -c 'import plait': <= 100 ms",
-        got.get("import_ms"),
-        lambda v: v <= 100,
-        "{:.0f} ms",
+    t.check(
+        "chain 10k -> 100k build time: <= 11x",
+        _build_growth(t.get("scale", 10_000), big),
+        lambda v: v <= 11,
+        "{:.1f}x",
+        floor=_build_growth(
+            t.get("scale", 10_000, "build floor"), t.get("scale", 100_000, "build floor")
+        ),
     )
-    check(
-        "plait --version wall time: <= 0.15 s",
-        got.get("version_wall_s"),
-        lambda v: v <= 0.15,
-        "{:.3f} s",
-    )
-    check(
+
+
+def _issue18_fixed_costs(t: Targets, got: dict[str, Any]) -> None:
+    t.check(
         f"peak RSS building and running a {got.get('chain_peak_n', 100_000):,} chain: <= 80 MB",
         got.get("chain_peak_rss_mb"),
         lambda v: v <= 80,
         "{:.0f} MB",
     )
-    return targets
+    runs = t.size("durable_one", 100)
+    wall, cpu, _ = t.per_unit("durable_one", runs)
+    also = [
+        f"{label} {us / 1e3:.3f} ms"
+        for label, lib in (
+            ("store opened per run", "plait, store per run"),
+            ("floor", "3-commit floor"),
+        )
+        if (us := t.per_unit("durable_one", runs, lib)[0])
+    ]
+    t.check(
+        "one-node durable run, runner held open: <= 0.15 ms",
+        None if wall is None else wall / 1e3,
+        lambda v: v <= 0.15,
+        "{:.3f} ms",
+        None if cpu is None else cpu / 1e3,
+        also=", ".join(also),
+    )
+    m = t.size("map_sqlite", 1000)
+    wall, cpu, mean = t.per_unit("map_sqlite", m)
+    floor = t.per_unit("map_sqlite", m, "commit floor")[0]
+    t.check(
+        f"map of {m:,} with SQLite, per element: <= 40 us",
+        wall,
+        lambda v: v <= 40,
+        "{:.1f} us",
+        cpu,
+        mean,
+        floor,
+    )
+    t.check(
+        "python -X importtime -c 'import plait': <= 100 ms",
+        got.get("import_ms"),
+        lambda v: v <= 100,
+        "{:.0f} ms",
+    )
+    t.check(
+        "plait --version wall time: <= 0.15 s",
+        got.get("version_wall_s"),
+        lambda v: v <= 0.15,
+        "{:.3f} s",
+    )
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -569,7 +624,7 @@ def print_report(results: Sequence[Measurement], targets: Sequence[dict[str, Any
         return
     table = Table(title="plait vs peers (median of repeats)")
     for i, h in enumerate(HEADER):
-        table.add_column(h, justify="right" if 2 <= i <= 8 else "left")
+        table.add_column(h, justify="right" if 2 <= i <= 8 else "left", no_wrap=h == "lib")
     previous = None
     for m, row in zip(results, rows(results), strict=True):
         if (m.case, m.size) == previous:
@@ -578,7 +633,7 @@ def print_report(results: Sequence[Measurement], targets: Sequence[dict[str, Any
             table.add_section()
         previous = (m.case, m.size)
         table.add_row(*row)
-    console = Console(width=max(Console().width, 132))
+    console = Console(width=max(Console().width, 160))
     console.print(table)
     tt = Table(title="targets (issues 7 and 18)")
     for h in ("target", "measured", "status"):
@@ -637,7 +692,52 @@ def environment(argv: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_peer_drivers(
+    cases: Sequence[Case],
+    *,
+    reps: int,
+    cap: float,
+    pythons: dict[str, str],
+    errors: dict[str, str],
+    progress: Callable[[Measurement], None],
+) -> tuple[list[Measurement], dict[str, Any]]:
+    """Every peer driver on the cases it runs, each in its own virtualenv's Python."""
+    wanted = [{"key": c.key, "title": c.title, "size": c.size, "unit": c.unit} for c in cases]
+    out: list[Measurement] = []
+    environments: dict[str, Any] = {}
+    for driver in peer_drivers.DRIVERS:
+        found, environment = peer_drivers.run_driver(
+            driver,
+            wanted,
+            python=pythons.get(driver.env),
+            install_error=errors.get(driver.env),
+            reps=reps,
+            cap=cap,
+        )
+        if environment:
+            environments[driver.env] = environment
+        for item in found:
+            m = Measurement(item["key"], item["title"], item["size"], item["unit"], item["lib"])
+            for name in ("build_s", "first_s", "times", "cpu_times", "capped", "error", "note"):
+                if item.get(name) is not None:
+                    setattr(m, name, item[name])
+            progress(m)
+            out.append(m)
+    return out, environments
+
+
+def merge(results: Sequence[Measurement], extra: Sequence[Measurement]) -> list[Measurement]:
+    """``results`` with each of ``extra`` placed after the last row of its (case, size)."""
+    out = list(results)
+    for m in extra:
+        last = max(
+            (i for i, r in enumerate(out) if (r.case, r.size) == (m.case, m.size)), default=None
+        )
+        out.insert(len(out) if last is None else last + 1, m)
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, 3 repetitions")
     ap.add_argument(
@@ -649,6 +749,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--markdown", action="store_true", help="also print the tables as Markdown (README)"
     )
+    ap.add_argument(
+        "--peer-python",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="the Python of a peer's virtualenv (dbos, prefect); nox -s bench passes them",
+    )
+    ap.add_argument(
+        "--peer-error",
+        action="append",
+        default=[],
+        metavar="NAME=REASON",
+        help="a peer whose virtualenv could not be made: reported in the table",
+    )
+    ap.add_argument("--no-peers", action="store_true", help="leave out DBOS and Prefect")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     only = [k for k in args.only.split(",") if k]
     unknown = sorted(set(only) - set(CASE_KEYS + EXTRA_KEYS))
@@ -661,12 +781,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def progress(m: Measurement) -> None:
         med = "capped" if m.capped else (m.error or _fmt(m.median_s, ".4f") + " s")
-        print(f"  {m.title:<45} {m.lib:<16} {med}", file=sys.stderr, flush=True)
+        print(f"  {m.title:<45} {m.lib:<22} {med}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     results = anyio.run(
         partial(run_cases, cases, reps=reps, cap=args.cap, progress=progress), backend="asyncio"
     )
+    if not args.no_peers:
+        peer_results, env["peers"] = run_peer_drivers(
+            cases,
+            reps=reps,
+            cap=args.cap,
+            pythons=peer_drivers.parse_pairs(args.peer_python, "--peer-python"),
+            errors=peer_drivers.parse_pairs(args.peer_error, "--peer-error"),
+            progress=progress,
+        )
+        results = merge(results, peer_results)
     startup = None
     if not only or "startup" in only:
         startup = startup_memory.measure(args.quick)

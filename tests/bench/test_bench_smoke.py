@@ -28,6 +28,8 @@ def _load_runner() -> ModuleType:
 
 bench = _load_runner()
 pc = sys.modules["plait_cases"]
+peers = sys.modules["peer_cases"]
+drivers = sys.modules["peer_drivers"]
 
 
 def _case(key: str, size: int, *setups: tuple[str, object]) -> object:
@@ -46,6 +48,20 @@ async def test_plait_cases_run_at_tiny_sizes() -> None:
     cases = [
         _case("chain", 20, ("plait", partial(pc.plait_chain, 20))),
         _case("chain_sqlite", 20, ("plait", partial(pc.plait_chain, 20, sqlite=True))),
+        _case(
+            "chain_sqlite",
+            10,
+            ("plait", partial(pc.plait_chain, 10, sqlite=True, synchronous="full")),
+            ("commit floor", partial(peers.sqlite_commit_floor, 10, "full")),
+        ),
+        _case(
+            "durable_one",
+            3,
+            ("plait", partial(pc.plait_durable_one, 3)),
+            ("plait, store per run", partial(pc.plait_durable_one, 3, held_open=False)),
+            ("3-commit floor", partial(peers.sqlite_run_floor, 3)),
+        ),
+        _case("map_sqlite", 20, ("plait", partial(pc.plait_map, 20, sqlite=True))),
         _case("fanout", 5, ("plait", partial(pc.plait_fanout, 5))),
         _case("map", 50, ("plait", partial(pc.plait_map, 50))),
         _case("cache_hit", 20, ("plait", partial(pc.plait_cache_hits, 20))),
@@ -62,7 +78,12 @@ async def test_plait_cases_run_at_tiny_sizes() -> None:
         assert m.error is None, (m.case, m.lib, m.error)
         assert not m.capped
         assert len(m.times) == 1 and m.per_unit_us > 0
-    assert set(bench.ratios(results)) == {("thread", 10, "to_thread floor")}
+    assert set(bench.ratios(results)) == {
+        ("chain_sqlite", 10, "commit floor"),
+        ("durable_one", 3, "plait, store per run"),
+        ("durable_one", 3, "3-commit floor"),
+        ("thread", 10, "to_thread floor"),
+    }
     assert len(bench.rows(results)) == len(results)
 
 
@@ -124,3 +145,109 @@ def test_startup_and_memory_figures_are_measured_in_fresh_processes() -> None:
     assert 0 < sm.import_ms(reps=1) < 10_000
     assert 0 < sm.version_wall_s(reps=1) < 60
     assert 10 < sm.chain_peak_rss_mb(n=1_000, reps=1) < 10_000
+
+
+CASES = [
+    {"key": "chain_sqlite", "title": "chain of 10, SQLite provenance", "size": 10, "unit": "node"},
+    {"key": "fanout", "title": "fan-out", "size": 5, "unit": "branch"},
+    {"key": "map", "title": "map", "size": 10, "unit": "element"},
+]
+DRIVER = f"""
+import sys
+sys.path.insert(0, {str(BENCH / "peers")!r})
+import contextlib
+from protocol import Subject, run_driver
+
+def subjects(request):
+    for case in request["cases"]:
+        if case["key"] == "fanout" and request.get("mode") == "crash":
+            raise SystemExit("peer went away")
+        if case["key"] == "fanout" and request.get("mode") == "raise":
+            raise RuntimeError("server did not start")
+
+        @contextlib.contextmanager
+        def setup(size=case["size"]):
+            def once():
+                assert sum(range(size)) == size * (size - 1) // 2
+                return 0.001
+            yield once
+
+        yield Subject(case, ("peer (outside)", "peer (inside)"), setup, "a note")
+
+run_driver(subjects, ("pytest",))
+"""
+
+
+def _driver(tmp_path: Path, mode: str = "") -> object:
+    script = tmp_path / "fake_driver.py"
+    script.write_text(DRIVER)
+    cases = {"chain_sqlite": None, "fanout": None}
+    return drivers.Driver(
+        "fake", str(script), ("peer (outside)", "peer (inside)"), cases, {"mode": mode}
+    )
+
+
+def test_a_peer_driver_reports_from_its_own_python(tmp_path: Path) -> None:
+    found, env = drivers.run_driver(
+        _driver(tmp_path), CASES, python=sys.executable, install_error=None, reps=2, cap=30
+    )
+    assert env["versions"]["pytest"] and env["sqlite"]
+    assert [(r["key"], r["lib"]) for r in found] == [
+        ("chain_sqlite", "peer (outside)"),
+        ("chain_sqlite", "peer (inside)"),
+        ("fanout", "peer (outside)"),
+        ("fanout", "peer (inside)"),
+    ]  # the map case is not the driver's
+    outside, inside = found[:2]
+    assert len(outside["times"]) == 2 and outside["first_s"] > 0 and not outside["error"]
+    assert inside["times"] == [0.001, 0.001] and inside["note"] == "a note"
+
+
+def test_a_peer_that_crashes_or_is_missing_is_reported_with_the_reason(tmp_path: Path) -> None:
+    found, _ = drivers.run_driver(
+        _driver(tmp_path, "crash"), CASES, python=sys.executable, install_error=None, reps=1, cap=30
+    )
+    assert [r.get("error") for r in found] == [
+        None,
+        None,
+        "exit 1: peer went away",
+        "exit 1: peer went away",
+    ]
+    raised, _ = drivers.run_driver(
+        _driver(tmp_path, "raise"), CASES, python=sys.executable, install_error=None, reps=1, cap=30
+    )
+    assert [r.get("error") for r in raised][2:] == ["RuntimeError: server did not start"] * 2
+    missing, _ = drivers.run_driver(
+        _driver(tmp_path), CASES, python=None, install_error="no index", reps=1, cap=30
+    )
+    assert {r["error"] for r in missing} == {"not installed: no index"} and len(missing) == 4
+    unset, _ = drivers.run_driver(
+        _driver(tmp_path), CASES, python=None, install_error=None, reps=1, cap=30
+    )
+    assert all("no virtualenv for fake" in r["error"] for r in unset)
+    gone, _ = drivers.run_driver(
+        _driver(tmp_path), CASES, python=str(tmp_path / "nope"), install_error=None, reps=1, cap=30
+    )
+    assert all(r["error"].startswith("cannot start") for r in gone) and len(gone) == 4
+
+
+def test_peer_rows_join_their_case_in_the_table(tmp_path: Path) -> None:
+    plait = [bench.Measurement(c["key"], c["title"], c["size"], c["unit"], "plait") for c in CASES]
+    for m in plait:
+        m.times, m.cpu_times = [0.01], [0.01]
+    found, _ = drivers.run_driver(
+        _driver(tmp_path), CASES, python=sys.executable, install_error=None, reps=1, cap=30
+    )
+    peer_rows = [
+        bench.Measurement(r["key"], r["title"], r["size"], r["unit"], r["lib"]) for r in found
+    ]
+    merged = bench.merge(plait, peer_rows)
+    assert [(m.case, m.lib) for m in merged] == [
+        ("chain_sqlite", "plait"),
+        ("chain_sqlite", "peer (outside)"),
+        ("chain_sqlite", "peer (inside)"),
+        ("fanout", "plait"),
+        ("fanout", "peer (outside)"),
+        ("fanout", "peer (inside)"),
+        ("map", "plait"),
+    ]
