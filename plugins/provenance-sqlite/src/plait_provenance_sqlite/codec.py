@@ -89,7 +89,10 @@ def query_us(value: datetime, name: str) -> int:
 def history_entry(status: str, at: int, attempt: int | None = None) -> str:
     """One entry of a ``history`` list: ``[status, at]`` for a node execution (its attempt
     is the row's), ``[status, at, attempt]`` for a run (one row holds all its attempts)."""
-    return dumps([status, at] if attempt is None else [status, at, attempt])
+    # the JSON of the list, its items encoded one by one (``:d``: integers only)
+    if attempt is None:
+        return f"[{dumps(status)},{at:d}]"
+    return f"[{dumps(status)},{at:d},{attempt:d}]"
 
 
 def edge_row(run_id: str, entry: Sequence[Any]) -> tuple[Any, ...]:
