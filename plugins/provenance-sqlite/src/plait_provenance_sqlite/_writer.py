@@ -45,6 +45,8 @@ T = TypeVar("T")
 
 _SQLITE_BUSY: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _RUN_UPSERT: Final = RUNS.upsert()
+#: a new run (fails on a run id that is stored: the upsert below takes over)
+_RUN_INSERT: Final = RUNS.insert()
 #: the upsert, returning the run's number and whether any execution of it is stored
 _RUN_UPSERT_RETURNING: Final = (
     f"{_RUN_UPSERT} RETURNING run_no, EXISTS (SELECT 1 FROM node_executions WHERE row_no "
@@ -138,10 +140,12 @@ def claim_run(
 class Writer:
     """Writes batches; knows the row numbers of the runs it has written.
 
-    A run's row number comes back from the statement that writes its record (``RETURNING``),
-    with whether any execution of it is stored yet: the executions of a run this writer
-    created need no query. A commit of one statement (a node, or a run record) is that
-    statement alone, which SQLite commits by itself; anything larger is one transaction.
+    A run this writer does not know is inserted as a new run, and its row number comes back
+    with the statement (``lastrowid``): the executions of a run it created need no query.
+    Only when the run is stored already (a unique-key conflict) is it upserted instead,
+    returning its number and whether any execution of it is stored. A commit of one
+    statement (a node, or a run record) is that statement alone, which SQLite commits by
+    itself; anything larger is one transaction.
     """
 
     def __init__(self) -> None:
@@ -188,9 +192,13 @@ class Writer:
         if not learn or run_id in self.run_rows:
             conn.execute(_RUN_UPSERT, run_row)
             return
-        ((run_no, stored),) = conn.execute(_RUN_UPSERT_RETURNING, run_row).fetchall()
-        if not stored:  # a new run (or one with no execution yet): nothing to look up
-            self.run_rows[run_id] = RunRows(run_no << _schema.RUN_SHIFT, {})
+        try:  # a run this writer does not know is a new one, mostly: its row number is new
+            run_no = conn.execute(_RUN_INSERT, run_row).lastrowid
+        except sqlite3.IntegrityError:  # stored already (resumed, or written by another store)
+            ((run_no, stored),) = conn.execute(_RUN_UPSERT_RETURNING, run_row).fetchall()
+            if stored:  # it has executions: the first commit of a node loads them
+                return
+        self.run_rows[run_id] = RunRows(run_no << _schema.RUN_SHIFT, {})
 
     def _put_all(
         self,
