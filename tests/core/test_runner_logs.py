@@ -193,3 +193,32 @@ async def test_lines_of_a_map_element_belong_to_its_sub_run() -> None:
     for sub in subs:
         messages += [x.message for x in await _lines(prov, sub.run_id)]
     assert sorted(messages) == ["squaring 1", "squaring 2", "squaring 3"]
+
+
+async def test_a_held_runner_keeps_capturing_across_runs_and_stops_when_closed() -> None:
+    """With ``async with``, an unconfigured root logger is lowered once for the runner's
+    life (not lowered and restored around every run), and restored when it closes."""
+
+    @inline
+    def talk(x: int) -> int:
+        log.info("talk %d", x)
+        return x
+
+    dag = Dag("logs_held")
+    dag.node(talk)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers.clear()
+    root.setLevel(logging.WARNING)
+    prov = MemoryProvenance()
+    try:
+        async with DagRunner(dag, provenance=prov) as runner:
+            assert root.level == logging.INFO
+            results = [await runner.run({"talk": {"x": i}}) for i in range(2)]
+            assert root.level == logging.INFO
+        assert root.level == logging.WARNING
+        for i, result in enumerate(results):
+            assert [x.message for x in await _lines(prov, result.run_id)] == [f"talk {i}"]
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -32,8 +32,6 @@ from plait.records import RunRecord, RunStatus
 
 __all__ = ["DagRunResult", "DagRunner"]
 
-_NOTHING = contextlib.nullcontext()
-
 
 @attrs.frozen(kw_only=True)
 class DagRunResult:
@@ -114,6 +112,8 @@ class DagRunner:
             log_level=log_level,
             log_limit=log_limit,
         )
+        #: log capture held on while ``async with`` holds the runner open
+        self._capture: contextlib.AbstractContextManager[None] | None = None
 
     @property
     def host(self) -> PluginHost:
@@ -138,10 +138,17 @@ class DagRunner:
         """Keep the provenance backend and executors open across runs until the block ends.
 
         Without ``async with``, each run opens and closes them itself (a SQLite store then
-        checkpoints its WAL at every run's end; a process pool starts at every run).
+        checkpoints its WAL at every run's end; a process pool starts at every run). While
+        held, nodes' log records are kept being created (see :func:`plait.logcapture.capturing`)
+        across runs, not switched on and off around each run.
         """
-        await self.provenance.open()
+        prov = self.provenance
+        await prov.open()
         self._env.held = True
+        level = self._env.log_level
+        if level is not None and prov.stores_values and self._capture is None:
+            self._capture = logcapture.capturing(level)
+            self._capture.__enter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -152,9 +159,14 @@ class DagRunner:
         if not self._env.held:
             return
         self._env.held = False
-        with anyio.CancelScope(shield=True):
-            await self._env.close_executors()
-            await self.provenance.aclose()
+        capture, self._capture = self._capture, None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._env.close_executors()
+                await self.provenance.aclose()
+        finally:
+            if capture is not None:
+                capture.__exit__(None, None, None)
 
     @contextlib.asynccontextmanager
     async def _backends_open(self, prov: ProvenanceBackend) -> AsyncIterator[None]:
@@ -345,23 +357,32 @@ class DagRunner:
         sub_runs: dict[str, RunRecord] | None = None,
     ) -> DagRunResult:
         env = self._env
+        state = RunState(
+            plan,
+            record,
+            inputs,
+            prov,
+            observing=env.host.observing,
+            log_level=env.log_level,
+            log_limit=env.log_limit,
+        )
+        state.sub_runs = sub_runs
+        state.restore(data or {}, attempts or {}, log_seq)
+        if env.held:  # no context manager to enter per run: what a run needs is open
+            return await self._execute(state, prefill, copied)
         async with self._backends_open(prov):
-            env.start_run()
-            state = RunState(
-                plan,
-                record,
-                inputs,
-                prov,
-                observing=env.host.observing,
-                log_level=env.log_level,
-                log_limit=env.log_limit,
-            )
-            state.sub_runs = sub_runs
-            state.restore(data or {}, attempts or {}, log_seq)
-            capture = logcapture.capturing(env.log_level) if env.log_level is not None else None
-            with capture if capture is not None and state.capture else _NOTHING:
+            return await self._execute(state, prefill, copied)
+
+    async def _execute(self, state: RunState, prefill: Prefill, copied: bool) -> DagRunResult:
+        env = self._env
+        env.start_run()
+        if state.capture and self._capture is None:
+            assert env.log_level is not None
+            with logcapture.capturing(env.log_level):
                 status, exc = await scheduler.execute(env, state, prefill, copied=copied)
-            return DagRunResult.of(state, status, exc)
+        else:
+            status, exc = await scheduler.execute(env, state, prefill, copied=copied)
+        return DagRunResult.of(state, status, exc)
 
 
 def _check_runner_arguments(

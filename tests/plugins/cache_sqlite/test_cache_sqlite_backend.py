@@ -322,10 +322,55 @@ def test_version_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         cache.push_back("market", 200.0)
         assert cache.pushbacks(100.0) == {"market": 200.0}
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert indexes(conn) == ["entries_by_expiry"]
     conn.close()
     with SqliteCache(path) as again:  # opening a migrated file migrates nothing
         assert again.pushbacks(100.0) == {"market": 200.0}
+
+
+def indexes(conn: sqlite3.Connection) -> list[str]:
+    """The indexes plait made in the cache file (not SQLite's own)."""
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            "ORDER BY name"
+        )
+    ]
+
+
+def test_version_2_file_drops_its_index_by_callable_and_keeps_its_data(tmp_path: Path) -> None:
+    """Schema version 3: a miss writes no index by callable; clearing one callable still
+    drops exactly its entries and counters."""
+    path = tmp_path / "v2.sqlite3"
+    make_v1_file(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE pushbacks (prefix TEXT PRIMARY KEY, until REAL NOT NULL) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO entries VALUES ('k2', 'm:g', '7', 10.0, 9e9)")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with SqliteCache(path) as cache:
+        assert cache.stats()["m:g"]["entries"] == 1
+        assert cache.clear("m:f") == 1
+        assert cache.lookup("k") is None
+        entry = cache.lookup("k2")
+        assert entry is not None and entry.value_json == "7"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert indexes(conn) == ["entries_by_expiry"]
+    conn.close()
+
+
+def test_new_file_has_no_index_by_callable(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    with SqliteCache(path) as cache:
+        cache.store("k", "m:f", "1", 1.0, 2.0)
+    conn = sqlite3.connect(path)
+    assert indexes(conn) == ["entries_by_expiry"]
+    conn.close()
 
 
 def test_two_backends_migrate_one_file_at_once(tmp_path: Path) -> None:

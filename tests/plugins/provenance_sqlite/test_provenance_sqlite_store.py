@@ -206,6 +206,35 @@ async def test_later_record_of_an_execution_keeps_inputs_and_placement(db: Path)
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("same_commit", [False, True])
+async def test_a_run_another_store_wrote_is_updated_with_its_executions(
+    db: Path, same_commit: bool
+) -> None:
+    """A store writing a run it did not create (a restart in another process) updates the
+    stored run and its executions, alone or in one commit with a node."""
+    async with SqliteProvenance(db) as first:
+        first.write_run(run_record())
+        first.write_nodes([node_record("a", "running", t=1)])
+        await first.commit()
+    async with SqliteProvenance(db) as second:
+        second.write_run(run_record(status=RunStatus.COMPLETED, updated_at=at(3), attempt=2))
+        if not same_commit:
+            await second.commit()
+        second.write_nodes([node_record("a", "completed", output=1, t=2)])
+        second.write_nodes([node_record("b", "completed", t=2)])
+        await second.commit()
+        run = await second.get_run("r1")
+        assert (run.status, run.attempt) == ("completed", 2)
+        nodes = await second.get_node_executions("r1")
+        assert [(n.label, n.status) for n in nodes] == [("a", "completed"), ("b", "completed")]
+        changes = await second.status_history("r1")
+        assert [(c.label, c.status) for c in changes if c.label is None] == [
+            (None, "running"),
+            (None, "completed"),
+        ]
+
+
+@pytest.mark.anyio
 async def test_run_data_from_threads(db: Path) -> None:
     async with SqliteProvenance(db) as prov:
         prov.write_run(run_record())

@@ -35,6 +35,7 @@ NodeKey = tuple[str, str, int]  # run_id, label, attempt
 FINAL_RUN: Final = frozenset(s.value for s in RunStatus if s.is_final)
 # statuses an execution reaches only after running
 _ENDED_NODE: Final = frozenset({"completed", "failed", "cancelled", "paused"})
+_RUNNING: Final = NodeStatus.RUNNING.value
 _STATUS: Final = NODES.at["status"]
 _UPDATED_AT: Final = NODES.at["updated_at"]
 _STARTED_AT: Final = NODES.at["started_at"]
@@ -212,7 +213,7 @@ class Buffer:
                     entries = history[key] = []
                 started = row[_STARTED_AT]
                 if before is None and started is not None and status in _ENDED_NODE:
-                    entries.append(history_entry(NodeStatus.RUNNING.value, started))
+                    entries.append(history_entry(_RUNNING, started))
                 entries.append(history_entry(status, row[_UPDATED_AT]))
 
     def add_edges(self, edges: Sequence[EdgeRecord]) -> None:

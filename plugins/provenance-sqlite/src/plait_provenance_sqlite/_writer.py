@@ -45,6 +45,13 @@ T = TypeVar("T")
 
 _SQLITE_BUSY: Final = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _RUN_UPSERT: Final = RUNS.upsert()
+#: a new run (fails on a run id that is stored: the upsert below takes over)
+_RUN_INSERT: Final = RUNS.insert()
+#: the upsert, returning the run's number and whether any execution of it is stored
+_RUN_UPSERT_RETURNING: Final = (
+    f"{_RUN_UPSERT} RETURNING run_no, EXISTS (SELECT 1 FROM node_executions WHERE row_no "
+    f"BETWEEN run_no << {_schema.RUN_SHIFT} AND (run_no << {_schema.RUN_SHIFT}) | {RUN_MASK})"
+)
 # a new execution takes the next row number of its run's range
 _NODE_INSERT: Final = NODES.insert_numbered("row_no")
 # a later record of the same execution (kept columns: see the NODES declaration)
@@ -131,7 +138,15 @@ def claim_run(
 
 
 class Writer:
-    """Writes batches; knows the row numbers of the runs it has written."""
+    """Writes batches; knows the row numbers of the runs it has written.
+
+    A run this writer does not know is inserted as a new run, and its row number comes back
+    with the statement (``lastrowid``): the executions of a run it created need no query.
+    Only when the run is stored already (a unique-key conflict) is it upserted instead,
+    returning its number and whether any execution of it is stored. A commit of one
+    statement (a node, or a run record) is that statement alone, which SQLite commits by
+    itself; anything larger is one transaction.
+    """
 
     def __init__(self) -> None:
         self.run_rows: dict[str, RunRows] = {}
@@ -139,11 +154,16 @@ class Writer:
     def write(self, conn: sqlite3.Connection, batch: Batch) -> None:
         """Commit ``batch`` (one statement, or one transaction); raises with nothing written."""
         run_rows, node_rows, loose_edges = batch.rows()
-        if len(node_rows) == 1 and not (run_rows or loose_edges or batch.data or batch.logs):
-            # the common commit after one node: one statement is its own transaction
+        if not (loose_edges or batch.data or batch.logs) and len(run_rows) + len(node_rows) == 1:
+            if run_rows:
+                # a run starting or ending: one statement (a run that ends is forgotten)
+                run_row = run_rows[0]
+                self._put_run(conn, run_row, learn=run_row[_RUN_STATUS] not in FINAL_RUN)
+                self._forget_final(run_rows)
+                return
             ((key, row),) = node_rows
             rows = self.run_rows.get(key[0])
-            if rows is not None:
+            if rows is not None:  # the common commit after one node
                 self._put_node(conn, rows, key, row)
                 return
         conn.execute("BEGIN IMMEDIATE")
@@ -156,10 +176,29 @@ class Writer:
             # row numbers handed out inside the rolled-back transaction are void
             for key, _row in node_rows:
                 self.run_rows.pop(key[0], None)
+            for run_row in run_rows:
+                self.run_rows.pop(run_row[_RUN_ID], None)
             raise
+        self._forget_final(run_rows)
+
+    def _forget_final(self, run_rows: list[list[Any]]) -> None:
         for run_row in run_rows:
             if run_row[_RUN_STATUS] in FINAL_RUN:  # a later write of the run reloads its rows
                 self.run_rows.pop(run_row[_RUN_ID], None)
+
+    def _put_run(self, conn: sqlite3.Connection, run_row: list[Any], *, learn: bool) -> None:
+        """Write a run's record; with ``learn``, learn its row range unless it is known."""
+        run_id = run_row[_RUN_ID]
+        if not learn or run_id in self.run_rows:
+            conn.execute(_RUN_UPSERT, run_row)
+            return
+        try:  # a run this writer does not know is a new one, mostly: its row number is new
+            run_no = conn.execute(_RUN_INSERT, run_row).lastrowid
+        except sqlite3.IntegrityError:  # stored already (resumed, or written by another store)
+            ((run_no, stored),) = conn.execute(_RUN_UPSERT_RETURNING, run_row).fetchall()
+            if stored:  # it has executions: the first commit of a node loads them
+                return
+        self.run_rows[run_id] = RunRows(run_no << _schema.RUN_SHIFT, {})
 
     def _put_all(
         self,
@@ -169,8 +208,8 @@ class Writer:
         node_rows: list[tuple[NodeKey, list[Any]]],
         loose_edges: list[list[Any]],
     ) -> None:
-        if run_rows:
-            conn.executemany(_RUN_UPSERT, run_rows)
+        for run_row in run_rows:
+            self._put_run(conn, run_row, learn=True)
         known = self.run_rows
         unknown = {key[0] for key, _row in node_rows if key[0] not in known}
         if unknown:

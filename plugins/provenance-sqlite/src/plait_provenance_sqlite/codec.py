@@ -86,10 +86,20 @@ def query_us(value: datetime, name: str) -> int:
 
 
 # --------------------------------------------------------------------------- lists
+#: the JSON string of every status a history entry holds
+_STATUS_JSON: Final = {s.value: dumps(s.value) for s in (*NodeStatus, *RunStatus)}
+
+
 def history_entry(status: str, at: int, attempt: int | None = None) -> str:
     """One entry of a ``history`` list: ``[status, at]`` for a node execution (its attempt
     is the row's), ``[status, at, attempt]`` for a run (one row holds all its attempts)."""
-    return dumps([status, at] if attempt is None else [status, at, attempt])
+    # the JSON of the list, its items encoded one by one (``:d``: integers only)
+    text = _STATUS_JSON.get(status)
+    if text is None:
+        text = dumps(status)
+    if attempt is None:
+        return f"[{text},{at:d}]"
+    return f"[{text},{at:d},{attempt:d}]"
 
 
 def edge_row(run_id: str, entry: Sequence[Any]) -> tuple[Any, ...]:
