@@ -66,6 +66,18 @@ class Engines:
     def output(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.tmp.glob("engine-*.out")))
 
+    def registered(self) -> set[int]:
+        """The pids of the engines that have registered in the store (they are serving,
+        their signal handlers installed)."""
+
+        async def read() -> set[int]:
+            if not self.db.exists():
+                return set()
+            async with SqliteTriggerStore(self.db) as store:
+                return {e.pid for e in await store.list_engines() if e.stopped_at is None}
+
+        return anyio.run(read)
+
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
         proc.send_signal(signal.SIGTERM)
         return proc.wait(timeout)
@@ -126,6 +138,8 @@ def test_two_engines_never_execute_the_same_fire_twice(engines: Engines) -> None
     trigger = crash_trigger(max_active_runs=5)
     env = {"PLAIT_TEST_SLOW": "0"}
     first, second = engines.start([trigger], **env), engines.start([trigger], **env)
+    # both serving before either is stopped (a slow start must not meet the SIGTERM)
+    engines.wait_for(lambda: {first.pid, second.pid} <= engines.registered())
     engines.wait_for(lambda: len(engines.lines("slow-end")) >= 6)
     assert engines.stop(first) == 0
     assert engines.stop(second) == 0
