@@ -23,12 +23,33 @@ from plait.introspect import EMPTY, ParamInfo
 if TYPE_CHECKING:
     from plait.dag import Dag, DagNode, Edge
 
-__all__ = ["EdgeKey", "NodeSpec", "Plan", "PlanNode", "compile_plan", "input_dicts"]
+__all__ = [
+    "NO_NODES",
+    "Adjacent",
+    "EdgeKey",
+    "NodeSpec",
+    "Plan",
+    "PlanNode",
+    "compile_plan",
+    "input_dicts",
+    "spelled",
+]
 
 #: An edge as a Dag stores it: (upstream label, downstream label, param, order_only).
 EdgeKey = tuple[str, str, str | None, bool]
 
 _NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
+
+#: A node's successors (or upstreams) in a plan's column: the index itself when there is
+#: one (no object per node: a chain holds none), else a tuple (empty for none).
+Adjacent = int | tuple[int, ...]
+#: what a column holds for a node without successors (or upstreams)
+NO_NODES: tuple[int, ...] = ()
+
+
+def spelled(adjacent: Adjacent) -> tuple[int, ...]:
+    """A column's :data:`Adjacent` as a tuple."""
+    return (adjacent,) if type(adjacent) is int else adjacent  # type: ignore[return-value]
 
 
 class NodeSpec:
@@ -110,8 +131,8 @@ class PlanNode:
         self.retries = spec.retries
         self.retry_backoff = spec.retry_backoff
         self.timeout = spec.timeout
-        self.successors: tuple[int, ...] = plan.successors[index]
-        self.upstreams: tuple[int, ...] = plan.upstreams[index]
+        self.successors: tuple[int, ...] = spelled(plan.successors[index])
+        self.upstreams: tuple[int, ...] = spelled(plan.upstreams[index])
         self.n_upstream = len(self.upstreams)
         #: (upstream index, parameter name, collect into a list)
         self.bindings: Bindings = plan.bindings_of(index)
@@ -130,11 +151,12 @@ class PlanNode:
 class Plan:
     """A validated, compiled Dag: columns indexed by node (position in the Dag).
 
-    Each node's label, Dag node, successors, upstreams (sorted), bindings and
-    :class:`NodeSpec` are in a list of its own; a node's bindings are a parameter name when
-    its one upstream feeds that parameter (and nothing else feeds it), and a tuple of
-    (upstream, parameter, collect) otherwise (:meth:`bindings_of` spells both out).
-    A 100,000-node chain holds a tuple and an int per node beside these lists (issue 18).
+    Each node's label, Dag node, successors, upstreams (sorted), number of upstreams,
+    bindings and :class:`NodeSpec` are in a list of its own. Successors and upstreams are
+    :data:`Adjacent` (:func:`spelled` makes them tuples); a node's bindings are a parameter
+    name when its one upstream feeds that parameter (and nothing else feeds it), and a
+    tuple of (upstream, parameter, collect) otherwise (:meth:`bindings_of` spells both
+    out). A 100,000-node chain holds no object per node beyond these lists (issue 18).
     The runner's fast path reads the columns; everything else asks for :class:`PlanNode`
     records (:meth:`node`, :attr:`nodes`, :attr:`by_label`), made on first use.
     """
@@ -165,7 +187,7 @@ class Plan:
         dag_nodes: list[DagNode],
         labels: list[str],
         columns: Columns,
-        order: list[int],
+        order: Sequence[int],
     ) -> None:
         self.dag = dag
         #: the Dag's nodes by label (the Dag copies its dict before it drops a node): a
@@ -173,14 +195,14 @@ class Plan:
         self._labelled = labelled
         self.dag_nodes = dag_nodes
         self.labels = labels
-        self.successors: list[tuple[int, ...]] = columns.successors
-        self.upstreams: list[tuple[int, ...]] = columns.upstreams
-        self.n_upstream = [len(u) for u in columns.upstreams]
+        self.successors: list[Adjacent] = columns.successors
+        self.upstreams: list[Adjacent] = columns.upstreams
+        self.n_upstream: list[int] = columns.n_upstream
         self.bindings: list[Bindings | str] = columns.bindings
         self.specs: list[NodeSpec] = columns.specs
         self.order = order
-        self.sources = [i for i, ups in enumerate(self.upstreams) if not ups]
-        self.sinks = [i for i, succ in enumerate(self.successors) if not succ]
+        self.sources = [i for i, ups in enumerate(self.upstreams) if ups is NO_NODES]
+        self.sinks = [i for i, succ in enumerate(self.successors) if succ is NO_NODES]
         self._views: dict[int, PlanNode] = {}
         self._all: list[PlanNode] | None = None
         self._by_label: _ByLabel | None = None
@@ -227,7 +249,7 @@ class Plan:
         """Node ``index``'s bindings: (upstream index, parameter, collect into a list)."""
         bindings = self.bindings[index]
         if type(bindings) is str:
-            return ((self.upstreams[index][0], bindings, False),)
+            return ((self.upstreams[index], bindings, False),)  # type: ignore[return-value]
         return bindings  # type: ignore[return-value]
 
     def descendants(self, labels: Iterable[str]) -> set[int]:
@@ -235,7 +257,7 @@ class Plan:
         todo = [self.by_label[label].index for label in labels]
         seen = set(todo)
         while todo:
-            for s in self.successors[todo.pop()]:
+            for s in spelled(self.successors[todo.pop()]):
                 if s not in seen:
                     seen.add(s)
                     todo.append(s)
@@ -388,12 +410,15 @@ def _gc_paused() -> Iterator[None]:
 class Columns:
     """The per-node lists of a plan, filled while it is compiled (see :class:`Plan`)."""
 
-    __slots__ = ("bindings", "specs", "successors", "upstreams")
+    __slots__ = ("bindings", "n_upstream", "specs", "successors", "upstreams")
 
-    def __init__(self, successors: list[tuple[int, ...]], upstreams: list[tuple[int, ...]]) -> None:
+    def __init__(
+        self, successors: list[Adjacent], upstreams: list[Adjacent], n_upstream: list[int]
+    ) -> None:
         n = len(successors)
         self.successors = successors
         self.upstreams = upstreams
+        self.n_upstream = n_upstream
         self.bindings: list[Bindings | str] = [()] * n
         self.specs: list[NodeSpec] = [None] * n  # type: ignore[list-item]  # set by wiring
 
@@ -414,94 +439,125 @@ def compile_plan(
         problems: list[str] = []
         dag_nodes = list(nodes.values())
         labels = list(nodes)
-        # the nodes' own position objects: successor and upstream tuples share them
+        # the nodes' own position objects: the columns hold these, no new ones
         ints = [node.index for node in dag_nodes]
-        succ, preds, incoming = _index_edges(dag, labels, ints, ups, downs, extra, problems)
-        order = _topological(labels, ints, succ, preds, problems)
-        upstreams = [p if len(p) < 2 else tuple(sorted(p)) for p in preds]
-        columns = Columns(succ, upstreams)
-        Wiring(dag_nodes, labels, columns, problems).wire(order, preds, incoming)
+        graph = _Graph(dag, labels, ints, problems)
+        graph.add_edges(ups, downs, extra)
+        succ, preds = graph.succ, graph.preds
+        n_upstream = [1 if type(p) is int else len(p) for p in preds]
+        order = _topological(labels, ints, succ, preds, n_upstream.copy(), problems)
+        upstreams = preds.copy() if graph.several else preds
+        for i in graph.several:
+            upstreams[i] = tuple(sorted(preds[i]))
+        columns = Columns(succ, upstreams, n_upstream)
+        Wiring(dag_nodes, labels, columns, problems).wire(order, preds, graph.incoming)
         if problems:
             raise DagValidationError(problems, dag=dag.nsref)
+        if order == ints:  # the nodes were added in an order that runs: say it in 48 bytes
+            order = range(len(ints))  # type: ignore[assignment]
         return Plan(dag, nodes, dag_nodes, labels, columns, order)
 
 
-def _index_edges(
-    dag: Dag,
-    labels: list[str],
-    ints: list[int],
-    ups: Sequence[int],
-    downs: Sequence[int],
-    extra: Mapping[int, Edge | tuple[str | None, bool]],
-    problems: list[str],
-) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], dict[int, list[Incoming]]]:
-    """Per node, its distinct successors and its distinct upstreams (in the order of their
-    first edge), and the incoming edges of each node that has a bound or ordering-only one.
+class _Graph:
+    """A Dag's edges by node index while compiling: per node, its distinct successors and
+    its distinct upstreams (in the order of their first edge), each :data:`Adjacent` (the
+    index itself for one: no object per node), and the incoming edges of each node that
+    has a bound or ordering-only one."""
 
-    A node with one successor (or upstream) holds the one tuple naming it that every such
-    node shares; lists are made only for nodes with several, and become tuples."""
-    n = len(ints)
-    ones = [(i,) for i in ints]
-    succ: list[Any] = [()] * n
-    preds: list[Any] = [()] * n
-    incoming: dict[int, list[Incoming]] = {}
-    for at, (u, d) in enumerate(zip(ups, downs, strict=True)):
-        more = extra.get(at) if extra else None
+    __slots__ = ("dag", "incoming", "ints", "labels", "preds", "problems", "several", "succ")
+
+    def __init__(self, dag: Dag, labels: list[str], ints: list[int], problems: list[str]) -> None:
+        self.dag = dag
+        self.labels = labels
+        self.ints = ints
+        self.problems = problems
+        self.succ: list[Any] = [NO_NODES] * len(ints)
+        self.preds: list[Any] = [NO_NODES] * len(ints)
+        self.incoming: dict[int, list[Incoming]] = {}
+        #: the nodes with several upstreams
+        self.several: list[int] = []
+
+    def add_edges(
+        self,
+        ups: Sequence[int],
+        downs: Sequence[int],
+        extra: Mapping[int, Edge | tuple[str | None, bool]],
+    ) -> None:
+        ints, succ, preds, incoming = self.ints, self.succ, self.preds, self.incoming
+        several_succ: list[int] = []
+        for at, (u, d) in enumerate(zip(ups, downs, strict=True)):
+            more = extra.get(at) if extra else None
+            if (more is not None or u == d or incoming) and not self.note_edge(u, d, more):
+                continue
+            s = succ[u]
+            if s is NO_NODES:
+                succ[u] = ints[d]
+            elif type(s) is int:
+                succ[u] = [s, ints[d]]
+                several_succ.append(u)
+            else:
+                s.append(ints[d])
+            p = preds[d]
+            if p is NO_NODES:
+                preds[d] = ints[u]
+            elif type(p) is int:
+                preds[d] = [p, ints[u]]
+                self.several.append(d)
+            else:
+                p.append(ints[u])
+        for column, many in ((succ, several_succ), (preds, self.several)):
+            for i in many:  # an upstream feeding a node twice is one upstream
+                distinct = tuple(dict.fromkeys(column[i]))
+                column[i] = distinct[0] if len(distinct) == 1 else distinct
+        self.several = [i for i in self.several if type(preds[i]) is tuple]
+
+    def note_edge(self, u: int, d: int, more: Edge | tuple[str | None, bool] | None) -> bool:
+        """Report an edge that names a node from elsewhere or loops, keep one that is bound
+        or ordering-only (or goes into a node with such) among the incoming edges of its
+        node; False for an edge the graph does not take."""
         if more is not None and not isinstance(more, tuple):
-            problems.extend(more.foreign_end_problems(dag))  # an end is from elsewhere
-            continue
+            self.problems.extend(more.foreign_end_problems(self.dag))  # an end from elsewhere
+            return False
         if u == d:
-            problems.append(f"cycle: {labels[u]} -> {labels[u]}")
-            continue
+            self.problems.append(f"cycle: {self.labels[u]} -> {self.labels[u]}")
+            return False
+        into = self.incoming.get(d)
         if more is not None:
-            into = incoming.get(d)
             if into is None:  # its plain edges so far, then this one
-                into = incoming[d] = [(p, None, False) for p in preds[d]]
-            into.append((ints[u], *more))
-        elif incoming and d in incoming:
-            incoming[d].append((ints[u], None, False))
-        s = succ[u]
-        if not s:
-            succ[u] = ones[d]
-        elif type(s) is tuple:
-            succ[u] = [*s, ints[d]]
-        else:
-            s.append(ints[d])
-        p = preds[d]
-        if not p:
-            preds[d] = ones[u]
-        elif type(p) is tuple:
-            preds[d] = [*p, ints[u]]
-        else:
-            p.append(ints[u])
-    for column in (succ, preds):  # an upstream feeding a node twice is one upstream
-        for i, many in enumerate(column):
-            if type(many) is list:
-                column[i] = tuple(dict.fromkeys(many))
-    return succ, preds, incoming
+                into = self.incoming[d] = [(p, None, False) for p in spelled(self.preds[d])]
+            into.append((self.ints[u], *more))
+        elif into is not None:
+            into.append((self.ints[u], None, False))
+        return True
 
 
 def _topological(
     labels: list[str],
     ints: list[int],
-    succ: list[tuple[int, ...]],
-    preds: list[tuple[int, ...]],
+    succ: list[Adjacent],
+    preds: list[Adjacent],
+    indeg: list[int],
     problems: list[str],
 ) -> list[int]:
-    indeg = [len(p) for p in preds]
     ready = deque(i for i, d in zip(ints, indeg, strict=True) if d == 0)
     order: list[int] = []
     popleft, push, append = ready.popleft, ready.append, order.append
     while ready:
         i = popleft()
         append(i)
-        for s in succ[i]:
+        s = succ[i]
+        if isinstance(s, int):
             indeg[s] -= 1
             if indeg[s] == 0:
                 push(s)
+            continue
+        for t in s:
+            indeg[t] -= 1
+            if indeg[t] == 0:
+                push(t)
     if len(order) < len(labels):
         left = {i for i, d in enumerate(indeg) if d > 0}
-        cycle = _find_cycle(left, succ, preds)
+        cycle = _find_cycle(left, [spelled(s) for s in succ], [spelled(p) for p in preds])
         problems.append("cycle: " + " -> ".join(labels[i] for i in cycle))
     return order
 

@@ -32,7 +32,7 @@ from plait.errors import DagValidationError
 from plait.introspect import EMPTY, CallableInfo, ParamInfo, type_name
 
 if TYPE_CHECKING:
-    from plait._plan import Columns, NodeSpec
+    from plait._plan import Adjacent, Columns, NodeSpec
     from plait.dag import CompositeNode, DagNode, MapNode, SwitchNode
 
 __all__ = ["Incoming", "Shape", "Wiring", "map_output_type", "match"]
@@ -305,7 +305,7 @@ class Wiring:
     def wire(
         self,
         order: Sequence[int],
-        upstreams: Sequence[tuple[int, ...]],
+        upstreams: Sequence[Adjacent],
         incoming: Mapping[int, list[Incoming]],
     ) -> None:
         """Discover each node's parameters, bind its incoming edges (each node has its
@@ -324,18 +324,20 @@ class Wiring:
             spec, shape = found
             specs[i] = spec
             ups = upstreams[i]
-            if len(ups) == 1 and i not in incoming:
+            if type(ups) is int and i not in incoming:
                 # one edge by type and a parameter for it: the answer is the same for every
                 # node of this shape, and no problem is possible
-                up = specs[ups[0]]
+                up = specs[ups]
                 out = EMPTY if up is None else up.output_type
                 fit = shape.fits.get(id(out)) or shape.fit(out)
                 if fit[1] is not None and shape.composite is None:
-                    bindings[i] = fit[1] if not fit[2] else ((ups[0], fit[1], True),)
+                    bindings[i] = fit[1] if not fit[2] else ((ups, fit[1], True),)
                     continue
-            edges = incoming.get(i) or [(u, None, False) for u in ups]
+            edges = incoming.get(i) or [
+                (u, None, False) for u in ((ups,) if isinstance(ups, int) else ups)
+            ]
             bound = self.bind(i, shape, edges)
-            if len(bound) == 1 and not bound[0][2] and ups == (bound[0][0],):
+            if len(bound) == 1 and not bound[0][2] and ups == bound[0][0]:
                 bindings[i] = bound[0][1]  # its one upstream feeds one parameter
             else:
                 bindings[i] = bound

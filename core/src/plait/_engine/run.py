@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import anyio.abc
 
-from plait._plan import Plan, PlanNode
+from plait._plan import Plan, PlanNode, spelled
 from plait.context import DagContext
 from plait.converter import JSON_SCALARS, json_equal, structure, to_json_safe
 from plait.dag import CompositeNode
@@ -135,7 +135,7 @@ class RunState:
         bindings = plan.bindings[idx]
         given = self.inputs.get(plan.labels[idx])
         if type(bindings) is str and not given:  # its one upstream feeds one parameter
-            kwargs = {bindings: values[plan.upstreams[idx][0]]}
+            kwargs = {bindings: values[plan.upstreams[idx]]}  # type: ignore[index]
         else:
             kwargs = dict(given) if given else {}
             for up, param, collect in plan.bindings_of(idx):
@@ -151,7 +151,13 @@ class RunState:
     def mark_done(self, idx: int, value: Any) -> None:
         self.values[idx] = value
         remaining = self.remaining
-        for s in self.plan.successors[idx]:
+        successors = self.plan.successors[idx]
+        if isinstance(successors, int):  # one successor (see plait._plan.Adjacent)
+            remaining[successors] -= 1
+            if remaining[successors] == 0:
+                self.ready.append(successors)
+            return
+        for s in successors:
             remaining[s] -= 1
             if remaining[s] == 0:
                 self.ready.append(s)
@@ -199,7 +205,7 @@ class RunState:
             self.status[i] = NodeStatus.SKIPPED if copied else NodeStatus.COMPLETED
             self.values[i] = value
         for i in prefill:
-            for s in plan.successors[i]:
+            for s in spelled(plan.successors[i]):
                 self.remaining[s] -= 1
         self.ready.extend(i for i in plan.order if self.remaining[i] == 0 and i not in prefill)
 
