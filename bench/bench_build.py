@@ -8,7 +8,9 @@ the way the ``scale`` case does, so the runs do not share a heap:
 - ``mem``: bytes held after building the graph, after compiling the plan, and the peak while
   compiling, from ``tracemalloc`` (100,000 nodes; one process);
 - ``rss``: peak RSS of a process that builds the 100,000 chain, compiles it and runs it once
-  (what ``bench/startup_memory.py`` reports), and of one that only imports plait and anyio.
+  (what ``bench/startup_memory.py`` reports), and of one that only imports plait and anyio;
+- the growth with the cyclic GC disabled (what the collector's passes add to it), and the
+  bench's build floor (``plait_cases.build_floor``: CPython without plait) measured alike.
 
 ``python bench/bench_build.py [--reps 5] [--src DIR ...]``: with ``--src`` (a directory that
 holds the ``plait`` package, say an older checkout's ``core/src``) each source tree is
@@ -71,6 +73,26 @@ anyio.run(main)
 print(json.dumps({{"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
 """
 
+_FLOOR = """
+async def floor():
+    gc.collect()
+    t0 = time.process_time()
+    async with pc.build_floor(n):
+        t1 = time.process_time()
+    print(json.dumps({{"floor": t1 - t0}}))
+
+anyio.run(floor)
+"""
+
+_GC_OFF = """
+gc.collect()
+gc.disable()
+t0 = time.process_time()
+dag = pc.build_chain(n)
+dag.plan()
+print(json.dumps({{"build": time.process_time() - t0}}))
+"""
+
 _IDLE = """
 print(json.dumps({{"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
 """
@@ -84,6 +106,19 @@ def _run(src: str | None, body: str, n: int) -> dict[str, Any]:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     return dict(json.loads(out.splitlines()[-1]))
+
+
+NS = (10_000, 100_000)
+
+
+def floor(reps: int) -> dict[str, Any]:
+    """The bench's build floor (one slotted object per node, a dict by label, an edge key
+    per edge), measured the same way: CPU us per node and growth."""
+    cpu = {n: statistics.median(_run(None, _FLOOR, n)["floor"] for _ in range(reps)) for n in NS}
+    return {
+        "us_per_node": {str(n): round(cpu[n] / n * 1e6, 2) for n in NS},
+        "growth_10k_100k": round(cpu[100_000] / cpu[10_000], 2),
+    }
 
 
 def measure(srcs: list[str | None], reps: int) -> dict[str, dict[str, Any]]:
@@ -111,6 +146,8 @@ def measure(srcs: list[str | None], reps: int) -> dict[str, dict[str, Any]]:
         row["growth_10k_100k"] = round(
             row["100000"]["build_us_per_node"] * 10 / row["10000"]["build_us_per_node"], 2
         )
+        off = {n: statistics.median(_run(src, _GC_OFF, n)["build"] for _ in range(3)) for n in NS}
+        row["growth_10k_100k_gc_disabled"] = round(off[100_000] / off[10_000], 2)
         mem = _run(src, _MEM, 100_000)
         row["tracemalloc_mb"] = {k: round(v / 2**20, 1) for k, v in mem.items()}
         row["peak_rss_mb_build_and_run_100k"] = round(statistics.median(rss[src]) / 2**20, 1)
@@ -125,7 +162,9 @@ def main() -> None:
     parser.add_argument("--src", action="append", help="a directory holding the plait package")
     args = parser.parse_args()
     srcs: list[str | None] = list(args.src) if args.src else [None]
-    print(json.dumps(measure(srcs, args.reps), indent=2))
+    report = measure(srcs, args.reps)
+    report["build floor (no plait)"] = floor(args.reps)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -479,7 +479,16 @@ class Dag:
         label = label or target.__name__
         if type(label) is not str or not label or label in self._nodes:
             self._check_label(label)  # raises
-        options = _node_options(label, executor, retries, retry_backoff, timeout)
+        options = None  # the defaults (the test _node_options makes first, without a call)
+        if not (
+            executor is None
+            and timeout is None
+            and retries == 0
+            and retry_backoff == 0.1
+            and type(retries) is int
+            and type(retry_backoff) is float
+        ):
+            options = _node_options(label, executor, retries, retry_backoff, timeout)
         node = _new(DagNode)
         node.dag = self
         node.label = label
@@ -685,14 +694,27 @@ class Dag:
         order_only: bool = False,
     ) -> DagNode:
         """Add ``upstream -> downstream``; returns ``downstream``. Same edge twice is one."""
-        for end in (upstream, downstream):
-            if not isinstance(end, DagNode):
-                raise ArgumentTypeError(f"edges connect DagNodes, got {end!r:.60}")
-        if not (self._holds(upstream) and self._holds(downstream)):
+        if not (isinstance(upstream, DagNode) and isinstance(downstream, DagNode)):
+            # callers are not always typed: say which end is not a node
+            end = downstream if isinstance(upstream, DagNode) else upstream  # type: ignore[unreachable]
+            raise ArgumentTypeError(f"edges connect DagNodes, got {end!r:.60}")
+        nodes = self._nodes
+        if not (
+            upstream.dag is self
+            and downstream.dag is self
+            and nodes.get(upstream.label) is upstream
+            and nodes.get(downstream.label) is downstream
+        ):
             self._connect_foreign(upstream, downstream, param, order_only)
+        elif param is None and not order_only and downstream._in is None and not self._foreign:
+            # the first plain edge into a node (every edge of a chain): new, and no key kept
+            downstream._in = upstream
+            self._ups.append(upstream.index)
+            self._downs.append(downstream.index)
+            self._plan = None
         elif not self._has_edge(upstream, downstream, param, order_only):
             if param is None and not order_only and downstream._in is None:
-                downstream._in = upstream  # its first plain edge: no key kept
+                downstream._in = upstream
             else:
                 self._keys.add((upstream.index, downstream.index, param, order_only))
                 if param is not None or order_only:
