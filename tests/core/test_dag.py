@@ -186,9 +186,9 @@ def test_edges_in_the_order_added_each_once() -> None:
 
 
 def test_a_chain_leaves_the_collector_its_nodes_only() -> None:
-    """Issue 7: each node leaves the cyclic GC two objects to track (the DagNode and its
-    NamespaceNode) and its edge none, so building a large DAG does not slow down as the
-    collector's full passes over it grow."""
+    """Issues 7 and 18: each node leaves the cyclic GC one object to track (its DagNode:
+    the namespace entry is made on first look) and its edge none, so building a large DAG
+    does not slow down as the collector's full passes over it grow; its plan adds none."""
     dag = Dag()
     prev = dag.node(use_int, label="n0")
     gc.collect()
@@ -196,8 +196,44 @@ def test_a_chain_leaves_the_collector_its_nodes_only() -> None:
     for i in range(1, 1001):
         prev = prev >> dag.node(use_int, label=f"n{i}")
     gc.collect()
-    assert len(gc.get_objects()) - before <= 2 * 1000 + 100
+    assert len(gc.get_objects()) - before <= 1000 + 100
     assert len(dag.edges) == 1000
+    plan = dag.plan()
+    gc.collect()
+    assert len(gc.get_objects()) - before <= 1000 + 100
+    assert plan.successors[0] == 1 and plan.upstreams[1] == 0  # an index, not a tuple
+    assert plan.nodes[1].successors == (2,) and plan.nodes[1].upstreams == (0,)
+    assert plan.node(1) is plan.nodes[1] is plan.by_label["n1"]
+    assert plan.nodes[1].bindings == ((0, "v", False),)
+    assert list(plan.order) == list(range(1001))
+    assert len(dag.namespace) == 1001  # every entry, once looked for
+    assert dag["n7"].nsnode is dag.namespace.get("n7")
+
+
+def test_namespace_entries_made_on_first_look_keep_their_names_and_errors() -> None:
+    """A node's entry is registered when the namespace is next looked at, as if at once:
+    the same leaves, in the same order, and the same errors."""
+    dag = Dag()
+    dag.node(use_int, label="a")
+    dag.node(use_int, label="a-b")  # not an identifier: its leaf is "a_b", made at once
+    dag.node(use_int, label="c")
+
+    def nested(v: int) -> int:  # a nested function: registered at once with its locals
+        return v
+
+    dag.node(nested, label="d")
+    dag.node(use_int, label="a_b")  # its leaf is taken by "a-b": "a_b_2"
+    assert dag.namespace.nsrefs() == ["a", "a_b", "c", "d", "a_b_2"]
+    with pytest.raises(DuplicateNameError, match="'c' is already registered"):
+        dag.namespace.register(use_str, "c")
+    dag.node(use_int, label="e")
+    with pytest.raises(DuplicateNameError, match="cannot create branch 'e'"):
+        dag.namespace.register(use_str, "e:f")
+    assert dag["e"].nsnode is dag.namespace.get("e")
+    other = Dag("other", namespace=dag.namespace)  # a second Dag on the same namespace
+    other.node(use_int, label="g")
+    dag.node(use_int, label="g")  # "g" is the other Dag's now
+    assert dag.namespace.nsrefs()[-2:] == ["g", "g_2"]
 
 
 def loose(x):  # type: ignore[no-untyped-def]  # unannotated on purpose

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from plait._wiring import Incoming, Wiring
+from plait._wiring import Bindings, Incoming, Wiring
 from plait.converter import json_equal, structure, to_json_safe
 from plait.errors import ConversionError, DagValidationError, InputError
 from plait.introspect import EMPTY, ParamInfo
@@ -23,16 +23,79 @@ from plait.introspect import EMPTY, ParamInfo
 if TYPE_CHECKING:
     from plait.dag import Dag, DagNode, Edge
 
-__all__ = ["EdgeKey", "Plan", "PlanNode", "compile_plan", "input_dicts"]
+__all__ = [
+    "NO_NODES",
+    "Adjacent",
+    "EdgeKey",
+    "NodeSpec",
+    "Plan",
+    "PlanNode",
+    "compile_plan",
+    "input_dicts",
+    "spelled",
+]
 
 #: An edge as a Dag stores it: (upstream label, downstream label, param, order_only).
 EdgeKey = tuple[str, str, str | None, bool]
 
 _NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
 
+#: A node's successors (or upstreams) in a plan's column: the index itself when there is
+#: one (no object per node: a chain holds none), else a tuple (empty for none).
+Adjacent = int | tuple[int, ...]
+#: what a column holds for a node without successors (or upstreams)
+NO_NODES: tuple[int, ...] = ()
+
+
+def spelled(adjacent: Adjacent) -> tuple[int, ...]:
+    """A column's :data:`Adjacent` as a tuple."""
+    return (adjacent,) if type(adjacent) is int else adjacent  # type: ignore[return-value]
+
+
+class NodeSpec:
+    """What the plan nodes of one callable with one set of options share (a composite node
+    has one of its own): the call, its resolved types, how it runs."""
+
+    __slots__ = (
+        "call",
+        "context_param",
+        "context_type",
+        "executor",
+        "fast_inline",
+        "inline",
+        "is_async",
+        "kind",
+        "output_type",
+        "param_types",
+        "params",
+        "retries",
+        "retry_backoff",
+        "timeout",
+    )
+
+    def __init__(self, node: DagNode) -> None:
+        self.kind = node.kind
+        self.executor = node.executor
+        self.retries = node.retries
+        self.retry_backoff = node.retry_backoff
+        self.timeout = node.timeout
+        #: the data parameters (a source node's are its run inputs)
+        self.params: tuple[ParamInfo, ...] = ()
+        #: parameter name -> annotation; read-only, and shared by the plan nodes of one
+        #: callable (a 100,000-node chain of one function holds one)
+        self.param_types: Mapping[str, Any] = _NO_PARAMS
+        self.context_param: str | None = None
+        self.context_type: Any = None
+        self.output_type: Any = EMPTY
+        self.call: Callable[..., Any] | None = None
+        self.is_async = False
+        self.inline = False
+        self.fast_inline = False
+
 
 class PlanNode:
-    """A node as the runner sees it: integer indices, bindings, resolved types."""
+    """A node as the runner sees it: integer indices, bindings, resolved types (a record
+    made from the plan's columns the first time :meth:`Plan.node` is asked for it)."""
 
     __slots__ = (
         "bindings",
@@ -58,53 +121,143 @@ class PlanNode:
         "upstreams",
     )
 
-    def __init__(self, index: int, node: DagNode) -> None:
+    def __init__(self, plan: Plan, index: int) -> None:
+        spec = plan.specs[index]
         self.index = index
-        self.node = node
-        self.label = node.label
-        self.kind = node.kind
-        self.executor = node.executor
-        self.retries = node.retries
-        self.retry_backoff = node.retry_backoff
-        self.timeout = node.timeout
-        self.successors: tuple[int, ...] = ()
-        self.upstreams: tuple[int, ...] = ()
-        self.n_upstream = 0
+        self.node = plan.dag_nodes[index]
+        self.label = plan.labels[index]
+        self.kind = spec.kind
+        self.executor = spec.executor
+        self.retries = spec.retries
+        self.retry_backoff = spec.retry_backoff
+        self.timeout = spec.timeout
+        self.successors: tuple[int, ...] = spelled(plan.successors[index])
+        self.upstreams: tuple[int, ...] = spelled(plan.upstreams[index])
+        self.n_upstream = len(self.upstreams)
         #: (upstream index, parameter name, collect into a list)
-        self.bindings: tuple[tuple[int, str, bool], ...] = ()
+        self.bindings: Bindings = plan.bindings_of(index)
         #: parameters fed by run inputs (source nodes) - data params nothing else feeds
-        self.input_params: tuple[ParamInfo, ...] = ()
-        #: parameter name -> annotation; read-only, and shared by the plan nodes of one
-        #: callable (a 100,000-node chain of one function holds one)
-        self.param_types: Mapping[str, Any] = _NO_PARAMS
-        self.context_param: str | None = None
-        self.context_type: Any = None
-        self.output_type: Any = EMPTY
-        self.call: Callable[..., Any] | None = None
-        self.is_async = False
-        self.inline = False
-        self.fast_inline = False
+        self.input_params: tuple[ParamInfo, ...] = () if self.upstreams else spec.params
+        self.param_types: Mapping[str, Any] = spec.param_types
+        self.context_param: str | None = spec.context_param
+        self.context_type: Any = spec.context_type
+        self.output_type: Any = spec.output_type
+        self.call: Callable[..., Any] | None = spec.call
+        self.is_async = spec.is_async
+        self.inline = spec.inline
+        self.fast_inline = spec.fast_inline
 
 
 class Plan:
-    """A validated, compiled Dag."""
+    """A validated, compiled Dag: columns indexed by node (position in the Dag).
 
-    __slots__ = ("by_label", "dag", "nodes", "order", "sinks", "sources")
+    Each node's label, Dag node, successors, upstreams (sorted), number of upstreams,
+    bindings and :class:`NodeSpec` are in a list of its own. Successors and upstreams are
+    :data:`Adjacent` (:func:`spelled` makes them tuples); a node's bindings are a parameter
+    name when its one upstream feeds that parameter (and nothing else feeds it), and a
+    tuple of (upstream, parameter, collect) otherwise (:meth:`bindings_of` spells both
+    out). A 100,000-node chain holds no object per node beyond these lists (issue 18).
+    The runner's fast path reads the columns; everything else asks for :class:`PlanNode`
+    records (:meth:`node`, :attr:`nodes`, :attr:`by_label`), made on first use.
+    """
 
-    def __init__(self, dag: Dag, nodes: list[PlanNode], order: list[int]) -> None:
+    __slots__ = (
+        "_all",
+        "_by_label",
+        "_index",
+        "_labelled",
+        "_views",
+        "bindings",
+        "dag",
+        "dag_nodes",
+        "labels",
+        "n_upstream",
+        "order",
+        "sinks",
+        "sources",
+        "specs",
+        "successors",
+        "upstreams",
+    )
+
+    def __init__(
+        self,
+        dag: Dag,
+        labelled: Mapping[str, DagNode],
+        dag_nodes: list[DagNode],
+        labels: list[str],
+        columns: Columns,
+        order: Sequence[int],
+    ) -> None:
         self.dag = dag
-        self.nodes = nodes
+        #: the Dag's nodes by label (the Dag copies its dict before it drops a node): a
+        #: node's ``index`` there, checked against ``dag_nodes``, finds it by label
+        self._labelled = labelled
+        self.dag_nodes = dag_nodes
+        self.labels = labels
+        self.successors: list[Adjacent] = columns.successors
+        self.upstreams: list[Adjacent] = columns.upstreams
+        self.n_upstream: list[int] = columns.n_upstream
+        self.bindings: list[Bindings | str] = columns.bindings
+        self.specs: list[NodeSpec] = columns.specs
         self.order = order
-        self.by_label = {n.label: n for n in nodes}
-        self.sources = [n.index for n in nodes if n.n_upstream == 0]
-        self.sinks = [n.index for n in nodes if not n.successors]
+        self.sources = [i for i, ups in enumerate(self.upstreams) if ups is NO_NODES]
+        self.sinks = [i for i, succ in enumerate(self.successors) if succ is NO_NODES]
+        self._views: dict[int, PlanNode] = {}
+        self._all: list[PlanNode] | None = None
+        self._by_label: _ByLabel | None = None
+        self._index: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def node(self, index: int) -> PlanNode:
+        """The record of node ``index`` (made once)."""
+        view = self._views.get(index)
+        if view is None:
+            view = self._views[index] = PlanNode(self, index)
+        return view
+
+    @property
+    def nodes(self) -> list[PlanNode]:
+        """Every node's record, by index."""
+        if self._all is None:
+            self._all = [self.node(i) for i in range(len(self.labels))]
+        return self._all
+
+    @property
+    def by_label(self) -> Mapping[str, PlanNode]:
+        """Node records by label."""
+        if self._by_label is None:
+            self._by_label = _ByLabel(self)
+        return self._by_label
+
+    def index_of(self, label: str) -> int | None:
+        """The index of the node labelled ``label``, or None."""
+        node = self._labelled.get(label)
+        if node is None:
+            return None
+        index = node.index
+        if index < len(self.dag_nodes) and self.dag_nodes[index] is node:
+            return index
+        # a node added since, or one moved along by a node taken out: by the labels
+        if self._index is None:
+            self._index = {label: i for i, label in enumerate(self.labels)}
+        return self._index.get(label)
+
+    def bindings_of(self, index: int) -> Bindings:
+        """Node ``index``'s bindings: (upstream index, parameter, collect into a list)."""
+        bindings = self.bindings[index]
+        if type(bindings) is str:
+            return ((self.upstreams[index], bindings, False),)  # type: ignore[return-value]
+        return bindings  # type: ignore[return-value]
 
     def descendants(self, labels: Iterable[str]) -> set[int]:
         """Indices of the named nodes and everything downstream of them."""
         todo = [self.by_label[label].index for label in labels]
         seen = set(todo)
         while todo:
-            for s in self.nodes[todo.pop()].successors:
+            for s in spelled(self.successors[todo.pop()]):
                 if s not in seen:
                     seen.add(s)
                     todo.append(s)
@@ -123,16 +276,16 @@ class Plan:
         """
         problems = self._unknown_inputs(source_inputs)
         for i in self.sources:
-            node = self.nodes[i]
-            given = source_inputs.get(node.label, {})
-            for p in node.input_params:
+            label = self.labels[i]
+            given = source_inputs.get(label, {})
+            for p in self.specs[i].params:
                 if p.name in given:
-                    problem = _fit_input(node.label, p, given, stored=stored)
+                    problem = _fit_input(label, p, given, stored=stored)
                     if problem:
                         problems.append(problem)
                 elif p.required:
                     problems.append(
-                        f"node {node.label!r}: missing input for required parameter {p.describe()}"
+                        f"node {label!r}: missing input for required parameter {p.describe()}"
                     )
         if problems:
             raise InputError("invalid run inputs:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -143,7 +296,7 @@ class Plan:
             node = self.by_label.get(label)
             if node is None:
                 problems.append(
-                    f"input for unknown node {label!r} (nodes: {', '.join(self.by_label)})"
+                    f"input for unknown node {label!r} (nodes: {', '.join(self.labels)})"
                 )
                 continue
             if not isinstance(params, dict):
@@ -157,6 +310,30 @@ class Plan:
                         f"(inputs: {', '.join(sorted(known)) or 'none'})"
                     )
         return problems
+
+
+class _ByLabel(Mapping[str, PlanNode]):
+    """A plan's node records by label (see :meth:`Plan.index_of`)."""
+
+    __slots__ = ("_plan",)
+
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+
+    def __getitem__(self, label: str) -> PlanNode:
+        index = self._plan.index_of(label) if type(label) is str else None
+        if index is None:
+            raise KeyError(label)
+        return self._plan.node(index)
+
+    def __contains__(self, label: object) -> bool:
+        return type(label) is str and self._plan.index_of(label) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plan.labels)
+
+    def __len__(self) -> int:
+        return len(self._plan.labels)
 
 
 def input_dicts(source_inputs: Any) -> dict[str, dict[str, Any]]:
@@ -230,104 +407,164 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class _Graph:
-    """The edges of a Dag by node index: incoming edges, successors, predecessors."""
+class Columns:
+    """The per-node lists of a plan, filled while it is compiled (see :class:`Plan`)."""
 
-    __slots__ = ("incoming", "preds", "succ")
+    __slots__ = ("bindings", "n_upstream", "specs", "successors", "upstreams")
 
-    def __init__(self, n: int) -> None:
-        #: per node, its incoming edges (see :data:`plait._wiring.Incoming`)
-        self.incoming: list[list[Incoming]] = [[] for _ in range(n)]
-        self.succ: list[list[int]] = [[] for _ in range(n)]
-        #: per node, its distinct upstreams in the order their first edge was added (lists,
-        #: not sets: a set costs 216 bytes a node while compiling)
-        self.preds: list[list[int]] = [[] for _ in range(n)]
-
-    def drop_repeats(self) -> None:
-        """Keep one (upstream, downstream) pair for an upstream that feeds a node twice
-        (two parameters, or a value and an ordering edge): O(edges)."""
-        repeated: set[int] = set()
-        for d, ups in enumerate(self.preds):
-            if len(ups) > 1:
-                unique = list(dict.fromkeys(ups))
-                if len(unique) < len(ups):
-                    self.preds[d] = unique
-                    repeated.update(unique)
-        for u in repeated:
-            self.succ[u] = list(dict.fromkeys(self.succ[u]))
+    def __init__(
+        self, successors: list[Adjacent], upstreams: list[Adjacent], n_upstream: list[int]
+    ) -> None:
+        n = len(successors)
+        self.successors = successors
+        self.upstreams = upstreams
+        self.n_upstream = n_upstream
+        self.bindings: list[Bindings | str] = [()] * n
+        self.specs: list[NodeSpec] = [None] * n  # type: ignore[list-item]  # set by wiring
 
 
 def compile_plan(
-    dag: Dag, nodes: Mapping[str, DagNode], edges: Mapping[EdgeKey, Edge | None]
+    dag: Dag,
+    nodes: Mapping[str, DagNode],
+    ups: Sequence[int],
+    downs: Sequence[int],
+    extra: Mapping[int, Edge | tuple[str | None, bool]],
 ) -> Plan:
-    """Compile ``dag`` (its ``nodes`` by label, its ``edges`` by key, the value an
-    :class:`~plait.dag.Edge` when an end is not one of its nodes) into a plan; raise one
-    :class:`DagValidationError` listing every problem."""
+    """Compile ``dag`` into a plan; raise one :class:`DagValidationError` listing every
+    problem. ``nodes`` are its nodes by label; its edges, in the order they were added, go
+    from ``ups[k]`` to ``downs[k]`` (positions in ``nodes``), ``extra[k]`` holding the
+    parameter and order-only flag of an edge that has them, or the
+    :class:`~plait.dag.Edge` of one naming a node from elsewhere."""
     with _gc_paused():
         problems: list[str] = []
-        pnodes = [PlanNode(i, node) for i, node in enumerate(nodes.values())]
-        graph = _index_edges(dag, pnodes, edges, problems)
-        order = _topological(pnodes, graph.succ, graph.preds, problems)
-        wiring = Wiring(pnodes, problems)
-        succ, preds, incoming = graph.succ, graph.preds, graph.incoming
-        for i in order:  # every node, unless there is a cycle (a problem: no plan then)
-            pn = pnodes[i]
-            ups = preds[i]
-            pn.successors = tuple(succ[i])
-            pn.upstreams = tuple(sorted(ups)) if len(ups) > 1 else tuple(ups)
-            pn.n_upstream = len(ups)
-            wiring.wire(pn, incoming[i])
+        dag_nodes = list(nodes.values())
+        labels = list(nodes)
+        # the nodes' own position objects: the columns hold these, no new ones
+        ints = [node.index for node in dag_nodes]
+        graph = _Graph(dag, labels, ints, problems)
+        graph.add_edges(ups, downs, extra)
+        succ, preds = graph.succ, graph.preds
+        n_upstream = [1 if type(p) is int else len(p) for p in preds]
+        order = _topological(labels, ints, succ, preds, n_upstream.copy(), problems)
+        upstreams = preds.copy() if graph.several else preds
+        for i in graph.several:
+            upstreams[i] = tuple(sorted(preds[i]))
+        columns = Columns(succ, upstreams, n_upstream)
+        Wiring(dag_nodes, labels, columns, problems).wire(order, preds, graph.incoming)
         if problems:
             raise DagValidationError(problems, dag=dag.nsref)
-        return Plan(dag, pnodes, order)
+        if order == ints:  # the nodes were added in an order that runs: say it in 48 bytes
+            order = range(len(ints))  # type: ignore[assignment]
+        return Plan(dag, nodes, dag_nodes, labels, columns, order)
 
 
-def _index_edges(
-    dag: Dag,
-    pnodes: list[PlanNode],
-    edges: Mapping[EdgeKey, Edge | None],
-    problems: list[str],
-) -> _Graph:
-    # the plan nodes' own index objects: bindings and successor tuples share them
-    index = {pn.label: pn.index for pn in pnodes}
-    graph = _Graph(len(index))
-    incoming, succ, preds = graph.incoming, graph.succ, graph.preds
-    for (up_label, down_label, param, order_only), e in edges.items():
-        if e is not None:  # an end is not one of this Dag's nodes
-            problems.extend(e.foreign_end_problems(dag))
-            continue
-        u, d = index[up_label], index[down_label]
+class _Graph:
+    """A Dag's edges by node index while compiling: per node, its distinct successors and
+    its distinct upstreams (in the order of their first edge), each :data:`Adjacent` (the
+    index itself for one: no object per node), and the incoming edges of each node that
+    has a bound or ordering-only one."""
+
+    __slots__ = ("dag", "incoming", "ints", "labels", "preds", "problems", "several", "succ")
+
+    def __init__(self, dag: Dag, labels: list[str], ints: list[int], problems: list[str]) -> None:
+        self.dag = dag
+        self.labels = labels
+        self.ints = ints
+        self.problems = problems
+        self.succ: list[Any] = [NO_NODES] * len(ints)
+        self.preds: list[Any] = [NO_NODES] * len(ints)
+        self.incoming: dict[int, list[Incoming]] = {}
+        #: the nodes with several upstreams
+        self.several: list[int] = []
+
+    def add_edges(
+        self,
+        ups: Sequence[int],
+        downs: Sequence[int],
+        extra: Mapping[int, Edge | tuple[str | None, bool]],
+    ) -> None:
+        ints, succ, preds, incoming = self.ints, self.succ, self.preds, self.incoming
+        several_succ: list[int] = []
+        for at, (u, d) in enumerate(zip(ups, downs, strict=True)):
+            more = extra.get(at) if extra else None
+            if (more is not None or u == d or incoming) and not self.note_edge(u, d, more):
+                continue
+            s = succ[u]
+            if s is NO_NODES:
+                succ[u] = ints[d]
+            elif type(s) is int:
+                succ[u] = [s, ints[d]]
+                several_succ.append(u)
+            else:
+                s.append(ints[d])
+            p = preds[d]
+            if p is NO_NODES:
+                preds[d] = ints[u]
+            elif type(p) is int:
+                preds[d] = [p, ints[u]]
+                self.several.append(d)
+            else:
+                p.append(ints[u])
+        for column, many in ((succ, several_succ), (preds, self.several)):
+            for i in many:  # an upstream feeding a node twice is one upstream
+                distinct = tuple(dict.fromkeys(column[i]))
+                column[i] = distinct[0] if len(distinct) == 1 else distinct
+        self.several = [i for i in self.several if type(preds[i]) is tuple]
+
+    def note_edge(self, u: int, d: int, more: Edge | tuple[str | None, bool] | None) -> bool:
+        """Report an edge that names a node from elsewhere or loops, keep one that is bound
+        or ordering-only (or goes into a node with such) among the incoming edges of its
+        node; False for an edge the graph does not take."""
+        if more is not None and not isinstance(more, tuple):
+            self.problems.extend(more.foreign_end_problems(self.dag))  # an end from elsewhere
+            return False
         if u == d:
-            problems.append(f"cycle: {up_label} -> {up_label}")
-            continue
-        incoming[d].append((u, param, order_only))
-        preds[d].append(u)
-        succ[u].append(d)
-    graph.drop_repeats()
-    return graph
+            self.problems.append(f"cycle: {self.labels[u]} -> {self.labels[u]}")
+            return False
+        into = self.incoming.get(d)
+        if more is not None:
+            if into is None:  # its plain edges so far, then this one
+                into = self.incoming[d] = [(p, None, False) for p in spelled(self.preds[d])]
+            into.append((self.ints[u], *more))
+        elif into is not None:
+            into.append((self.ints[u], None, False))
+        return True
 
 
 def _topological(
-    pnodes: list[PlanNode], succ: list[list[int]], preds: list[list[int]], problems: list[str]
+    labels: list[str],
+    ints: list[int],
+    succ: list[Adjacent],
+    preds: list[Adjacent],
+    indeg: list[int],
+    problems: list[str],
 ) -> list[int]:
-    indeg = [len(p) for p in preds]
-    ready = deque(i for i, d in enumerate(indeg) if d == 0)
+    ready = deque(i for i, d in zip(ints, indeg, strict=True) if d == 0)
     order: list[int] = []
+    popleft, push, append = ready.popleft, ready.append, order.append
     while ready:
-        i = ready.popleft()
-        order.append(i)
-        for s in succ[i]:
+        i = popleft()
+        append(i)
+        s = succ[i]
+        if isinstance(s, int):
             indeg[s] -= 1
             if indeg[s] == 0:
-                ready.append(s)
-    if len(order) < len(pnodes):
+                push(s)
+            continue
+        for t in s:
+            indeg[t] -= 1
+            if indeg[t] == 0:
+                push(t)
+    if len(order) < len(labels):
         left = {i for i, d in enumerate(indeg) if d > 0}
-        cycle = _find_cycle(left, succ, preds)
-        problems.append("cycle: " + " -> ".join(pnodes[i].label for i in cycle))
+        cycle = _find_cycle(left, [spelled(s) for s in succ], [spelled(p) for p in preds])
+        problems.append("cycle: " + " -> ".join(labels[i] for i in cycle))
     return order
 
 
-def _find_cycle(left: set[int], succ: list[list[int]], preds: list[list[int]]) -> list[int]:
+def _find_cycle(
+    left: set[int], succ: list[tuple[int, ...]], preds: list[tuple[int, ...]]
+) -> list[int]:
     """One cycle inside ``left`` (nodes that Kahn's algorithm could not order).
 
     ``left`` also holds nodes that are only downstream of a cycle; they are dropped first,

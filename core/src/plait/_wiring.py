@@ -32,7 +32,7 @@ from plait.errors import DagValidationError
 from plait.introspect import EMPTY, CallableInfo, ParamInfo, type_name
 
 if TYPE_CHECKING:
-    from plait._plan import PlanNode
+    from plait._plan import Adjacent, Columns, NodeSpec
     from plait.dag import CompositeNode, DagNode, MapNode, SwitchNode
 
 __all__ = ["Incoming", "Shape", "Wiring", "map_output_type", "match"]
@@ -95,6 +95,7 @@ class Shape:
 
     __slots__ = (
         "by_name",
+        "composite",
         "context_param",
         "context_type",
         "fits",
@@ -126,6 +127,8 @@ class Shape:
         self.is_async = is_async
         self.inline = inline
         self.is_map = is_map
+        #: the composite node this is the shape of (None for a callable's)
+        self.composite: CompositeNode | None = None
         self.context_param: str | None = None
         self.context_type: Any = None
         self.hint_error: str | None = None
@@ -159,7 +162,9 @@ class Shape:
         branches. Raises DagValidationError when a sub-DAG cannot be a composite's."""
         if node.kind == "switch":
             _value_type, output_type = cast("SwitchNode", node).branch_types()
-            return cls((ParamInfo(name="value", annotation=EMPTY),), output_type, is_async=True)
+            shape = cls((ParamInfo(name="value", annotation=EMPTY),), output_type, is_async=True)
+            shape.composite = node
+            return shape
         sub_in = node.sub_input()
         output_type = node.sub_output_type()
         is_map = node.kind == "map"
@@ -180,7 +185,9 @@ class Shape:
             )
         else:
             params = (sub_in,) if sub_in else ()
-        return cls(params, output_type, is_async=True, is_map=is_map)
+        shape = cls(params, output_type, is_async=True, is_map=is_map)
+        shape.composite = node
+        return shape
 
     def fit(self, out: Any) -> tuple[Any, str | None, bool]:
         """Where a node of this shape takes ``out`` when nothing else feeds it: the rule of
@@ -252,10 +259,10 @@ def _element_match(out: Any, free: list[ParamInfo]) -> Target:
 
 
 # ---------------------------------------------------------------------- map output types
-def map_output_type(elem_type: Any, bindings: Bindings, pnodes: Sequence[PlanNode]) -> Any:
+def map_output_type(elem_type: Any, over: Any) -> Any:
     """A map node over a ``dict[K, V]`` returns ``dict[K, T]``, otherwise ``list[T]``, where
-    ``T`` is its sub-DAG's output type (unannotated stays unannotated)."""
-    over = pnodes[bindings[0][0]].output_type if bindings else EMPTY
+    ``T`` is its sub-DAG's output type (unannotated stays unannotated); ``over`` is the type
+    of what it maps over."""
     mapped = _map_elem(over)
     if mapped is not None and mapped[0] == "dict":
         if _is_loose(elem_type):
@@ -267,184 +274,236 @@ def map_output_type(elem_type: Any, bindings: Bindings, pnodes: Sequence[PlanNod
 
 # ---------------------------------------------------------------------- the steps
 class Wiring:
-    """Wires the nodes of one plan; every problem goes to ``problems``."""
+    """Wires the nodes of one plan, in topological order, into its columns (see
+    :class:`plait._plan.Plan`); every problem goes to ``problems``."""
 
-    __slots__ = ("pnodes", "problems", "shapes")
+    __slots__ = ("columns", "labels", "nodes", "problems", "shapes", "specs")
 
-    def __init__(self, pnodes: Sequence[PlanNode], problems: list[str]) -> None:
-        self.pnodes = pnodes
+    def __init__(
+        self,
+        nodes: Sequence[DagNode],
+        labels: Sequence[str],
+        columns: Columns,
+        problems: list[str],
+    ) -> None:
+        self.nodes = nodes
+        self.labels = labels
+        self.columns = columns
         self.problems = problems
-        #: a callable's shape by the ids of what :attr:`NamespaceNode.info` reads (see
+        #: a callable's shape by the ids of what :attr:`DagNode.info` reads (see
         #: :meth:`callable_shape`)
         self.shapes: dict[tuple[int, int, int], Shape] = {}
+        #: the spec and shape of a callable node by its target (and options, unless they
+        #: are the defaults): every node of one function with one set of options shares them
+        self.specs: dict[Any, tuple[NodeSpec, Shape]] = {}
 
-    def wire(self, pn: PlanNode, edges: list[Incoming]) -> None:
-        """Discover the node's parameters, bind its incoming edges, type a map's output."""
-        shape = self.discover(pn)
-        if shape is None:
-            return  # its parameters are unknown; the problem is reported
-        pn.bindings, pn.input_params = self.bind(pn, shape, edges)
-        if shape.is_map and not cast("MapNode", pn.node).flatten:
-            pn.output_type = map_output_type(shape.output_type, pn.bindings, self.pnodes)
-        if pn.bindings and pn.kind in ("switch", "map"):
-            self.check_switch(pn)
+    def output_type(self, index: int) -> Any:
+        """Node ``index``'s output type (EMPTY when it is unknown)."""
+        spec = self.columns.specs[index]
+        return EMPTY if spec is None else spec.output_type
 
-    def check_switch(self, pn: PlanNode) -> None:
+    def wire(
+        self,
+        order: Sequence[int],
+        upstreams: Sequence[Adjacent],
+        incoming: Mapping[int, list[Incoming]],
+    ) -> None:
+        """Discover each node's parameters, bind its incoming edges (each node has its
+        distinct ``upstreams``, and ``incoming`` edges when one is bound or ordering-only),
+        type a map's output. The first branch is the single-edge fast path (see the module)."""
+        nodes, specs_of = self.nodes, self.specs
+        specs, bindings = self.columns.specs, self.columns.bindings
+        for i in order:  # every node, unless there is a cycle (a problem: no plan then)
+            node = nodes[i]
+            options = node.options
+            found = specs_of.get(node.target if options is None else (node.target, options))
+            if found is None:
+                found = self.discover(i)
+                if found is None:
+                    continue  # its parameters are unknown; the problem is reported
+            spec, shape = found
+            specs[i] = spec
+            ups = upstreams[i]
+            if type(ups) is int and i not in incoming:
+                # one edge by type and a parameter for it: the answer is the same for every
+                # node of this shape, and no problem is possible
+                up = specs[ups]
+                out = EMPTY if up is None else up.output_type
+                fit = shape.fits.get(id(out)) or shape.fit(out)
+                if fit[1] is not None and shape.composite is None:
+                    bindings[i] = fit[1] if not fit[2] else ((ups, fit[1], True),)
+                    continue
+            edges = incoming.get(i) or [
+                (u, None, False) for u in ((ups,) if isinstance(ups, int) else ups)
+            ]
+            bound = self.bind(i, shape, edges)
+            if len(bound) == 1 and not bound[0][2] and ups == bound[0][0]:
+                bindings[i] = bound[0][1]  # its one upstream feeds one parameter
+            else:
+                bindings[i] = bound
+            if shape.composite is not None:
+                self.finish_composite(i, shape, spec, bound)
+
+    def finish_composite(self, i: int, shape: Shape, spec: NodeSpec, bound: Bindings) -> None:
+        """A map node's output type follows what it maps over; a switch node's branches,
+        or those of the switch a map runs per element, must take what they are given."""
+        node = shape.composite
+        assert node is not None
+        if shape.is_map and not cast("MapNode", node).flatten:
+            over = self.output_type(bound[0][0]) if bound else EMPTY
+            spec.output_type = map_output_type(shape.output_type, over)
+        if bound and node.kind in ("switch", "map"):
+            self.check_switch(i, node, bound[0][0])
+
+    def check_switch(self, i: int, node: CompositeNode, u: int) -> None:
         """A switch node's branches, or those of the switch a map runs per element, must
-        take the values its upstream gives."""
-        up = self.pnodes[pn.bindings[0][0]]
-        if pn.kind == "switch":
-            switch = cast("SwitchNode", pn.node)
-            self.problems.extend(switch.value_problems(up.output_type, f"upstream {up.label!r}"))
+        take the values its upstream ``u`` gives."""
+        out, up_label = self.output_type(u), self.labels[u]
+        if node.kind == "switch":
+            switch = cast("SwitchNode", node)
+            self.problems.extend(switch.value_problems(out, f"upstream {up_label!r}"))
             return
-        plan = cast("CompositeNode", pn.node).sub_plan()
-        source = plan.nodes[plan.sources[0]].node
-        elem = _map_elem(up.output_type)
+        plan = node.sub_plan()
+        source = plan.dag_nodes[plan.sources[0]]
+        elem = _map_elem(out)
         if source.kind == "switch" and elem is not None:
-            where = f"map node {pn.label!r} over the elements of {up.label!r}"
+            where = f"map node {self.labels[i]!r} over the elements of {up_label!r}"
             switch = cast("SwitchNode", source)
             self.problems.extend(switch.value_problems(elem[1], where))
 
     # -------------------------------------------------------------- step 1
-    def discover(self, pn: PlanNode) -> Shape | None:
-        """The node's shape, copied onto its plan node; None (a problem reported) if unknown."""
-        node = pn.node
+    def discover(self, i: int) -> tuple[NodeSpec, Shape] | None:
+        """The node's spec and shape; None (a problem reported) if they are unknown."""
+        from plait._plan import NodeSpec  # it imports this module
+
+        node = self.nodes[i]
         if node.kind == "function":
             shape = self.callable_shape(node)
             if shape.hint_error:
-                self.problems.append(f"node {pn.label!r}: {shape.hint_error}")
+                self.problems.append(f"node {self.labels[i]!r}: {shape.hint_error}")
                 return None
-            pn.call = node.call
-            pn.inline = shape.inline
-            pn.fast_inline = shape.inline and node.retries == 0 and node.timeout is None
+            spec = NodeSpec(node)
+            spec.call = node.call
+            spec.inline = shape.inline
+            spec.fast_inline = shape.inline and spec.retries == 0 and spec.timeout is None
         else:
+            composite = cast("CompositeNode", node)
             try:
-                shape = Shape.of_composite(cast("CompositeNode", node))
+                shape = Shape.of_composite(composite)
             except DagValidationError as exc:
                 self.problems.extend(exc.problems)
                 return None
-        pn.param_types = shape.param_types
-        pn.output_type = shape.output_type
-        pn.is_async = shape.is_async
-        pn.context_param = shape.context_param
-        pn.context_type = shape.context_type
-        return shape
+            spec = NodeSpec(node)
+        spec.params = shape.params
+        spec.param_types = shape.param_types
+        spec.output_type = shape.output_type
+        spec.is_async = shape.is_async
+        spec.context_param = shape.context_param
+        spec.context_type = shape.context_type
+        if node.kind != "function":
+            return spec, shape  # a spec of its own: a map's output type is its own
+        key = node.target if node.options is None else (node.target, node.options)
+        self.specs[key] = found = (spec, shape)
+        return found
 
     def callable_shape(self, node: DagNode) -> Shape:
         """The node's shape; nodes sharing a callable, its local names and its call share one.
 
-        Those three are all :attr:`NamespaceNode.info` reads, and the nodes keep them alive
+        Those three are all :attr:`DagNode.info` reads, and the nodes keep them alive
         while compiling, so their ids are a sound key.
         """
-        nsnode = node.nsnode
-        assert nsnode is not None
-        key = (id(nsnode.fn), id(nsnode.localns), id(nsnode.call))
+        key = node.shape_key
         shape = self.shapes.get(key)
         if shape is None:
-            shape = self.shapes[key] = Shape.of_callable(nsnode.info)
+            shape = self.shapes[key] = Shape.of_callable(node.info)
         return shape
 
     # -------------------------------------------------------------- step 2
-    def bind(
-        self, pn: PlanNode, shape: Shape, edges: list[Incoming]
-    ) -> tuple[Bindings, tuple[ParamInfo, ...]]:
-        """The node's bindings, and the parameters left to run inputs (a source node's)."""
-        if len(edges) == 1:
-            # the common case, one edge by type and a required parameter for it: no problem
-            # is possible, and the answer is the same for every node of this shape
-            u, bound, order_only = edges[0]
-            if bound is None and not order_only:
-                _out, name, collect = shape.fit(self.pnodes[u].output_type)
-                if name is not None:
-                    return ((u, name, collect),), ()
-        feeds = self.explicit_binds(pn, shape, edges)
-        self.match_by_type(pn, shape, edges, feeds)
-        bindings = self.check_conflicts(pn, shape, feeds)
-        return bindings, self.check_required(pn, shape, edges, feeds)
+    def bind(self, i: int, shape: Shape, edges: list[Incoming]) -> Bindings:
+        """The node's bindings (a source node's parameters are its run inputs)."""
+        feeds = self.explicit_binds(i, shape, edges)
+        self.match_by_type(i, shape, edges, feeds)
+        bindings = self.check_conflicts(i, shape, feeds)
+        if edges:
+            self.check_required(i, shape, edges, feeds)
+        return bindings
 
-    def explicit_binds(self, pn: PlanNode, shape: Shape, edges: list[Incoming]) -> Feeds:
+    def explicit_binds(self, i: int, shape: Shape, edges: list[Incoming]) -> Feeds:
         """Edges bound to a parameter by name (``b.bind(x=a)``), which must exist."""
         feeds: Feeds = {}
+        label = self.labels[i]
         for u, bound, order_only in edges:
             if order_only or bound is None:
                 continue
             param = shape.by_name.get(bound)
             if param is None:
-                ctx_note = " (it is the DagContext parameter)" if bound == pn.context_param else ""
+                ctx_note = (
+                    " (it is the DagContext parameter)" if bound == shape.context_param else ""
+                )
                 self.problems.append(
-                    f"edge {self.pnodes[u].label!r} -> {pn.label!r}: node {pn.label!r} has no "
+                    f"edge {self.labels[u]!r} -> {label!r}: node {label!r} has no "
                     f"parameter {bound!r}{ctx_note} (parameters: {_describe_params(shape.params)})"
                 )
                 continue
-            out = self.pnodes[u].output_type
+            out = self.output_type(u)
             collect = _list_elem(param.annotation) is not None and out != param.annotation
             feeds.setdefault(bound, []).append((u, collect))
         return feeds
 
-    def match_by_type(
-        self, pn: PlanNode, shape: Shape, edges: list[Incoming], feeds: Feeds
-    ) -> None:
+    def match_by_type(self, i: int, shape: Shape, edges: list[Incoming], feeds: Feeds) -> None:
         """Each edge without a parameter feeds the parameter its upstream's type fits."""
         free = [p for p in shape.params if p.name not in feeds]
         for u, bound, order_only in edges:
             if order_only or bound is not None:
                 continue
-            up = self.pnodes[u]
-            target = match(up.output_type, free, feeds, shape.is_map)
+            out = self.output_type(u)
+            target = match(out, free, feeds, shape.is_map)
             if isinstance(target, tuple):
                 param, collect = target
                 feeds.setdefault(param.name, []).append((u, collect))
             elif target:
-                self.problems.append(_ambiguous(up, pn, target))
+                self.problems.append(_ambiguous(self.labels[u], out, self.labels[i], target))
             elif shape.params:  # a node without parameters only waits for its upstream
-                self.problems.append(_no_fit(up, pn, shape.params))
+                self.problems.append(_no_fit(self.labels[u], out, self.labels[i], shape.params))
 
-    def check_conflicts(self, pn: PlanNode, shape: Shape, feeds: Feeds) -> Bindings:
+    def check_conflicts(self, i: int, shape: Shape, feeds: Feeds) -> Bindings:
         """The bindings; several upstreams may feed one parameter only if it collects them."""
         bindings: list[tuple[int, str, bool]] = []
         for name, fed in feeds.items():
             if len(fed) > 1 and not all(collect for _, collect in fed):
-                ups = ", ".join(repr(self.pnodes[u].label) for u, _ in fed)
+                ups = ", ".join(repr(self.labels[u]) for u, _ in fed)
                 self.problems.append(
-                    f"node {pn.label!r}: parameter {shape.by_name[name].describe()} is fed by "
-                    f"several upstreams ({ups}); give it a list type to collect them, or bind "
+                    f"node {self.labels[i]!r}: parameter {shape.by_name[name].describe()} is fed "
+                    f"by several upstreams ({ups}); give it a list type to collect them, or bind "
                     "each upstream to its own parameter"
                 )
             bindings.extend((u, name, collect) for u, collect in fed)
         return tuple(bindings)
 
-    def check_required(
-        self, pn: PlanNode, shape: Shape, edges: list[Incoming], feeds: Feeds
-    ) -> tuple[ParamInfo, ...]:
-        """A node with upstreams must have each required parameter fed; a source node's
-        parameters are its run inputs (returned)."""
-        if not edges:
-            return tuple(p for p in shape.params if p.name not in feeds)
+    def check_required(self, i: int, shape: Shape, edges: list[Incoming], feeds: Feeds) -> None:
+        """A node with upstreams must have each required parameter fed."""
         for p in shape.params:
             if p.required and p.name not in feeds:
-                ups = ", ".join(sorted({repr(self.pnodes[u].label) for u, _p, _o in edges}))
+                ups = ", ".join(sorted({repr(self.labels[u]) for u, _p, _o in edges}))
                 self.problems.append(
-                    f"node {pn.label!r}: required parameter {p.describe()} is fed by nothing "
-                    f"(upstreams: {ups}); add an edge, bind one, or give it a default"
+                    f"node {self.labels[i]!r}: required parameter {p.describe()} is fed by "
+                    f"nothing (upstreams: {ups}); add an edge, bind one, or give it a default"
                 )
-        return ()
 
 
-def _no_fit(up: PlanNode, pn: PlanNode, params: Sequence[ParamInfo]) -> str:
-    label = pn.label
+def _no_fit(up: str, out: Any, label: str, params: Sequence[ParamInfo]) -> str:
     return (
-        f"edge {up.label!r} -> {label!r}: {up.label!r} returns {type_name(up.output_type)}, "
+        f"edge {up!r} -> {label!r}: {up!r} returns {type_name(out)}, "
         f"which fits no parameter of {label!r} ({_describe_params(params)}); bind it "
-        f"with {label}.bind(param={up.label}) or make it ordering-only with "
-        f"{label}.after({up.label})"
+        f"with {label}.bind(param={up}) or make it ordering-only with "
+        f"{label}.after({up})"
     )
 
 
-def _ambiguous(up: PlanNode, pn: PlanNode, params: list[ParamInfo]) -> str:
-    label = pn.label
+def _ambiguous(up: str, out: Any, label: str, params: list[ParamInfo]) -> str:
     return (
-        f"edge {up.label!r} -> {label!r}: {up.label!r} returns {type_name(up.output_type)}, "
+        f"edge {up!r} -> {label!r}: {up!r} returns {type_name(out)}, "
         f"which matches several parameters of {label!r}: "
         f"{', '.join(p.describe() for p in params)}; bind it explicitly with "
-        f"{label}.bind({params[0].name}={up.label})"
+        f"{label}.bind({params[0].name}={up})"
     )

@@ -151,7 +151,7 @@ class Config:
 
         dag = self.dag(nsref)
         plan = dag.plan()
-        given = source_inputs(nsref, [plan.nodes[i] for i in plan.sources], inputs)
+        given = source_inputs(nsref, [plan.node(i) for i in plan.sources], inputs)
         async with self.runner(dag) as runner:
             return await runner.run(source_inputs=given, dag_nsref=nsref)
 

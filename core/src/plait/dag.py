@@ -25,7 +25,7 @@ from plait.errors import (
     SwitchKeyError,
 )
 from plait.factory import DagFactory, stand_in
-from plait.introspect import EMPTY, CallableInfo, ParamInfo, type_name
+from plait.introspect import EMPTY, CallableInfo, ParamInfo, describe, type_name
 from plait.namespace import Namespace, NamespaceNode
 from plait.run_inputs import source_inputs
 
@@ -47,6 +47,7 @@ __all__ = [
 
 _NOT_IDENT = re.compile(r"\W")
 _FUNCTION = types.FunctionType
+_new = object.__new__
 
 
 class Edge:
@@ -86,7 +87,12 @@ class DagNode:
 
     kind = "function"
 
-    __slots__ = ("dag", "executor", "label", "nsnode", "retries", "retry_backoff", "timeout")
+    #: ``target``: what the node runs: its namespace entry, or a plain function that the
+    #: namespace registers on first look (:meth:`Namespace.defer`); None for a composite.
+    #: ``options``: None for the defaults, else (executor, retries, retry_backoff,
+    #: timeout). ``index``: its position in its Dag. ``_in``: the upstream of its first
+    #: plain edge (to find the same edge added again). Read them, do not set them.
+    __slots__ = ("_in", "dag", "index", "label", "options", "target")
 
     def __init__(
         self,
@@ -99,18 +105,33 @@ class DagNode:
         retry_backoff: float = 0.1,
         timeout: float | None = None,
     ) -> None:
-        if not (retries == 0 and retry_backoff == 0.1 and timeout is None and executor is None) or (
-            type(retries) is not int or type(retry_backoff) is not float
-        ):
-            # anything but the defaults (the common case, checked by the cheap test above)
-            _check_node_options(label, executor, retries, retry_backoff, timeout)
+        self.options = _node_options(label, executor, retries, retry_backoff, timeout)
         self.dag = dag
         self.label = label
-        self.nsnode = nsnode
-        self.executor = executor
-        self.retries = retries
-        self.retry_backoff = float(retry_backoff)
-        self.timeout = None if timeout is None else float(timeout)
+        self.target: NamespaceNode | Callable[..., Any] | None = nsnode
+        self.index = -1
+        self._in: DagNode | None = None
+
+    # ------------------------------------------------------------------ options
+    @property
+    def executor(self) -> str | None:
+        options = self.options
+        return None if options is None else options[0]
+
+    @property
+    def retries(self) -> int:
+        options = self.options
+        return 0 if options is None else options[1]
+
+    @property
+    def retry_backoff(self) -> float:
+        options = self.options
+        return 0.1 if options is None else options[2]
+
+    @property
+    def timeout(self) -> float | None:
+        options = self.options
+        return None if options is None else options[3]
 
     # ------------------------------------------------------------------ wiring sugar
     def __rshift__(self, other: DagNode | Sequence[DagNode]) -> Any:
@@ -145,22 +166,56 @@ class DagNode:
 
     # ------------------------------------------------------------------ description
     @property
+    def nsnode(self) -> NamespaceNode | None:
+        """The node's namespace entry (None for a composite)."""
+        entry = self.target
+        if entry is None or type(entry) is NamespaceNode:
+            return entry
+        namespace = self.dag.namespace
+        namespace.settle()  # it registers this node's function at its label
+        return namespace.get(self.label)
+
+    @property
     def info(self) -> CallableInfo:
-        assert self.nsnode is not None
-        return self.nsnode.info
+        entry = self.target
+        assert entry is not None
+        if type(entry) is NamespaceNode:
+            return entry.info
+        return describe(entry)  # what its entry will read: the function, no local names
 
     @property
     def call(self) -> Callable[..., Any]:
-        assert self.nsnode is not None
-        return self.nsnode.call
+        entry = self.target
+        assert entry is not None
+        return entry.call if type(entry) is NamespaceNode else entry
+
+    @property
+    def shape_key(self) -> tuple[int, int, int]:
+        """The ids of what :attr:`info` reads (function, local names, call): nodes with one
+        key have one signature."""
+        entry = self.target
+        assert entry is not None
+        if type(entry) is NamespaceNode:
+            return (id(entry.fn), id(entry.localns), id(entry.call))
+        return (id(entry), id(None), id(entry))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label!r}>"
 
 
-def _check_node_options(
-    label: str, executor: object, retries: object, retry_backoff: object, timeout: object
-) -> None:
+def _node_options(
+    label: str, executor: Any, retries: Any, retry_backoff: Any, timeout: Any
+) -> tuple[str | None, int, float, float | None] | None:
+    """A node's options (None for the defaults); ArgumentError naming the node if wrong."""
+    if (
+        retries == 0
+        and retry_backoff == 0.1
+        and timeout is None
+        and executor is None
+        and type(retries) is int
+        and type(retry_backoff) is float
+    ):
+        return None  # the common case, checked by the cheap test above
     where = f"node {label!r}"
     if executor is not None:
         arguments.instance(executor, str, name="executor", where=where)
@@ -168,6 +223,7 @@ def _check_node_options(
     arguments.seconds(retry_backoff, name="retry_backoff", where=where, zero=True)
     if timeout is not None:
         arguments.seconds(timeout, name="timeout", where=where, zero=False)
+    return (executor, retries, float(retry_backoff), None if timeout is None else float(timeout))
 
 
 class CompositeNode(DagNode):
@@ -192,15 +248,15 @@ class CompositeNode(DagNode):
         if len(plan.sources) != 1:
             problems.append(
                 f"{what} must have exactly one source node, it has {len(plan.sources)}: "
-                f"{', '.join(plan.nodes[i].label for i in plan.sources) or 'none'}"
+                f"{', '.join(plan.labels[i] for i in plan.sources) or 'none'}"
             )
         if len(plan.sinks) != 1:
             problems.append(
                 f"{what} must have exactly one sink node, it has {len(plan.sinks)}: "
-                f"{', '.join(plan.nodes[i].label for i in plan.sinks) or 'none'}"
+                f"{', '.join(plan.labels[i] for i in plan.sinks) or 'none'}"
             )
         if not problems:
-            src = plan.nodes[plan.sources[0]]
+            src = plan.node(plan.sources[0])
             if len(src.input_params) > 1 or any(p.required for p in src.input_params[1:]):
                 problems.append(
                     f"{self.kind} node {self.label!r}: the source {src.label!r} of sub-DAG "
@@ -214,13 +270,13 @@ class CompositeNode(DagNode):
     def sub_input(self) -> ParamInfo | None:
         """The parameter of the sub-DAG's source that takes this node's input, if any."""
         plan = self.sub_plan()
-        params = plan.nodes[plan.sources[0]].input_params
+        params = plan.node(plan.sources[0]).input_params
         return params[0] if params else None
 
     def sub_output_type(self) -> Any:
         """The output type of the sub-DAG's sink (of each element's run, for a map)."""
         plan = self.sub_plan()
-        return plan.nodes[plan.sinks[0]].output_type
+        return plan.specs[plan.sinks[0]].output_type
 
 
 class CallNode(CompositeNode):
@@ -330,10 +386,10 @@ class SwitchNode(CompositeNode):
                 problems.extend(exc.problems)
         found: dict[str, tuple[Any, Any]] = {}  # "input"/"output" -> (type, first key)
         for key, plan in plans.items():
-            params = plan.nodes[plan.sources[0]].input_params
+            params = plan.node(plan.sources[0]).input_params
             sides = {
                 "input": params[0].annotation if params else EMPTY,
-                "output": plan.nodes[plan.sinks[0]].output_type,
+                "output": plan.specs[plan.sinks[0]].output_type,
             }
             for side, tp in sides.items():
                 if _is_loose(tp):
@@ -367,7 +423,7 @@ class SwitchNode(CompositeNode):
         problems = []
         for key, sub in self.branches.items():
             plan = self.plan_of(sub)
-            params = plan.nodes[plan.sources[0]].input_params
+            params = plan.node(plan.sources[0]).input_params
             want = params[0].annotation if params else EMPTY
             if not _is_loose(want) and want != value_type:
                 problems.append(
@@ -385,13 +441,22 @@ class Dag:
         if namespace is not None:
             arguments.instance(namespace, Namespace, name="namespace", where="Dag()")
         self.namespace = namespace if namespace is not None else Namespace()
+        #: the nodes by label, in the order they were added (a node's ``index`` is its
+        #: position here)
         self._nodes: dict[str, DagNode] = {}
-        #: Edges in the order they were added, by key. The value is None for an edge between
-        #: two of this Dag's nodes (they are found by label), and the :class:`Edge` itself for
-        #: one naming a node from elsewhere, which validation reports. A key holds only
-        #: strings, None and a bool, so the garbage collector soon stops tracking it: a large
-        #: Dag costs the collector its nodes and no more (issue 7).
-        self._edges: dict[EdgeKey, Edge | None] = {}
+        #: the edges in the order they were added: the positions of their ends in
+        #: ``_nodes`` (-1 for an end that is not one of this Dag's nodes); an edge that
+        #: binds a parameter or only orders has (param, order_only) in ``_extra`` under its
+        #: position, one naming a node from elsewhere its :class:`Edge`, which validation
+        #: reports. Lists of shared ints hold no object per edge (issues 7 and 18).
+        self._ups: list[int] = []
+        self._downs: list[int] = []
+        self._extra: dict[int, Edge | tuple[str | None, bool]] = {}
+        #: keys (up, down, param, order_only) of the edges ``_in`` does not find: a second
+        #: upstream's plain edge, and every bound or ordering-only one
+        self._keys: set[tuple[int, int, str | None, bool]] = set()
+        #: keys by labels of the edges naming a node from elsewhere
+        self._foreign: set[EdgeKey] = set()
         self._plan: Plan | None = None
 
     # ------------------------------------------------------------------ building
@@ -408,50 +473,82 @@ class Dag:
         """Add a node. A plain callable is registered in the Dag's namespace; a Dag (or a
         ``@dag_factory``) becomes a :class:`CallNode`. ``executor`` picks the executor for a
         sync callable by name."""
-        if type(target) is not _FUNCTION and not isinstance(target, Dag):
+        if type(target) is not _FUNCTION or "<locals>" in target.__qualname__:
+            return self._node_of(target, label, executor, retries, retry_backoff, timeout)
+        # a module-level function: the path of every node of a large DAG
+        label = label or target.__name__
+        if type(label) is not str or not label or label in self._nodes:
+            self._check_label(label)  # raises
+        options = None  # the defaults (the test _node_options makes first, without a call)
+        if not (
+            executor is None
+            and timeout is None
+            and retries == 0
+            and retry_backoff == 0.1
+            and type(retries) is int
+            and type(retry_backoff) is float
+        ):
+            options = _node_options(label, executor, retries, retry_backoff, timeout)
+        node = _new(DagNode)
+        node.dag = self
+        node.label = label
+        node.target = target
+        node.options = options
+        node._in = None
+        if not self.namespace.defer(node, self):  # registered on first look, or now:
+            node.target = self.namespace.register_free(target, self._free_base(label))
+        node.index = len(self._nodes)
+        self._nodes[label] = node
+        self._plan = None
+        return node
+
+    def _node_of(
+        self,
+        target: Callable[..., Any] | NamespaceNode | Dag | DagFactory[Any],
+        label: str | None,
+        executor: str | None,
+        retries: int,
+        retry_backoff: float,
+        timeout: float | None,
+    ) -> DagNode:
+        """:meth:`node` for anything but a module-level function."""
+        options: dict[str, Any] = {
+            "executor": executor,
+            "retries": retries,
+            "retry_backoff": retry_backoff,
+            "timeout": timeout,
+        }
+        if not isinstance(target, Dag):
             stand = stand_in(target)
             if stand is not None:
                 target, label = stand[0], label or stand[1]
         if isinstance(target, Dag):
             label = label or target.nsref
             self._check_label(label)
-            node: DagNode = CallNode(
-                self,
-                label,
-                target,
-                executor=executor,
-                retries=retries,
-                retry_backoff=retry_backoff,
-                timeout=timeout,
-            )
+            return self._add(CallNode(self, label, target, **options))
+        if isinstance(target, NamespaceNode):
+            nsnode = target
+            label = label or target.name
         else:
-            if isinstance(target, NamespaceNode):
-                nsnode = target
-                label = label or target.name
-            else:
-                if not callable(target):
-                    raise ArgumentTypeError(
-                        "dag.node(): target must be a callable, a NamespaceNode or a Dag, "
-                        f"got {target!r:.60}"
-                    )
-                label = label or getattr(target, "__name__", None) or type(target).__name__
-                localns = None
-                if "<locals>" in getattr(target, "__qualname__", ""):
-                    # a nested function: its annotations may name the caller's local types
-                    localns = dict(sys._getframe(1).f_locals)
-                self._check_label(label)
-                nsnode = self.namespace.register_free(target, self._free_base(label), localns)
+            if not callable(target):
+                raise ArgumentTypeError(
+                    "dag.node(): target must be a callable, a NamespaceNode or a Dag, "
+                    f"got {target!r:.60}"
+                )
+            label = label or getattr(target, "__name__", None) or type(target).__name__
+            localns = None
+            if "<locals>" in getattr(target, "__qualname__", ""):
+                # a nested function: its annotations may name the caller's local types
+                localns = dict(sys._getframe(2).f_locals)
             self._check_label(label)
-            node = DagNode(
-                self,
-                label,
-                nsnode,
-                executor=executor,
-                retries=retries,
-                retry_backoff=retry_backoff,
-                timeout=timeout,
-            )
-        self._nodes[label] = node
+            _node_options(label, executor, retries, retry_backoff, timeout)  # checked first
+            nsnode = self.namespace.register_free(target, self._free_base(label), localns)
+        self._check_label(label)
+        return self._add(DagNode(self, label, nsnode, **options))
+
+    def _add(self, node: DagNode) -> DagNode:
+        node.index = len(self._nodes)
+        self._nodes[node.label] = node
         self._plan = None
         return node
 
@@ -491,8 +588,7 @@ class Dag:
             retries=retries,
             timeout=timeout,
         )
-        self._nodes[label] = node
-        self._plan = None
+        self._add(node)
         return node
 
     def switch(
@@ -535,24 +631,41 @@ class Dag:
                     f"got {target!r}"
                 )
         node = SwitchNode(self, label, subs, select=select, retries=retries, timeout=timeout)
-        self._nodes[label] = node
-        self._plan = None
+        self._add(node)
         return node
 
     def _detach(self, node: SwitchNode) -> Dag:
         """Move ``node`` (of this Dag, without edges) into a one-node Dag of its own."""
         label = node.label
-        if not self._holds(node) or any(label in key[:2] for key in self._edges):
+        if not self._holds(node) or self._touches(node):
             raise ValueError(
                 f"dag.map() takes a switch node of DAG {self.nsref!r} that nothing is "
                 f"connected to; {label!r} is not one"
             )
-        del self._nodes[label]
+        # a new dict: a plan compiled before finds its nodes by label in the old one
+        self._nodes = {key: kept for key, kept in self._nodes.items() if kept is not node}
+        gone = node.index
+        for later in list(self._nodes.values())[gone:]:
+            later.index -= 1
+        self._ups = [i - 1 if i > gone else i for i in self._ups]
+        self._downs = [i - 1 if i > gone else i for i in self._downs]
+        self._keys = {(u - (u > gone), d - (d > gone), p, o) for u, d, p, o in self._keys}
         self._plan = None
         sub = Dag(label)
         node.dag = sub
-        sub._nodes[label] = node
+        sub._add(node)
         return sub
+
+    def _touches(self, node: DagNode) -> bool:
+        """Does an edge name ``node``'s label at either end?"""
+        i = node.index
+        if i in self._ups or i in self._downs:
+            return True
+        return any(
+            node.label in (e.upstream.label, e.downstream.label)
+            for e in self._extra.values()
+            if isinstance(e, Edge)
+        )
 
     def _check_label(self, label: str) -> None:
         if not isinstance(label, str):
@@ -585,25 +698,65 @@ class Dag:
         order_only: bool = False,
     ) -> DagNode:
         """Add ``upstream -> downstream``; returns ``downstream``. Same edge twice is one."""
-        for end in (upstream, downstream):
-            if not isinstance(end, DagNode):
-                raise ArgumentTypeError(f"edges connect DagNodes, got {end!r:.60}")
-        key = (upstream.label, downstream.label, param, order_only)
-        edges = self._edges
-        if key in edges:
-            return downstream
+        if not (isinstance(upstream, DagNode) and isinstance(downstream, DagNode)):
+            # callers are not always typed: say which end is not a node
+            end = downstream if isinstance(upstream, DagNode) else upstream  # type: ignore[unreachable]
+            raise ArgumentTypeError(f"edges connect DagNodes, got {end!r:.60}")
         nodes = self._nodes
-        if (
+        if not (
             upstream.dag is self
             and downstream.dag is self
-            and nodes.get(key[0]) is upstream
-            and nodes.get(key[1]) is downstream
+            and nodes.get(upstream.label) is upstream
+            and nodes.get(downstream.label) is downstream
         ):
-            edges[key] = None  # both ends are this Dag's own: found by label when compiled
-        else:
-            edges[key] = Edge(upstream, downstream, param, order_only)
-        self._plan = None
+            self._connect_foreign(upstream, downstream, param, order_only)
+        elif param is None and not order_only and downstream._in is None and not self._foreign:
+            # the first plain edge into a node (every edge of a chain): new, and no key kept
+            downstream._in = upstream
+            self._ups.append(upstream.index)
+            self._downs.append(downstream.index)
+            self._plan = None
+        elif not self._has_edge(upstream, downstream, param, order_only):
+            if param is None and not order_only and downstream._in is None:
+                downstream._in = upstream
+            else:
+                self._keys.add((upstream.index, downstream.index, param, order_only))
+                if param is not None or order_only:
+                    self._extra[len(self._ups)] = (param, order_only)
+            self._ups.append(upstream.index)
+            self._downs.append(downstream.index)
+            self._plan = None
         return downstream
+
+    def _has_edge(
+        self, upstream: DagNode, downstream: DagNode, param: str | None, order_only: bool
+    ) -> bool:
+        """Is there an edge ``upstream -> downstream`` (two of this Dag's nodes) already, or
+        one between nodes from elsewhere with the same labels?"""
+        if param is None and not order_only and downstream._in is upstream:
+            return True
+        if (upstream.index, downstream.index, param, order_only) in self._keys:
+            return True
+        foreign = self._foreign
+        return bool(foreign) and (upstream.label, downstream.label, param, order_only) in foreign
+
+    def _connect_foreign(
+        self, upstream: DagNode, downstream: DagNode, param: str | None, order_only: bool
+    ) -> None:
+        """Keep an edge naming a node from elsewhere, for validation to report, unless an
+        edge between nodes of the same labels is there already."""
+        key = (upstream.label, downstream.label, param, order_only)
+        if key in self._foreign:
+            return
+        nodes = self._nodes
+        up, down = nodes.get(key[0]), nodes.get(key[1])
+        if up is not None and down is not None and self._has_edge(up, down, param, order_only):
+            return
+        self._foreign.add(key)
+        self._extra[len(self._ups)] = Edge(upstream, downstream, param, order_only)
+        self._ups.append(-1)
+        self._downs.append(-1)
+        self._plan = None
 
     def _holds(self, node: DagNode) -> bool:
         return node.dag is self and self._nodes.get(node.label) is node
@@ -623,11 +776,18 @@ class Dag:
     @property
     def edges(self) -> list[Edge]:
         """The edges in the order they were added (records made for this call)."""
-        nodes = self._nodes
-        return [
-            Edge(nodes[key[0]], nodes[key[1]], key[2], key[3]) if edge is None else edge
-            for key, edge in self._edges.items()
-        ]
+        nodes = list(self._nodes.values())
+        extra = self._extra
+        edges = []
+        for at, (u, d) in enumerate(zip(self._ups, self._downs, strict=True)):
+            more = extra.get(at)
+            if more is None:
+                edges.append(Edge(nodes[u], nodes[d], None, False))
+            elif isinstance(more, Edge):
+                edges.append(more)
+            else:
+                edges.append(Edge(nodes[u], nodes[d], *more))
+        return edges
 
     def __getitem__(self, label: str) -> DagNode:
         try:
@@ -645,7 +805,7 @@ class Dag:
     def plan(self) -> Plan:
         """The compiled plan (validated); cached until the Dag changes."""
         if self._plan is None:
-            self._plan = compile_plan(self, self._nodes, self._edges)
+            self._plan = compile_plan(self, self._nodes, self._ups, self._downs, self._extra)
         return self._plan
 
     # ------------------------------------------------------------------ running
@@ -656,7 +816,7 @@ class Dag:
         from plait.runner import DagRunner
 
         plan = self.plan()
-        inputs = source_inputs(self.nsref, [plan.nodes[i] for i in plan.sources], kwargs)
+        inputs = source_inputs(self.nsref, [plan.node(i) for i in plan.sources], kwargs)
         return await DagRunner(self).run(source_inputs=inputs)
 
     # ------------------------------------------------------------------ rendering
@@ -675,4 +835,4 @@ class Dag:
         return render.to_dot(self, statuses)
 
     def __repr__(self) -> str:
-        return f"<Dag {self.nsref!r}: {len(self._nodes)} nodes, {len(self._edges)} edges>"
+        return f"<Dag {self.nsref!r}: {len(self._nodes)} nodes, {len(self._ups)} edges>"

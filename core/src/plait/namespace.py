@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 
@@ -141,6 +141,16 @@ class NamespaceNode:
         return f"<NamespaceNode {self.nsref}>"
 
 
+class DeferredEntry(Protocol):
+    """What :meth:`Namespace.defer` registers on first look: ``call`` at the leaf ``label``."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def call(self) -> Callable[..., Any]: ...
+
+
 class Namespace:
     """Callables by nsref. Branches are reachable by attribute: ``ns.a.b.name(...)``."""
 
@@ -149,6 +159,39 @@ class Namespace:
     def __init__(self) -> None:
         self._leaves: dict[str, NamespaceNode] = {}
         self._branches: dict[str, Namespace] = {}
+        #: entries registered on first look (see :meth:`defer`), in the order they came, and
+        #: the one owner (a Dag) whose labels they are
+        self._deferred: list[DeferredEntry] = []
+        self._deferred_owner: object = None
+
+    def defer(self, entry: DeferredEntry, owner: object) -> bool:
+        """Register ``entry.call`` at the leaf ``entry.label`` when the namespace is next
+        looked at, as if now; False (nothing done) unless that leaf is a free ASCII
+        identifier. ``owner`` (a Dag) keeps the labels of its entries distinct, so two
+        deferred entries never claim one leaf: what :meth:`plait.dag.Dag.node` does for
+        every plain function, without a :class:`NamespaceNode` per node until one is asked
+        for. Every other method settles the deferred entries first, in order."""
+        leaf = entry.label
+        if not (leaf.isascii() and leaf.isidentifier()):
+            return False
+        if owner is not self._deferred_owner:
+            self.settle()
+            self._deferred_owner = owner
+        if leaf in self._leaves or leaf in self._branches:
+            return False
+        self._deferred.append(entry)
+        return True
+
+    def settle(self) -> None:
+        """Register the deferred entries (see :meth:`defer`)."""
+        deferred = self._deferred
+        if deferred:
+            self._deferred = []
+            leaves = self._leaves
+            for entry in deferred:
+                leaf = entry.label
+                leaves[leaf] = NamespaceNode(entry.call, leaf)
+        self._deferred_owner = None
 
     def register(
         self,
@@ -169,6 +212,7 @@ class Namespace:
         that ``decorator`` serves through a cache (:func:`plait.register_cached_callable`
         sets both).
         """
+        self.settle()
         carried = None
         if isinstance(fn, NamespaceNode):
             decorator = decorator or fn.decorator
@@ -253,6 +297,7 @@ class Namespace:
     ) -> NamespaceNode:
         """Register ``fn`` at the leaf ``base`` (an identifier), or ``base_2``, ``base_3``...
         when it is taken: what :meth:`plait.dag.Dag.node` does for every plain callable."""
+        self.settle()
         leaves, leaf, n = self._leaves, base, 1
         plain = base.isascii() and base.isidentifier()
         while (leaf in leaves) if plain else (leaf in self):
@@ -265,6 +310,7 @@ class Namespace:
 
     def get(self, nsref: str) -> NamespaceNode:
         """The node at ``nsref``; :class:`NsrefError` naming it when there is none."""
+        self.settle()
         branches, leaf = parse_nsref(nsref)
         target = self._branch(branches, create=False, nsref=nsref)
         try:
@@ -273,6 +319,7 @@ class Namespace:
             raise NsrefError(f"nothing is registered at nsref {nsref!r}") from None
 
     def __contains__(self, nsref: object) -> bool:
+        self.settle()
         if type(nsref) is str and nsref.isascii() and nsref.isidentifier():
             return nsref in self._leaves  # a bare ASCII leaf (no branches): the fast path
         if not isinstance(nsref, str):
@@ -284,6 +331,7 @@ class Namespace:
         return True
 
     def _branch(self, branches: tuple[str, ...], *, create: bool, nsref: str) -> Namespace:
+        self.settle()
         ns = self
         for part in branches:
             child = ns._branches.get(part)
@@ -302,8 +350,10 @@ class Namespace:
         return ns
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith(("__", "_deferred")):
             raise AttributeError(name)
+        if self.__dict__.get("_deferred"):
+            self.settle()
         branches = self.__dict__.get("_branches", {})
         if name in branches:
             return branches[name]
@@ -314,6 +364,7 @@ class Namespace:
 
     def __iter__(self) -> Iterator[NamespaceNode]:
         """Every registered node, depth first."""
+        self.settle()
         yield from self._leaves.values()
         for branch in self._branches.values():
             yield from branch

@@ -54,7 +54,7 @@ class DagRunResult:
         """The result of the run ``state`` that ended with ``status`` (because of ``exc``)."""
         outputs = {}
         if status is RunStatus.COMPLETED:
-            outputs = {state.plan.nodes[i].label: state.values[i] for i in state.plan.sinks}
+            outputs = {state.plan.labels[i]: state.values[i] for i in state.plan.sinks}
         return cls(
             run_id=state.run_id,
             status=status,

@@ -56,7 +56,7 @@ def sub_run(
 ) -> RunState:
     """The state of a new call sub-run (its inputs checked: an InputError names them)."""
     plan = entry_plan(state, caller, nsref)
-    label = plan.nodes[0].label
+    label = plan.labels[0]
     inputs = {label: kwargs}
     plan.structure_inputs(inputs, stored=state.prov.stores_values)
     calls = state.calls
@@ -151,7 +151,7 @@ def _begin(
 ) -> tuple[RunState, PlanNode, Any]:
     """On the event loop: the sub-run and its node's ``running`` record."""
     st = sub_run(env, state, caller, nsref, kwargs)
-    node = st.plan.nodes[0]
+    node = st.plan.node(0)
     recording.run_started(env.host, st, {}, copied=False)
     begun = None
     if st.recording:

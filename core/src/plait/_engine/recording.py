@@ -196,14 +196,14 @@ def run_closed(state: RunState, status: RunStatus, exc: BaseException | None) ->
                 [
                     NodeRecord(
                         run_id=state.run_id,
-                        label=pn.label,
+                        label=state.plan.labels[i],
                         status=NodeStatus.PENDING,
                         updated_at=now,
-                        node_type=pn.kind,
-                        attempt=state.attempts[pn.index],
+                        node_type=state.plan.specs[i].kind,
+                        attempt=state.attempts[i],
                     )
-                    for pn in state.plan.nodes
-                    if state.status[pn.index] is NodeStatus.PENDING
+                    for i, status in enumerate(state.status)
+                    if status is NodeStatus.PENDING
                 ]
             )
         state.prov.write_run(run)
@@ -230,14 +230,14 @@ def begin(
         except ConversionError:
             inputs[k] = f"<unstorable {type(v).__qualname__}>"
     if node.bindings:
-        nodes = state.plan.nodes
+        labels = state.plan.labels
         attempts = state.attempts
         run_id = state.run_id
         state.prov.write_edges(
             [
                 EdgeRecord(
                     run_id=run_id,
-                    upstream=nodes[u].label,
+                    upstream=labels[u],
                     downstream=node.label,
                     parameter=param,
                     traversed_at=now,

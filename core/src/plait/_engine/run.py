@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import anyio.abc
 
-from plait._plan import Plan, PlanNode
+from plait._plan import Plan, PlanNode, spelled
 from plait.context import DagContext
 from plait.converter import JSON_SCALARS, json_equal, structure, to_json_safe
 from plait.dag import CompositeNode
@@ -49,7 +49,7 @@ class RunState:
         log_level: int | None = None,
         log_limit: int = DEFAULT_LIMIT,
     ) -> None:
-        n = len(plan.nodes)
+        n = len(plan)
         self.plan = plan
         self.run = run
         self.run_id = run.run_id
@@ -67,7 +67,7 @@ class RunState:
         self.values: list[Any] = [NOT_DONE] * n
         self.status: list[NodeStatus] = [NodeStatus.PENDING] * n
         self.attempts: list[int] = [0] * n
-        self.remaining: list[int] = [p.n_upstream for p in plan.nodes]
+        self.remaining: list[int] = plan.n_upstream.copy()
         self.ready: deque[int] = deque()
         self.data: dict[str, Any] = {}
         self.stopping = False
@@ -99,8 +99,12 @@ class RunState:
 
         return await calls.acall(self.env, self, caller, nsref, kwargs)
 
-    def context_of(self, node: PlanNode) -> DagContext:
-        """The context of ``node`` in this run (of the class its parameter asks for)."""
+    def context_of(self, node: PlanNode | int) -> DagContext:
+        """The context of ``node`` (or of the node of that index) in this run (of the class
+        its parameter asks for)."""
+        if type(node) is int:
+            node = self.plan.node(node)
+        assert isinstance(node, PlanNode)
         cls: type[DagContext] = (
             node.context_type if isinstance(node.context_type, type) else DagContext
         )
@@ -124,10 +128,36 @@ class RunState:
             kwargs[node.context_param] = self.context_of(node)
         return kwargs
 
+    def kwargs_at(self, idx: int) -> dict[str, Any]:
+        """:meth:`kwargs_of` the node of index ``idx``, from the plan's columns."""
+        plan = self.plan
+        values = self.values
+        bindings = plan.bindings[idx]
+        given = self.inputs.get(plan.labels[idx])
+        if type(bindings) is str and not given:  # its one upstream feeds one parameter
+            kwargs = {bindings: values[plan.upstreams[idx]]}  # type: ignore[index]
+        else:
+            kwargs = dict(given) if given else {}
+            for up, param, collect in plan.bindings_of(idx):
+                if collect:
+                    kwargs.setdefault(param, []).append(values[up])
+                else:
+                    kwargs[param] = values[up]
+        context = plan.specs[idx].context_param
+        if context is not None:
+            kwargs[context] = self.context_of(idx)
+        return kwargs
+
     def mark_done(self, idx: int, value: Any) -> None:
         self.values[idx] = value
         remaining = self.remaining
-        for s in self.plan.nodes[idx].successors:
+        successors = self.plan.successors[idx]
+        if isinstance(successors, int):  # one successor (see plait._plan.Adjacent)
+            remaining[successors] -= 1
+            if remaining[successors] == 0:
+                self.ready.append(successors)
+            return
+        for s in successors:
             remaining[s] -= 1
             if remaining[s] == 0:
                 self.ready.append(s)
@@ -175,7 +205,7 @@ class RunState:
             self.status[i] = NodeStatus.SKIPPED if copied else NodeStatus.COMPLETED
             self.values[i] = value
         for i in prefill:
-            for s in plan.nodes[i].successors:
+            for s in spelled(plan.successors[i]):
                 self.remaining[s] -= 1
         self.ready.extend(i for i in plan.order if self.remaining[i] == 0 and i not in prefill)
 

@@ -89,16 +89,17 @@ async def drain(env: Environment, state: RunState, *, keep: bool = False) -> Pla
     started: the calling task (one whose node has just finished) runs it next.
     """
     ready = state.ready
-    nodes = state.plan.nodes
+    plan = state.plan
+    specs = plan.specs
     tg = state.tg
     assert tg is not None
     inline_ok = env.limiter is None
     since_checkpoint = 0
     kept: PlanNode | None = None
     while ready and not state.stopping:
-        node = nodes[ready.popleft()]
-        if node.fast_inline and inline_ok:
-            run_inline(env, state, node)
+        i = ready.popleft()
+        if specs[i].fast_inline and inline_ok:
+            run_inline_at(env, state, i)
             if state.record_values:
                 await state.prov.commit()
             since_checkpoint += 1
@@ -106,8 +107,9 @@ async def drain(env: Environment, state: RunState, *, keep: bool = False) -> Pla
                 since_checkpoint = 0
                 await anyio.lowlevel.checkpoint()
         elif keep and kept is None:
-            kept = node
+            kept = plan.node(i)
         else:
+            node = plan.node(i)
             tg.start_soon(run_task, env, state, node, name=f"plait node {node.label}")
     return kept
 
@@ -198,6 +200,31 @@ def settle_raised(
         state.pause()
     else:
         state.fail(node, outcome.error, fail_fast=env.fail_fast)
+
+
+def run_inline_at(env: Environment, state: RunState, idx: int) -> None:
+    """:func:`run_inline` the node of index ``idx``; when nothing records or observes the
+    run, from the plan's columns, without the node's :class:`PlanNode` (unless it raises):
+    the path of every node of a long ``@inline`` chain."""
+    plan = state.plan
+    if state.recording:
+        run_inline(env, state, plan.node(idx))
+        return
+    spec = plan.specs[idx]
+    kwargs = state.kwargs_at(idx)
+    state.status[idx] = NodeStatus.RUNNING
+    context = spec.context_param
+    token = CURRENT_CONTEXT.set(kwargs[context] if context else (state, idx))
+    try:
+        assert spec.call is not None
+        value = call_inline(spec.call, kwargs)
+    finally:
+        CURRENT_CONTEXT.reset(token)
+    if type(value) is Raised:
+        settle_raised(env, state, plan.node(idx), None, value)
+        return
+    state.status[idx] = NodeStatus.COMPLETED
+    state.mark_done(idx, value)
 
 
 def run_inline(env: Environment, state: RunState, node: PlanNode) -> None:

@@ -44,12 +44,12 @@ def _targets(plan: Plan, item: str, key: str) -> tuple[list[str], str]:
         return [label], param
     param = key
     targets = [
-        plan.nodes[i].label
+        plan.labels[i]
         for i in plan.sources
-        if any(p.name == param for p in plan.nodes[i].input_params)
+        if any(p.name == param for p in plan.node(i).input_params)
     ]
     if not targets:
-        names = sorted({p.name for i in plan.sources for p in plan.nodes[i].input_params})
+        names = sorted({p.name for i in plan.sources for p in plan.node(i).input_params})
         raise InputError(
             f"--input {item!r}: no source node takes a parameter {param!r} "
             f"(source parameters: {', '.join(names) or 'none'})"

@@ -205,7 +205,7 @@ def _execute(
     as_json = options["as_json"]
     started = time.monotonic()
     progress = RunProgress(
-        total=len(plan.nodes),
+        total=len(plan),
         done=done,
         host=runner.host,
         enabled=False if as_json else options["progress"],

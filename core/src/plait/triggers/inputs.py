@@ -32,7 +32,7 @@ def json_payload(payload: Mapping[str, Any] | None, *, trigger: str) -> dict[str
 
 def _by_label(dag: Dag, data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
     plan = dag.plan()
-    sources = {plan.nodes[i].label: plan.nodes[i] for i in plan.sources}
+    sources = {plan.labels[i]: plan.node(i) for i in plan.sources}
     if data and all(k in sources and isinstance(v, Mapping) for k, v in data.items()):
         return {label: dict(params) for label, params in data.items()}
     out: dict[str, dict[str, Any]] = {}
