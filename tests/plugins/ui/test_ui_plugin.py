@@ -146,3 +146,20 @@ def test_the_config_files_dags_may_be_restarted(tmp_path: Path, host: PluginHost
     with load(config_file, host=host) as config:
         dags = load_dags(("_ui_support:shop",), config)
     assert dags == {"pipelines:greet": support.greet, "shop": support.shop}
+
+
+def test_loading_the_plugins_leaves_the_web_stack_unimported() -> None:
+    """Every DagRunner and every plait command loads the installed plugins: the web view's
+    entry point must not bring Starlette, Jinja2, Hypercorn or click with it."""
+    probe = (
+        "import sys\n"
+        "from plait.plugins import default_host\n"
+        "default_host().ensure_loaded()\n"
+        "assert 'plait_ui.plugin' in sys.modules  # the plugin itself is loaded\n"
+        "heavy = ('starlette', 'jinja2', 'hypercorn', 'click', 'plait_ui.app')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout

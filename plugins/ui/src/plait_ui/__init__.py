@@ -12,10 +12,14 @@ ASGI server.
 
 from __future__ import annotations
 
-from plait_ui.actions import ActionRefusedError, Actions
-from plait_ui.app import LOCAL_HOSTS, UiConfig, create_app
-from plait_ui.layout import Picture, lay_out
-from plait_ui.queries import BadQueryError, PageNotFoundError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plait_ui.actions import ActionRefusedError, Actions
+    from plait_ui.app import LOCAL_HOSTS, UiConfig, create_app
+    from plait_ui.layout import Picture, lay_out
+    from plait_ui.queries import BadQueryError, PageNotFoundError
 
 __all__ = [
     "LOCAL_HOSTS",
@@ -28,3 +32,31 @@ __all__ = [
     "create_app",
     "lay_out",
 ]
+
+# Loaded on first use: plait imports this package's entry point (plait_ui.plugin) whenever
+# it loads its plugins (every DagRunner, every plait command), and the web stack (Starlette,
+# Jinja2) must not come with it.
+_EXPORTS: dict[str, str] = {
+    "LOCAL_HOSTS": "plait_ui.app",
+    "ActionRefusedError": "plait_ui.actions",
+    "Actions": "plait_ui.actions",
+    "BadQueryError": "plait_ui.queries",
+    "PageNotFoundError": "plait_ui.queries",
+    "Picture": "plait_ui.layout",
+    "UiConfig": "plait_ui.app",
+    "create_app": "plait_ui.app",
+    "lay_out": "plait_ui.layout",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plait_ui' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -6,9 +6,12 @@ stack loads only when ``plait ui`` itself runs.
 
 from __future__ import annotations
 
-import click
+from typing import TYPE_CHECKING
 
 from plait import hookimpl
+
+if TYPE_CHECKING:
+    import click
 
 
 @hookimpl
