@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -163,6 +164,9 @@ class Namespace:
         #: the one owner (a Dag) whose labels they are
         self._deferred: list[DeferredEntry] = []
         self._deferred_owner: object = None
+        #: held while deferred entries are registered: a thread that looks at the namespace
+        #: meanwhile waits for them instead of missing them
+        self._settling = threading.Lock()
 
     def defer(self, entry: DeferredEntry, owner: object) -> bool:
         """Register ``entry.call`` at the leaf ``entry.label`` when the namespace is next
@@ -184,13 +188,15 @@ class Namespace:
 
     def settle(self) -> None:
         """Register the deferred entries (see :meth:`defer`)."""
-        deferred = self._deferred
-        if deferred:
-            self._deferred = []
-            leaves = self._leaves
-            for entry in deferred:
-                leaf = entry.label
-                leaves[leaf] = NamespaceNode(entry.call, leaf)
+        if self._deferred:
+            with self._settling:
+                deferred = self._deferred
+                leaves = self._leaves
+                for entry in deferred:
+                    leaf = entry.label
+                    leaves[leaf] = NamespaceNode(entry.call, leaf)
+                # emptied once every entry is in: until then another thread waits above
+                self._deferred = []
         self._deferred_owner = None
 
     def register(
