@@ -369,6 +369,8 @@ def test_demo_twice_shows_cache_hits(plait: Plait) -> None:
     assert second.code == 0, second
     assert "0 misses" in second.out and "served from the cache" in second.out
     assert "plait show " in second.out and "plait runs" in second.out
+    # the test session installs plait-ui: the demo points at the web view
+    assert "plait ui" in second.out
 
     listed = plait("runs", "--json").json()
     assert len(listed) == 2 and {r["dag_nsref"] for r in listed} == {"plait.demo"}

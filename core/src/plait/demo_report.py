@@ -6,6 +6,7 @@ hands its result here.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 
 from rich.console import Console
@@ -79,3 +80,5 @@ def print_report(
     console.print(Text("inspect it:", style="bold"))
     for command in INSPECT_COMMANDS:
         console.print(f"  {command.format(run_id=run_id)}", soft_wrap=True)
+    if importlib.util.find_spec("plait_ui") is not None:  # the web view is installed
+        console.print("  plait ui          # the run drawn in a web view, on 127.0.0.1")
