@@ -26,9 +26,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import multiprocessing
+import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +44,9 @@ __all__ = [
     "DEFAULT_LIMIT",
     "LogCapture",
     "NodeLines",
+    "ShippedLines",
     "capturing",
+    "emit",
     "install_record_factory",
     "lines_of",
 ]
@@ -78,6 +82,8 @@ def _tagging_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record.plait_label = sink.label
         if record.levelno >= sink.level:
             sink.add(record)
+            if sink.shipped:
+                _mute_here(record)
         return record
     ctx = current_context()
     if ctx is None:
@@ -87,6 +93,72 @@ def _tagging_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record.plait_run_id = ctx.run_id
         record.plait_label = ctx.node_label
     return record
+
+
+def _not_shipped(record: logging.LogRecord) -> bool:
+    return not getattr(record, "plait_shipped", False)
+
+
+def _mute_here(record: logging.LogRecord) -> None:
+    """In a worker process: the record goes to the runner's process with the node's lines
+    (:class:`ShippedLines`), which prints it through its own logging; the handlers here
+    (a ``logging.basicConfig`` run at import of the node's module, say) skip it, so it is
+    printed once, and not straight onto the terminal under the runner's progress display."""
+    record.plait_shipped = True
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        for handler in logger.handlers:
+            if _not_shipped not in handler.filters:
+                handler.addFilter(_not_shipped)
+        logger = logger.parent if logger.propagate else None
+
+
+class ShippedLines(tuple[LogRecord, ...]):
+    """The lines of a node call that ran in a worker process (one with no run of its own),
+    not printed there; ``pid`` and ``process_name`` name that process. The runner hands them
+    to its own logging with :func:`emit` as the call returns (or raises)."""
+
+    pid: int
+    process_name: str
+
+    def __new__(cls, lines: Sequence[LogRecord], pid: int, process_name: str) -> ShippedLines:
+        shipped = super().__new__(cls, lines)
+        shipped.pid = pid
+        shipped.process_name = process_name
+        return shipped
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ShippedLines, (tuple(self), self.pid, self.process_name))
+
+
+def emit(lines: Sequence[LogRecord]) -> None:
+    """Hand the lines of a call that ran in another process (:class:`ShippedLines`) to this
+    process's logging, as records of their loggers, levels and times, carrying
+    ``plait_run_id``, ``plait_label`` and the worker's ``process``/``processName``. Lines of
+    a call that ran here were printed as they were logged: nothing is done for them."""
+    if not isinstance(lines, ShippedLines):
+        return
+    for line in lines:
+        logger = logging.getLogger(line.logger)
+        if not logger.isEnabledFor(line.level):
+            continue
+        created = line.at.timestamp()
+        record = logging.makeLogRecord(
+            {
+                "name": line.logger,
+                "msg": line.message,
+                "levelno": line.level,
+                "levelname": logging.getLevelName(line.level),
+                "created": created,
+                "msecs": (created - int(created)) * 1000,
+                "exc_text": line.exc_text,
+                "process": lines.pid,
+                "processName": lines.process_name,
+                "plait_run_id": line.run_id,
+                "plait_label": line.label,
+            }
+        )
+        logger.handle(record)
 
 
 def install_record_factory() -> None:
@@ -154,6 +226,7 @@ class NodeLines:
         "level",
         "limit",
         "run_id",
+        "shipped",
         "tail",
         "token",
     )
@@ -177,6 +250,8 @@ class NodeLines:
         self.tail: deque[_Line] | None = None  # made when the head is full
         self.dropped = 0
         self.token: contextvars.Token[NodeLines | None] | None = None
+        #: collected in a worker process: its lines are printed by the runner's process
+        self.shipped = False
 
     def __enter__(self) -> NodeLines:
         self.token = _SINK.set(self)
@@ -227,6 +302,8 @@ class NodeLines:
             out.append(self._record(len(out), at, logging.WARNING, "plait", note, None))
         for line in tail:
             out.append(self._record(len(out), *line))
+        if self.shipped:
+            return ShippedLines(out, os.getpid(), multiprocessing.current_process().name)
         return tuple(out)
 
     def _record(
@@ -271,11 +348,13 @@ class LogCapture:
         context). An exception leaving the block carries the lines so far (see
         :func:`lines_of`)."""
         install_record_factory()
-        if not _capturing:  # a worker process (no run here): as capturing() does for runs
-            _lower_unconfigured_root(self.level)
-        return NodeLines(
+        lines = NodeLines(
             self.run_id, self.label, self.attempt, self.first_seq, self.level, self.limit
         )
+        if not _capturing:  # a worker process (no run here): as capturing() does for runs
+            _lower_unconfigured_root(self.level)
+            lines.shipped = True
+        return lines
 
 
 def lines_of(exc: BaseException) -> tuple[LogRecord, ...]:

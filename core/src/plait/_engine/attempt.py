@@ -25,7 +25,7 @@ from plait._plan import PlanNode
 from plait.context import CURRENT_CONTEXT, DagContext
 from plait.errors import DagPause, NodeTimeoutError
 from plait.executors import CallResult, NodeCall, Placement
-from plait.logcapture import LogCapture, lines_of
+from plait.logcapture import LogCapture, emit, lines_of
 from plait.records import LogRecord
 
 
@@ -92,7 +92,9 @@ async def attempt(
             else:
                 value, placement, lines = await _timed_call(env, state, node, kwargs, logs)
         except Exception as exc:
-            kept.extend(lines_of(exc))
+            shipped = lines_of(exc)
+            emit(shipped)  # a worker process's lines print here (once, above any display)
+            kept.extend(shipped)
             raised = Raised(exc, kept)
             if raised.paused or retries_left == 0 or state.stopping:
                 return raised
@@ -102,6 +104,7 @@ async def attempt(
             delay *= 2
             continue
         if lines:
+            emit(lines)
             kept.extend(lines)
         return Returned(value, placement, started, kept)
 
