@@ -334,8 +334,7 @@ def indexes(conn: sqlite3.Connection) -> list[str]:
     return [
         name
         for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-            "ORDER BY name"
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
         )
     ]
 

@@ -49,6 +49,7 @@ def test_worker_process_log_lines_print_once_through_the_runners_logging(
     """A module that calls logging.basicConfig at import configures the worker processes
     too; their node lines must not print there (straight onto the terminal, under the
     runner's progress display) but once, through the runner process's logging."""
+    pytest.importorskip("plait_provenance_sqlite")  # the lines are kept when runs are recorded
     store = tmp_path / "runs.sqlite3"
     env = {
         **os.environ,

@@ -54,6 +54,7 @@ def build(work: Path, calls: list[str]) -> Dag:
 
 @pytest.mark.anyio
 async def test_infinities_round_trip_through_a_run_and_its_restart(tmp_path: Path) -> None:
+    pytest.importorskip("plait_cache_sqlite")  # one node is @cached
     db = tmp_path / "prov.sqlite3"
     calls: list[str] = []
     runner = DagRunner(build(tmp_path, calls), provenance=SqliteProvenance(db))

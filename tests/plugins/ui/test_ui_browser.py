@@ -343,6 +343,7 @@ def test_the_demo_run_is_a_picture_a_person_can_read(
     page: Any, tmp_path: Path, shots: Path
 ) -> None:
     pytest.importorskip("plait_executors")
+    pytest.importorskip("plait_cache_sqlite")  # the demo's @cached steps need a cache
     from plait.cache import close_backends
     from plait.demo import build_pipeline, demo_inputs
 

@@ -115,6 +115,7 @@ def test_a_bad_config_file_is_the_config_layers_message(
 
 
 def test_command_line_options_win_over_the_config_file(tmp_path: Path, host: PluginHost) -> None:
+    pytest.importorskip("plait_cache_sqlite")  # the file's [storage.cache] names it
     configured, other = tmp_path / "configured.sqlite3", tmp_path / "other.sqlite3"
     for path in (configured, other):
         anyio.run(make_store, path)
