@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 from _engine_dags import stamp_dag
 
@@ -18,9 +20,14 @@ from plait.triggers import (
     RetryPolicy,
     ScheduleOptions,
     Trigger,
+    TriggerState,
     check_trigger,
+    spec_text,
     triggers_from_config,
+    upcoming_fires,
 )
+
+T_NOW = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
 
 CONFIG = """
 [triggers.nightly]
@@ -151,3 +158,29 @@ async def test_firing_an_unknown_trigger(make_engine: Callable[..., Engine]) -> 
         with pytest.raises(PlaitError, match="no source parameter or source node 'colour'"):
             await engine.fire("known", {"colour": "red"})
         assert await engine.store.list_fires() == []
+
+
+def _state(kind: str, definition: dict[str, object], **fields: object) -> TriggerState:
+    return TriggerState(
+        name="t", kind=kind, active=True, created_at=T_NOW, updated_at=T_NOW,
+        definition=definition, **fields,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_upcoming_fires_and_spec_text_read_a_stored_trigger() -> None:
+    nightly = {"dag": "etl:dag", "kind": "schedule", "cron": "0 3 * * *", "timezone": "UTC"}
+    times, problem = upcoming_fires(_state("schedule", nightly), T_NOW, 3)
+    assert problem is None
+    assert times == tuple(T_NOW.replace(hour=3) + timedelta(days=d) for d in (1, 2, 3))
+    assert spec_text(_state("schedule", nightly)) == "0 3 * * * (UTC)"
+    paused = attrs.evolve(_state("schedule", nightly), active=False)
+    assert upcoming_fires(paused, T_NOW, 3) == ((), None)
+    recorded = T_NOW + timedelta(minutes=5)
+    poll = _state("poll", {"check": "m:f", "interval": 60}, next_fire_at=recorded)
+    assert upcoming_fires(poll, T_NOW, 3) == ((recorded,), None)
+    assert spec_text(poll) == "m:f every 60 s"
+    broken = _state("schedule", {**nightly, "cron": "61 * * * *"}, next_fire_at=recorded)
+    times, problem = upcoming_fires(broken, T_NOW, 3)
+    assert times == (recorded,)
+    assert problem is not None and "malformed cron expression '61 * * * *'" in problem
+    assert spec_text(_state("manual", {})) == ""

@@ -40,7 +40,7 @@ from plait.cli.common import (
 from plait.cli.loading import open_provenance
 from plait.config import Config
 from plait.engine import Engine, engine_alive, serve_until_signalled
-from plait.errors import PlaitError, TriggerError
+from plait.errors import TriggerError
 from plait.protocols import ProvenanceBackend
 from plait.records import BackendKind
 from plait.triggers import (
@@ -50,8 +50,9 @@ from plait.triggers import (
     Trigger,
     TriggerState,
     TriggerStore,
-    check_trigger,
+    spec_text,
     triggers_from_config,
+    upcoming_fires,
 )
 
 __all__ = ["engine", "fire", "triggers"]
@@ -260,26 +261,8 @@ def engine_status(state: State, store: Path | None, as_json: bool) -> None:
 
 # ---------------------------------------------------------------------- plait triggers
 def _next_fire(state: State, s: TriggerState, now: datetime) -> datetime | None:
-    """A schedule's next instant from its definition (right even with no engine running);
-    other kinds: what the engine last recorded."""
-    if not s.active:
-        return None
-    if s.kind == "schedule":
-        try:
-            trigger = Trigger.from_dict(s.definition, host=state.host)
-            return check_trigger(trigger, state.host).next_fire(now)
-        except PlaitError:
-            return s.next_fire_at
-    return s.next_fire_at
-
-
-def _detail(s: TriggerState) -> str:
-    d = s.definition
-    if s.kind == "schedule":
-        return f"{d.get('cron')} ({d.get('timezone', 'UTC')})"
-    if s.kind == "poll":
-        return f"{d.get('check')} every {d.get('interval')} s"
-    return ""
+    times, _problem = upcoming_fires(s, now, 1, state.host)
+    return times[0] if times else None
 
 
 @click.group(invoke_without_command=True)
@@ -326,7 +309,7 @@ def triggers(ctx: click.Context, state: State, store: Path | None, as_json: bool
         table.add_row(
             s.name,
             s.kind,
-            _detail(s),
+            spec_text(s),
             "yes" if s.active else Text("no", style="bright_black"),
             format_when(s.next_fire_at),
             format_when(s.last_fire_at),

@@ -25,6 +25,7 @@ from plait.triggers.store import (
     TriggerState,
     TriggerStore,
 )
+from plait.triggers.upcoming import spec_text, upcoming_fires
 
 __all__ = [
     "Catchup",
@@ -50,10 +51,12 @@ __all__ = [
     "Watcher",
     "check_trigger",
     "get_trigger_kind",
+    "spec_text",
     "trigger_from_dict",
     "trigger_kinds",
     "trigger_to_dict",
     "triggers_from_config",
+    "upcoming_fires",
 ]
 
 

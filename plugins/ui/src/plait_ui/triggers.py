@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from plait.engine import engine_alive, find_fire_run
-from plait.errors import PlaitError, TriggerError
+from plait.errors import TriggerError
 from plait.triggers import (
     FireOutcome,
     FireRecord,
-    Trigger,
     TriggerState,
     TriggerStore,
-    check_trigger,
+    spec_text,
+    upcoming_fires,
 )
 from plait_ui.queries import BadQueryError, PageNotFoundError
 
@@ -47,7 +47,6 @@ __all__ = [
     "TriggersPage",
     "load_fire",
     "load_trigger",
-    "next_fires",
     "parse_payload",
     "request_fire",
     "schedule_text",
@@ -98,40 +97,9 @@ class FireView:
 
 
 def schedule_text(state: TriggerState) -> str:
-    """The kind's spec in a few words: ``cron (time zone)``, ``check every N s``."""
-    data = state.definition
-    if state.kind == "schedule":
-        return f"{data.get('cron', '')} ({data.get('timezone', 'UTC')})"
-    if state.kind == "poll":
-        return f"{data.get('check', '')} every {data.get('interval', '?')} s"
-    if state.kind == "manual":
-        return "on request"
-    return ""
-
-
-def next_fires(
-    state: TriggerState, host: PluginHost | None, now: datetime, count: int
-) -> tuple[tuple[datetime, ...], str | None]:
-    """Up to ``count`` next fire times of an active trigger, and the problem that stopped
-    them, if any. A paused trigger fires never: ``()``."""
-    if not state.active:
-        return (), None
-    if state.kind != "schedule":
-        return ((state.next_fire_at,) if state.next_fire_at else ()), None
-    try:
-        trigger = Trigger.from_dict(state.definition, name=state.name, host=host)
-        watcher = check_trigger(trigger, host)
-    except PlaitError as exc:
-        return ((state.next_fire_at,) if state.next_fire_at else ()), str(exc)
-    found: list[datetime] = []
-    after = now
-    while len(found) < count:
-        upcoming = watcher.next_fire(after)
-        if upcoming is None:
-            break
-        found.append(upcoming)
-        after = upcoming
-    return tuple(found), None
+    """The kind's spec in a few words (:func:`plait.triggers.spec_text`); a manual trigger
+    fires ``on request``."""
+    return "on request" if state.kind == "manual" else spec_text(state)
 
 
 def _row(
@@ -141,7 +109,7 @@ def _row(
     count: int,
     last: FireRecord | None,
 ) -> TriggerRow:
-    times, problem = next_fires(state, host, now, count)
+    times, problem = upcoming_fires(state, now, count, host)
     return TriggerRow(
         state=state,
         dag=str(state.definition.get("dag", "")),
