@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ import peer_cases as peers  # noqa: E402
 import peer_drivers  # noqa: E402
 import plait_cases as pc  # noqa: E402
 import startup_memory  # noqa: E402
+from peers.protocol import Result  # noqa: E402  (standard library only: no plait there)
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
 CASE_KEYS = (
@@ -74,21 +75,9 @@ class Case:
 
 
 @dataclass
-class Measurement:
-    """One library on one case. Seconds; ``times`` are the timed repetitions."""
-
-    case: str
-    title: str
-    size: int
-    unit: str
-    lib: str
-    build_s: float | None = None
-    first_s: float | None = None
-    times: list[float] = field(default_factory=list)
-    cpu_times: list[float] = field(default_factory=list)
-    capped: bool = False
-    error: str | None = None
-    note: str = ""
+class Measurement(Result):
+    """One library on one case. Seconds; ``times`` are the timed repetitions. Its fields are
+    the record a peer driver prints (``peers/protocol.py``)."""
 
     @property
     def median_s(self) -> float | None:
