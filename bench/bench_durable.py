@@ -38,7 +38,7 @@ import anyio
 from plait import Dag, DagRunner, inline
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peer_cases import sqlite_commit_floor
+from peer_cases import RawSqliteFloor, sqlite_commit_floor
 from plait_cases import build_chain, build_map, cached_price, time_calls
 
 ONE_NODE_RUNS = 300
@@ -180,26 +180,13 @@ async def _cache_miss(directory: Path) -> float:
 
 
 async def _cache_miss_floor(directory: Path) -> float:
-    """A primary-key select, then an insert and a commit (WAL, synchronous=NORMAL)."""
-    conn = sqlite3.connect(directory / "floor.sqlite3")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE cache (key TEXT PRIMARY KEY, value TEXT)")
-
-    def call(ticker: str, day: int) -> Any:
-        key = f"{ticker}:{day}"
-        row = conn.execute("SELECT value FROM cache WHERE key = ?", (key,)).fetchone()
-        if row is not None:
-            return json.loads(row[0])
-        value = cached_price(ticker, day)
-        conn.execute("INSERT INTO cache VALUES (?, ?)", (key, json.dumps(value)))
-        conn.commit()
-        return value
-
+    """The bench's floor (``peer_cases.RawSqliteFloor``): a primary-key select, then an
+    insert and a commit (WAL, synchronous=NORMAL)."""
+    floor = RawSqliteFloor()
     try:
-        return _misses(call)
+        return _misses(floor.make(directory))
     finally:
-        conn.close()
+        floor.close()
 
 
 CASES: dict[str, Callable[[Path], Any]] = {

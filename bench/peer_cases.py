@@ -322,7 +322,7 @@ def diskcache_cache_hits(calls: int) -> Any:
 
 
 # ---------------------------------------------------------------------------- raw sqlite floor
-class _RawSqlite:
+class RawSqliteFloor:
     """The floor: one table, a primary-key select per call, insert + commit on a miss."""
 
     def __init__(self) -> None:
@@ -355,12 +355,12 @@ class _RawSqlite:
 
 
 def sqlite_cache_misses(calls: int) -> Any:
-    floor = _RawSqlite()
+    floor = RawSqliteFloor()
     return cache_misses(floor.make, calls, floor.close)
 
 
 def sqlite_cache_hits(calls: int) -> Any:
-    floor = _RawSqlite()
+    floor = RawSqliteFloor()
     return cache_hits(floor.make, calls, floor.close)
 
 
