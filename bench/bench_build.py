@@ -28,13 +28,18 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+from startup_memory import PEAK_RSS_SOURCE  # noqa: E402
 
 _PRELUDE = """
-import gc, json, resource, sys, time
+import gc, json, sys, time
 sys.path.insert(0, {bench!r})
 import anyio
 import plait_cases as pc
 from plait import DagRunner
+{peak_rss}
 n = {n}
 """
 
@@ -70,7 +75,7 @@ async def main():
     assert result.outputs[f"n{{n - 1}}"] == n - 1, result.outputs
 
 anyio.run(main)
-print(json.dumps({{"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+print(json.dumps({{"rss": peak_rss_kb() * 1024}}))
 """
 
 _FLOOR = """
@@ -94,12 +99,12 @@ print(json.dumps({{"build": time.process_time() - t0}}))
 """
 
 _IDLE = """
-print(json.dumps({{"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+print(json.dumps({{"rss": peak_rss_kb() * 1024}}))
 """
 
 
 def _run(src: str | None, body: str, n: int) -> dict[str, Any]:
-    code = _PRELUDE.format(bench=str(BENCH_DIR), n=n) + body.format()
+    code = _PRELUDE.format(bench=str(BENCH_DIR), n=n, peak_rss=PEAK_RSS_SOURCE) + body.format()
     if src is not None:
         code = f"import sys; sys.path.insert(0, {src!r})\n" + code
     out = subprocess.run(

@@ -16,13 +16,26 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 
+#: Python source defining ``peak_rss_kb()`` in a measuring child process: its own peak RSS
+#: in kB, VmHWM. Not ru_maxrss: Linux keeps the largest RSS the process had before exec too,
+#: so a child of a big parent (run.py after its cases) would report the parent's size.
+PEAK_RSS_SOURCE = """
+def peak_rss_kb():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):  # no /proc: the best the platform tells
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
 _CHAIN_PEAK = """
-import resource, sys
+import sys
 sys.path.insert(0, {bench!r})
 import anyio
 import plait_cases as pc
 from plait import DagRunner
-
+{peak_rss}
 n = {n}
 dag = pc.build_chain(n)
 dag.plan()
@@ -32,14 +45,7 @@ async def main():
     assert result.outputs[f"n{{n - 1}}"] == n - 1, result.outputs
 
 anyio.run(main)
-# VmHWM: this process's own high-water mark. ru_maxrss is not: Linux keeps the largest RSS
-# the process had before exec too, so a child of a big parent (run.py after its cases)
-# would report the parent's size.
-try:
-    with open("/proc/self/status") as status:
-        print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")))
-except (OSError, StopIteration):
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_rss_kb())
 """
 
 
@@ -72,7 +78,7 @@ def version_wall_s(reps: int = 9) -> float:
 
 def chain_peak_rss_mb(n: int = 100_000, reps: int = 3) -> float:
     """Peak RSS (MB) of a process that builds an ``n``-node chain and runs it once."""
-    code = _CHAIN_PEAK.format(bench=str(BENCH_DIR), n=n)
+    code = _CHAIN_PEAK.format(bench=str(BENCH_DIR), n=n, peak_rss=PEAK_RSS_SOURCE)
     peaks = [
         int(
             subprocess.run(
