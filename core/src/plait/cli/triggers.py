@@ -37,11 +37,10 @@ from plait.cli.common import (
     status_text,
     to_json,
 )
-from plait.cli.loading import open_provenance
+from plait.cli.config import provenance_for
 from plait.config import Config
 from plait.engine import Engine, engine_alive, serve_until_signalled
 from plait.errors import TriggerError
-from plait.protocols import ProvenanceBackend
 from plait.records import BackendKind
 from plait.triggers import (
     EngineRecord,
@@ -118,16 +117,6 @@ def configured_triggers(state: State, config: Config) -> list[Trigger]:
     return triggers_from_config(config.triggers, host=state.host)
 
 
-def engine_provenance(state: State, store: Path | None) -> ProvenanceBackend:
-    """``--store``, else the configuration's provenance backend, else the default."""
-    configured = state.config()
-    if store is None and configured is not None:
-        backend = configured.provenance()
-        if backend is not None:
-            return backend
-    return open_provenance(state.host, None, store)
-
-
 async def _stored_triggers(state: State, store: TriggerStore) -> list[Trigger]:
     async with _opened(store):
         states = await store.list_triggers()
@@ -198,7 +187,7 @@ def engine(
     runner = Engine(
         defined,
         store=trigger_store,
-        provenance=engine_provenance(state, store),
+        provenance=provenance_for(state, {"provenance": None, "store": store}),
         namespace=configured.namespace if configured is not None else None,
         grace_period=grace,
         host=state.host,
